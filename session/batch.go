@@ -1,0 +1,590 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The batch envelope: a marker byte, the format version, a flags byte, the
+// body length before compression as a uvarint, the CRC-32C of the body
+// before compression (4 bytes, little endian), then the body. The layout is
+// documented in docs/format.md; keep the two in step.
+const (
+	batchMarker  = 0xB7
+	batchVersion = 1
+
+	flagZstd   = 1 << 0
+	flagsKnown = flagZstd
+)
+
+const binaryMaxVarintLen32 = 5
+
+// MaxBatchBytes bounds the body of one batch before compression. Decoding
+// refuses larger declared sizes, so a corrupt or hostile record cannot make a
+// reader allocate more than this.
+const MaxBatchBytes = 16 << 20
+
+// compressMinBytes is the body size below which compression is not tried:
+// the zstd frame header would cost more than it saves.
+const compressMinBytes = 64
+
+// ErrCorrupt is wrapped by every error DecodeBatch returns for bytes that are
+// not a valid batch.
+var ErrCorrupt = errors.New("corrupt event batch")
+
+// Field numbers of the body, in protobuf wire format. Numbers are never
+// reused; a decoder skips numbers it does not know.
+const (
+	batchSession = 1 // bytes, 16
+	batchEvent   = 2 // repeated Event message
+
+	eventSeq       = 1  // varint
+	eventKind      = 2  // varint
+	eventDirection = 3  // varint
+	eventOpcode    = 4  // varint
+	eventOffset    = 5  // varint, microseconds
+	eventPayload   = 6  // bytes
+	eventTruncated = 7  // varint, 1 when set
+	eventCode      = 8  // varint
+	eventReason    = 9  // bytes, UTF-8
+	eventClosedBy  = 10 // varint
+	eventOpen      = 11 // Info message
+
+	infoRoute       = 1 // bytes
+	infoHeader      = 2 // repeated Header message
+	infoSubprotocol = 3 // bytes
+	infoExtensions  = 4 // bytes
+	infoTapID       = 5 // bytes
+	infoStart       = 6 // varint, Unix microseconds
+
+	headerName  = 1 // bytes
+	headerValue = 2 // repeated bytes
+)
+
+var (
+	castagnoli  = crc32.MakeTable(crc32.Castagnoli)
+	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderCRC(false), // the envelope carries a CRC-32C of the body
+			zstd.WithLowerEncoderMem(true),
+		)
+		if err != nil {
+			panic(fmt.Sprintf("session: zstd encoder: %v", err)) // options are constant
+		}
+		return e
+	})
+	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderMaxMemory(MaxBatchBytes),
+			zstd.WithDecoderConcurrency(0),
+		)
+		if err != nil {
+			panic(fmt.Sprintf("session: zstd decoder: %v", err)) // options are constant
+		}
+		return d
+	})
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+)
+
+// AppendBatch appends the encoding of events to dst and returns the extended
+// slice. All events must belong to one session. The body is compressed with
+// zstd when that makes it smaller.
+func AppendBatch(dst []byte, events []Event) ([]byte, error) {
+	if len(events) == 0 {
+		return dst, errors.New("encode batch: no events")
+	}
+	id := events[0].Session
+	if id.IsZero() {
+		return dst, errors.New("encode batch: zero session id")
+	}
+	bp := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(bp)
+	body := (*bp)[:0]
+	body = protowire.AppendTag(body, batchSession, protowire.BytesType)
+	body = protowire.AppendBytes(body, id[:])
+	for i := range events {
+		e := &events[i]
+		if e.Session != id {
+			return dst, fmt.Errorf("encode batch: event %d of session %s in a batch of %s", i, e.Session, id)
+		}
+		var err error
+		if body, err = appendEvent(body, e); err != nil {
+			return dst, fmt.Errorf("encode batch: event seq %d: %w", e.Seq, err)
+		}
+	}
+	*bp = body
+	if len(body) > MaxBatchBytes {
+		return dst, fmt.Errorf("encode batch: %d bytes before compression, more than %d", len(body), MaxBatchBytes)
+	}
+
+	start := len(dst)
+	dst = append(dst, batchMarker, batchVersion, 0)
+	dst = protowire.AppendVarint(dst, uint64(len(body)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(body, castagnoli))
+	if len(body) >= compressMinBytes {
+		mark := len(dst)
+		dst = zstdEncoder().EncodeAll(body, dst)
+		if len(dst)-mark < len(body) {
+			dst[start+2] |= flagZstd
+			return dst, nil
+		}
+		dst = dst[:mark]
+	}
+	return append(dst, body...), nil
+}
+
+// appendEvent appends e as a length-prefixed Event message.
+func appendEvent(b []byte, e *Event) ([]byte, error) {
+	if e.Offset < 0 {
+		return b, fmt.Errorf("negative offset %v", e.Offset)
+	}
+	b = protowire.AppendTag(b, batchEvent, protowire.BytesType)
+	// Reserve a one-byte length and move the message if it turns out longer;
+	// most events without an open record fit in 127 bytes or need one move.
+	lenAt := len(b)
+	b = append(b, 0)
+	msgAt := len(b)
+
+	b = appendUint(b, eventSeq, e.Seq)
+	b = appendUint(b, eventKind, uint64(e.Kind))
+	switch e.Kind {
+	case KindOpen:
+		if e.Open == nil {
+			return b, errors.New("open event without Info")
+		}
+		var err error
+		if b, err = appendInfo(b, e.Open); err != nil {
+			return b, err
+		}
+	case KindFrame:
+		b = appendUint(b, eventDirection, uint64(e.Direction))
+		b = appendUint(b, eventOpcode, uint64(e.Opcode))
+		b = appendUint(b, eventOffset, uint64(e.Offset/time.Microsecond))
+		if len(e.Payload) > 0 {
+			b = protowire.AppendTag(b, eventPayload, protowire.BytesType)
+			b = protowire.AppendBytes(b, e.Payload)
+		}
+		if e.Truncated {
+			b = appendUint(b, eventTruncated, 1)
+		}
+	case KindClose:
+		b = appendUint(b, eventOffset, uint64(e.Offset/time.Microsecond))
+		b = appendUint(b, eventCode, uint64(e.Code))
+		b = appendString(b, eventReason, e.Reason)
+		b = appendUint(b, eventClosedBy, uint64(e.ClosedBy))
+	default:
+		return b, fmt.Errorf("unknown kind %d", e.Kind)
+	}
+
+	n := len(b) - msgAt
+	if n < 0x80 {
+		b[lenAt] = byte(n)
+		return b, nil
+	}
+	// Widen the length prefix: shift the message right by the extra bytes.
+	size := protowire.SizeVarint(uint64(n))
+	b = append(b, make([]byte, size-1)...)
+	copy(b[msgAt+size-1:], b[msgAt:msgAt+n])
+	protowire.AppendVarint(b[lenAt:lenAt], uint64(n))
+	return b, nil
+}
+
+func appendInfo(b []byte, in *Info) ([]byte, error) {
+	var start uint64
+	if !in.Start.IsZero() {
+		us := in.Start.UnixMicro()
+		if us < 0 {
+			return b, fmt.Errorf("start time %v before 1970", in.Start)
+		}
+		start = uint64(us)
+	}
+	var msg []byte
+	msg = appendString(msg, infoRoute, in.Route)
+	for _, name := range slices.Sorted(maps.Keys(in.Header)) {
+		values := in.Header[name]
+		var h []byte
+		h = appendString(h, headerName, name)
+		for _, v := range values {
+			h = protowire.AppendTag(h, headerValue, protowire.BytesType)
+			h = protowire.AppendString(h, v)
+		}
+		msg = protowire.AppendTag(msg, infoHeader, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, h)
+	}
+	msg = appendString(msg, infoSubprotocol, in.Subprotocol)
+	msg = appendString(msg, infoExtensions, in.Extensions)
+	msg = appendString(msg, infoTapID, in.TapID)
+	msg = appendUint(msg, infoStart, start)
+	b = protowire.AppendTag(b, eventOpen, protowire.BytesType)
+	return protowire.AppendBytes(b, msg), nil
+}
+
+// appendUint appends a varint field, omitted when zero as in proto3.
+func appendUint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// appendString appends a bytes field, omitted when empty as in proto3.
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+// DecodeBatch decodes one batch, appends its events to dst and returns the
+// extended slice. Payloads of the returned events share one freshly
+// allocated buffer and do not alias data. Fields and event kinds this
+// version does not know are kept as far as they can be (an unknown Kind is
+// returned as is, so that sequence numbers stay gap-free) or skipped.
+// Every error wraps ErrCorrupt.
+func DecodeBatch(data []byte, dst []Event) ([]Event, error) {
+	body, err := batchBody(data)
+	if err != nil {
+		return dst, err
+	}
+	out, err := decodeBody(body, dst)
+	if err != nil {
+		return dst, fmt.Errorf("decode batch: %w: %v", ErrCorrupt, err)
+	}
+	return out, nil
+}
+
+// BatchSession returns the session id of an encoded batch without decoding
+// its events.
+func BatchSession(data []byte) (ID, error) {
+	body, err := batchBody(data)
+	if err != nil {
+		return ID{}, err
+	}
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			break
+		}
+		body = body[n:]
+		if num == batchSession && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(body)
+			if n < 0 || len(v) != len(ID{}) {
+				break
+			}
+			return ID(v), nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, body)
+		if n < 0 {
+			break
+		}
+		body = body[n:]
+	}
+	return ID{}, fmt.Errorf("decode batch: %w: no session id", ErrCorrupt)
+}
+
+// batchBody checks the envelope and returns the body, decompressed.
+func batchBody(data []byte) ([]byte, error) {
+	if len(data) < 4 {
+		return nil, fmt.Errorf("decode batch: %w: %d bytes is too short", ErrCorrupt, len(data))
+	}
+	if data[0] != batchMarker {
+		return nil, fmt.Errorf("decode batch: %w: marker %#02x, want %#02x", ErrCorrupt, data[0], batchMarker)
+	}
+	if data[1] != batchVersion {
+		return nil, fmt.Errorf("decode batch: %w: format version %d, this build reads %d", ErrCorrupt, data[1], batchVersion)
+	}
+	flags := data[2]
+	if flags&^flagsKnown != 0 {
+		return nil, fmt.Errorf("decode batch: %w: unknown flags %#02x", ErrCorrupt, flags)
+	}
+	size, n := protowire.ConsumeVarint(data[3:])
+	if n < 0 || n > binaryMaxVarintLen32 {
+		return nil, fmt.Errorf("decode batch: %w: bad length", ErrCorrupt)
+	}
+	if size > MaxBatchBytes {
+		return nil, fmt.Errorf("decode batch: %w: declared size %d exceeds %d", ErrCorrupt, size, MaxBatchBytes)
+	}
+	rest := data[3+n:]
+	if len(rest) < 4 {
+		return nil, fmt.Errorf("decode batch: %w: no checksum", ErrCorrupt)
+	}
+	sum := binary.LittleEndian.Uint32(rest)
+	rest = rest[4:]
+	if flags&flagZstd == 0 {
+		if uint64(len(rest)) != size {
+			return nil, fmt.Errorf("decode batch: %w: body is %d bytes, header says %d", ErrCorrupt, len(rest), size)
+		}
+		if crc32.Checksum(rest, castagnoli) != sum {
+			return nil, fmt.Errorf("decode batch: %w: checksum mismatch", ErrCorrupt)
+		}
+		return append([]byte(nil), rest...), nil
+	}
+	// A zstd frame cannot expand beyond what its block sizes allow, but a
+	// declared size lets us allocate once and refuse a frame that grows past it.
+	if uint64(len(rest))*maxZstdRatio < size {
+		return nil, fmt.Errorf("decode batch: %w: declared size %d for %d compressed bytes", ErrCorrupt, size, len(rest))
+	}
+	body, err := zstdDecoder().DecodeAll(rest, make([]byte, 0, size))
+	if err != nil {
+		return nil, fmt.Errorf("decode batch: %w: zstd: %v", ErrCorrupt, err)
+	}
+	if uint64(len(body)) != size {
+		return nil, fmt.Errorf("decode batch: %w: body decompressed to %d bytes, header says %d", ErrCorrupt, len(body), size)
+	}
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("decode batch: %w: checksum mismatch", ErrCorrupt)
+	}
+	return body, nil
+}
+
+// maxZstdRatio bounds how far a declared size may exceed the compressed
+// bytes before the allocation for it is refused. zstd reaches ratios near
+// 1000 only on degenerate input; captured payloads stay far below.
+const maxZstdRatio = 4096
+
+func decodeBody(b []byte, dst []Event) ([]Event, error) {
+	var id ID
+	haveID := false
+	first := len(dst)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == batchSession && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			if len(v) != len(id) {
+				return nil, fmt.Errorf("session id of %d bytes", len(v))
+			}
+			id, haveID = ID(v), true
+			b = b[n:]
+		case num == batchEvent && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			e, err := decodeEvent(v)
+			if err != nil {
+				return nil, err
+			}
+			dst = append(dst, e)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	if !haveID || id.IsZero() {
+		return nil, errors.New("no session id")
+	}
+	if len(dst) == first {
+		return nil, errors.New("no events")
+	}
+	for i := first; i < len(dst); i++ {
+		dst[i].Session = id
+	}
+	return dst, nil
+}
+
+func decodeEvent(b []byte) (Event, error) {
+	var e Event
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return e, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return e, protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch num {
+			case eventSeq:
+				e.Seq = v
+			case eventKind:
+				if v > math.MaxUint8 {
+					return e, fmt.Errorf("kind %d", v)
+				}
+				e.Kind = Kind(v)
+			case eventDirection:
+				if v != uint64(ClientToServer) && v != uint64(ServerToClient) {
+					return e, fmt.Errorf("direction %d", v)
+				}
+				e.Direction = Direction(v)
+			case eventOpcode:
+				if v != uint64(Text) && v != uint64(Binary) {
+					return e, fmt.Errorf("opcode %d", v)
+				}
+				e.Opcode = Opcode(v)
+			case eventOffset:
+				if v > math.MaxInt64/uint64(time.Microsecond) {
+					return e, fmt.Errorf("offset %dµs", v)
+				}
+				e.Offset = time.Duration(v) * time.Microsecond
+			case eventTruncated:
+				e.Truncated = v != 0
+			case eventCode:
+				if v > math.MaxUint16 {
+					return e, fmt.Errorf("close code %d", v)
+				}
+				e.Code = uint16(v)
+			case eventClosedBy:
+				if v > math.MaxUint8 {
+					return e, fmt.Errorf("closed by %d", v)
+				}
+				e.ClosedBy = Side(v)
+			}
+			continue
+		}
+		if typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return e, protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch num {
+			case eventPayload:
+				e.Payload = v
+			case eventReason:
+				e.Reason = string(v)
+			case eventOpen:
+				in, err := decodeInfo(v)
+				if err != nil {
+					return e, fmt.Errorf("open: %w", err)
+				}
+				e.Open = in
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return e, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	if e.Kind == KindOpen && e.Open == nil {
+		return e, fmt.Errorf("open event seq %d without Info", e.Seq)
+	}
+	if e.Kind == KindFrame && (e.Direction == 0 || e.Opcode == 0) {
+		return e, fmt.Errorf("frame seq %d without direction or opcode", e.Seq)
+	}
+	return e, nil
+}
+
+func decodeInfo(b []byte) (*Info, error) {
+	in := &Info{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch num {
+			case infoRoute:
+				in.Route = string(v)
+			case infoHeader:
+				name, values, err := decodeHeader(v)
+				if err != nil {
+					return nil, err
+				}
+				if in.Header == nil {
+					in.Header = make(http.Header)
+				}
+				in.Header[name] = append(in.Header[name], values...)
+			case infoSubprotocol:
+				in.Subprotocol = string(v)
+			case infoExtensions:
+				in.Extensions = string(v)
+			case infoTapID:
+				in.TapID = string(v)
+			}
+		case protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if num != infoStart {
+				continue
+			}
+			if v > math.MaxInt64 {
+				return nil, fmt.Errorf("start %d", v)
+			}
+			if v != 0 {
+				in.Start = time.UnixMicro(int64(v)).UTC()
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return in, nil
+}
+
+func decodeHeader(b []byte) (string, []string, error) {
+	var name string
+	var values []string
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == headerName || num == headerValue) {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if num == headerName {
+				name = string(v)
+			} else {
+				values = append(values, string(v))
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	if name == "" {
+		return "", nil, errors.New("header without a name")
+	}
+	return name, values, nil
+}
