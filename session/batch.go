@@ -105,30 +105,76 @@ func AppendBatch(dst []byte, events []Event) ([]byte, error) {
 	if len(events) == 0 {
 		return dst, errors.New("encode batch: no events")
 	}
-	id := events[0].Session
-	if id.IsZero() {
-		return dst, errors.New("encode batch: zero session id")
-	}
 	bp := bodyPool.Get().(*[]byte)
 	defer bodyPool.Put(bp)
-	body := (*bp)[:0]
-	body = protowire.AppendTag(body, batchSession, protowire.BytesType)
-	body = protowire.AppendBytes(body, id[:])
+	w := BatchWriter{body: (*bp)[:0]}
 	for i := range events {
-		e := &events[i]
-		if e.Session != id {
-			return dst, fmt.Errorf("encode batch: event %d of session %s in a batch of %s", i, e.Session, id)
-		}
-		var err error
-		if body, err = appendEvent(body, e); err != nil {
-			return dst, fmt.Errorf("encode batch: event seq %d: %w", e.Seq, err)
+		if err := w.Append(&events[i]); err != nil {
+			return dst, err
 		}
 	}
-	*bp = body
-	if len(body) > MaxBatchBytes {
-		return dst, fmt.Errorf("encode batch: %d bytes before compression, more than %d", len(body), MaxBatchBytes)
-	}
+	*bp = w.body
+	return w.AppendTo(dst)
+}
 
+// BatchWriter builds one batch an event at a time, copying each event's
+// payload once into the batch body. The zero BatchWriter is ready to use;
+// it is not safe for concurrent use.
+type BatchWriter struct {
+	id     ID
+	body   []byte
+	events int
+}
+
+// Append adds e to the batch. Every event of a batch must have the same
+// session id.
+func (w *BatchWriter) Append(e *Event) error {
+	if w.events == 0 {
+		if e.Session.IsZero() {
+			return errors.New("encode batch: zero session id")
+		}
+		w.id = e.Session
+		w.body = protowire.AppendTag(w.body[:0], batchSession, protowire.BytesType)
+		w.body = protowire.AppendBytes(w.body, e.Session[:])
+	} else if e.Session != w.id {
+		return fmt.Errorf("encode batch: event of session %s in a batch of %s", e.Session, w.id)
+	}
+	mark := len(w.body)
+	body, err := appendEvent(w.body, e)
+	if err != nil {
+		w.body = body[:mark]
+		return fmt.Errorf("encode batch: event seq %d: %w", e.Seq, err)
+	}
+	if len(body) > MaxBatchBytes {
+		w.body = body[:mark]
+		return fmt.Errorf("encode batch: %d bytes before compression, more than %d", len(body), MaxBatchBytes)
+	}
+	w.body = body
+	w.events++
+	return nil
+}
+
+// Len returns the size of the batch body so far, before compression.
+func (w *BatchWriter) Len() int { return len(w.body) }
+
+// Events returns the number of events appended since the last Reset.
+func (w *BatchWriter) Events() int { return w.events }
+
+// Reset empties the batch, keeping its buffer.
+func (w *BatchWriter) Reset() {
+	w.body = w.body[:0]
+	w.events = 0
+	w.id = ID{}
+}
+
+// AppendTo appends the encoded batch (envelope and body, compressed when
+// that makes it smaller) to dst and returns the extended slice. The batch
+// is left as it was.
+func (w *BatchWriter) AppendTo(dst []byte) ([]byte, error) {
+	if w.events == 0 {
+		return dst, errors.New("encode batch: no events")
+	}
+	body := w.body
 	start := len(dst)
 	dst = append(dst, batchMarker, batchVersion, 0)
 	dst = protowire.AppendVarint(dst, uint64(len(body)))

@@ -335,3 +335,47 @@ func ExampleAppendBatch() {
 	// 00112233445566778899aabbccddeeff 0 open /sync
 	// 00112233445566778899aabbccddeeff 1 frame client 1.5ms {"type":"connect"}
 }
+
+func TestBatchWriter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var w session.BatchWriter
+	for trial := range 20 {
+		in := randomEvents(rng, 1+rng.IntN(30))
+		w.Reset()
+		for i := range in {
+			if err := w.Append(&in[i]); err != nil {
+				t.Fatalf("trial %d: append: %v", trial, err)
+			}
+		}
+		if w.Events() != len(in) {
+			t.Fatalf("trial %d: Events() = %d, want %d", trial, w.Events(), len(in))
+		}
+		got, err := w.AppendTo(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := session.AppendBatch(nil, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("trial %d: BatchWriter and AppendBatch disagree", trial)
+		}
+	}
+	other := session.Event{Session: session.NewID(), Kind: session.KindFrame, Direction: session.ClientToServer, Opcode: session.Text}
+	n, size := w.Events(), w.Len()
+	if err := w.Append(&other); err == nil {
+		t.Fatal("appended an event of another session")
+	}
+	bad := session.Event{Session: session.ID{}, Kind: session.KindFrame}
+	if err := w.Append(&bad); err == nil {
+		t.Fatal("appended an event with a zero session id")
+	}
+	if w.Events() != n || w.Len() != size {
+		t.Fatal("a refused event changed the batch")
+	}
+	w.Reset()
+	if _, err := w.AppendTo(nil); err == nil {
+		t.Fatal("encoded an empty batch")
+	}
+}
