@@ -1,0 +1,55 @@
+# preheat: make demo runs the main job on embedded defaults; make test runs
+# every test, Kinesis ones included (against kinesalite on 127.0.0.1).
+
+GO       ?= go
+NPM      ?= npm
+PKGS     ?= ./...
+BENCH    ?= .
+BENCHTIME ?= 1s
+FUZZTIME ?= 30s
+KINESALITE := tools/kinesalite/node_modules/kinesalite/package.json
+
+.PHONY: all build demo test test-short vet fmt-check bench fuzz kinesalite clean
+
+all: build
+
+build:
+	$(GO) build -o bin/preheat ./cmd/preheat
+
+demo:
+	$(GO) run ./cmd/preheat demo
+
+# Installs kinesalite from the committed lock file when it is missing.
+kinesalite: $(KINESALITE)
+$(KINESALITE): tools/kinesalite/package.json tools/kinesalite/package-lock.json
+	$(NPM) ci --prefix tools/kinesalite --no-audit --no-fund
+	@touch $@
+
+test: kinesalite vet fmt-check
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+# Without the race detector and Kinesis setup: a quick loop while editing.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Benchmarks; results in bench.txt, compare runs with benchstat.
+bench: kinesalite
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKGS) | tee bench.txt
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin bench.txt

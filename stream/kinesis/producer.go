@@ -1,0 +1,857 @@
+package kinesis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+
+	"github.com/preheatdev/preheat/stream"
+	"github.com/preheatdev/preheat/stream/kinesis/kpl"
+)
+
+// Kinesis limits, from the Kinesis Data Streams quotas documentation.
+const (
+	maxRecordBytes     = 1 << 20     // data plus partition key of one record
+	maxPutRecords      = 500         // records per PutRecords call
+	maxPutBytes        = 5 << 20     // data plus partition keys per PutRecords call
+	shardRecordsPerSec = 1000        // records written per shard per second
+	shardBytesPerSec   = 1 << 20     // bytes written per shard per second
+	maxPartitionKeyLen = 256         // Unicode characters; we count bytes, stricter
+	shardRefreshOnMiss = time.Second // least time between refreshes on a miss
+	// holdForListing bounds how long a lane whose records landed in another
+	// shard waits for the shard map to be listed again.
+	holdForListing = 5 * time.Second
+)
+
+// ProducerOptions tunes a Producer. The zero value, or nil, gives the
+// defaults written beside each field.
+type ProducerOptions struct {
+	// Linger is how long a user record may wait for others to share its
+	// Kinesis record before it is sent: the KPL's RecordMaxBufferedTime.
+	// Default 100 ms.
+	Linger time.Duration
+	// BufferBytes bounds the data and keys of records accepted by Put and
+	// not yet delivered or given up on. Put blocks while it is full.
+	// Default 64 MiB; at least 2 MiB.
+	BufferBytes int64
+	// RetryBudget is how long the producer keeps retrying a Kinesis record
+	// after its first send, counting backoff. Records not delivered within
+	// it are dropped, counted in preheat_kinesis_dropped_user_records_total
+	// with the last failure's reason, and logged. Default 30 s.
+	RetryBudget time.Duration
+	// BackoffBase and BackoffMax bound the backoff before a retry: the
+	// n-th retry waits a uniformly random time in [0, min(BackoffMax,
+	// BackoffBase·2ⁿ⁻¹)] ("full jitter"). Defaults 100 ms and 5 s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// RequestTimeout bounds one PutRecords or ListShards call. Default 10 s.
+	RequestTimeout time.Duration
+	// MaxInFlight is the number of PutRecords calls in flight at once.
+	// Default 4.
+	MaxInFlight int
+	// ShardRefreshInterval is how often the shard map is listed again.
+	// It is also listed when a record lands in another shard than the map
+	// predicted (after resharding). Default 1 minute.
+	ShardRefreshInterval time.Duration
+	// ShardRecordsPerSecond and ShardBytesPerSecond pace the Kinesis records
+	// sent to each shard. Defaults 1,000 records/s and 1 MiB/s, the
+	// Kinesis per-shard write limits.
+	ShardRecordsPerSecond int
+	ShardBytesPerSecond   int
+	// Logger receives warnings about dropped records. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the producer's metrics. Default a new, unexposed set.
+	Metrics *metrics.Set
+}
+
+func (o *ProducerOptions) withDefaults() ProducerOptions {
+	var c ProducerOptions
+	if o != nil {
+		c = *o
+	}
+	if c.Linger <= 0 {
+		c.Linger = 100 * time.Millisecond
+	}
+	if c.BufferBytes <= 0 {
+		c.BufferBytes = 64 << 20
+	}
+	c.BufferBytes = max(c.BufferBytes, 2<<20)
+	if c.RetryBudget <= 0 {
+		c.RetryBudget = 30 * time.Second
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = 100 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 5 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4
+	}
+	if c.ShardRefreshInterval <= 0 {
+		c.ShardRefreshInterval = time.Minute
+	}
+	if c.ShardRecordsPerSecond <= 0 {
+		c.ShardRecordsPerSecond = shardRecordsPerSec
+	}
+	if c.ShardBytesPerSecond <= 0 {
+		c.ShardBytesPerSecond = shardBytesPerSec
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	return c
+}
+
+// Producer puts records into a Kinesis stream, aggregated in the KPL format.
+// It implements stream.Producer.
+//
+// User records are grouped by the shard their partition key hashes to,
+// according to a shard map listed from Kinesis, and each group is sent as
+// one Kinesis record whose ExplicitHashKey is the shard's starting hash key,
+// so that every user record lands in the shard its own key maps to. Until
+// the first listing succeeds, records are grouped by partition key instead
+// and sent without an ExplicitHashKey.
+//
+// Each shard (a lane) has at most one Kinesis record in flight, and a child
+// shard's lane waits until its parents' lanes are empty, so the records of
+// one key keep their order through retries and resharding, with one
+// exception: when a shard splits, the Kinesis record in flight to it (built
+// from the old map) lands whole in the lower child, so for keys that now
+// map to the upper child those records sit in the sibling shard, which a
+// consumer reads concurrently. The first such landing makes the producer
+// hold the lane, list the shards again, and regroup the lane's waiting
+// records by the new map, so at most one Kinesis record per split shard is
+// affected. Readers that sort by sequence (the replay cache) are not.
+type Producer struct {
+	client *awskinesis.Client
+	stream string
+	opts   ProducerOptions
+	log    *slog.Logger
+	m      producerMetrics
+
+	space *semaphore.Weighted // buffer bytes
+
+	ctx    context.Context // canceled by Close once flushing ended
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{} // cap 1: run has work to look at
+	relist chan struct{} // cap 1: refresh the shard map now
+
+	mu       sync.Mutex
+	closed   bool
+	shards   *shardMap           // nil until the first listing
+	parents  map[string][]string // shard id → parent shard ids
+	buckets  map[string]*bucket  // open aggregates by lane id
+	lanes    map[string]*lane    // sealed aggregates by lane id
+	inFlight int                 // PutRecords calls in flight
+	epoch    uint64              // bumped by each Flush
+	pending  map[uint64]int      // user records not yet finished, by epoch
+	changed  chan struct{}       // closed and replaced when pending shrinks
+	rng      *rand.Rand          // jitter; guarded by mu
+	lastList time.Time           // last shard listing started
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ stream.Producer = (*Producer)(nil)
+
+// bucket is an aggregate being filled for one lane.
+type bucket struct {
+	agg   kpl.Aggregator
+	key   string  // the Kinesis record's partition key: the first user record's
+	ehk   *string // explicit hash key, nil when grouping by partition key
+	bytes int64   // buffer bytes of the user records in it
+	first time.Time
+	epoch uint64
+}
+
+// aggregate is one sealed Kinesis record waiting to be delivered.
+type aggregate struct {
+	lane      string
+	data      []byte
+	key       string
+	ehk       *string
+	users     int
+	bytes     int64
+	epoch     uint64
+	sealed    time.Time // the retry budget runs from here
+	attempts  int
+	notBefore time.Time
+}
+
+// lane is the FIFO of sealed aggregates for one shard (or, before the
+// first shard listing, one partition key).
+type lane struct {
+	queue    []*aggregate
+	inFlight bool
+	// holdUntil: a record landed in another shard than predicted; the lane
+	// waits for a new shard map until then (cleared by a listing).
+	holdUntil time.Time
+	records   *rate.Limiter
+	bytes     *rate.Limiter
+}
+
+type producerMetrics struct {
+	set                *metrics.Set
+	userRecordsPut     *metrics.Counter
+	recordsPut         *metrics.Counter
+	userPerRecord      *metrics.Histogram
+	putLatency         *metrics.Histogram
+	putCalls           *metrics.Counter
+	bufferedBytes      *metrics.Gauge
+	shardListings      *metrics.Counter
+	shardListingErrors *metrics.Counter
+}
+
+func newProducerMetrics(set *metrics.Set) producerMetrics {
+	return producerMetrics{
+		set:                set,
+		userRecordsPut:     set.GetOrCreateCounter("preheat_kinesis_user_records_put_total"),
+		recordsPut:         set.GetOrCreateCounter("preheat_kinesis_records_put_total"),
+		userPerRecord:      set.GetOrCreateHistogram("preheat_kinesis_user_records_per_record"),
+		putLatency:         set.GetOrCreateHistogram("preheat_kinesis_put_records_duration_seconds"),
+		putCalls:           set.GetOrCreateCounter("preheat_kinesis_put_records_calls_total"),
+		bufferedBytes:      set.GetOrCreateGauge("preheat_kinesis_producer_buffered_bytes", nil),
+		shardListings:      set.GetOrCreateCounter(`preheat_kinesis_list_shards_total{component="producer"}`),
+		shardListingErrors: set.GetOrCreateCounter(`preheat_kinesis_list_shards_errors_total{component="producer"}`),
+	}
+}
+
+func (m producerMetrics) retries(reason string, n int) {
+	m.set.GetOrCreateCounter(`preheat_kinesis_put_retries_total{reason="` + reason + `"}`).Add(n)
+}
+
+func (m producerMetrics) dropped(reason string, n int) {
+	m.set.GetOrCreateCounter(`preheat_kinesis_dropped_user_records_total{reason="` + reason + `"}`).Add(n)
+}
+
+// NewProducer returns a producer for the named stream. It starts goroutines
+// that Close stops. It does not call Kinesis before returning: the shard
+// map is listed in the background.
+func NewProducer(client *awskinesis.Client, streamName string, opts *ProducerOptions) (*Producer, error) {
+	if client == nil {
+		return nil, errors.New("kinesis producer: nil client")
+	}
+	if streamName == "" {
+		return nil, errors.New("kinesis producer: empty stream name")
+	}
+	o := opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Producer{
+		client:  client,
+		stream:  streamName,
+		opts:    o,
+		log:     o.Logger.With("stream", streamName),
+		m:       newProducerMetrics(o.Metrics),
+		space:   semaphore.NewWeighted(o.BufferBytes),
+		ctx:     ctx,
+		cancel:  cancel,
+		wake:    make(chan struct{}, 1),
+		relist:  make(chan struct{}, 1),
+		buckets: make(map[string]*bucket),
+		lanes:   make(map[string]*lane),
+		pending: make(map[uint64]int),
+		changed: make(chan struct{}),
+		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	p.wg.Add(2)
+	go p.run()
+	go p.refreshLoop()
+	return p, nil
+}
+
+// Put queues data under key. See stream.Producer.
+func (p *Producer) Put(ctx context.Context, key string, data []byte) error {
+	if len(data) > stream.MaxRecordBytes {
+		return stream.ErrTooLarge
+	}
+	if key == "" || len(key) > maxPartitionKeyLen {
+		return fmt.Errorf("kinesis put: partition key must be 1 to %d bytes, got %d", maxPartitionKeyLen, len(key))
+	}
+	if p.isClosed() {
+		return stream.ErrClosed
+	}
+	weight := int64(len(data) + len(key))
+	if err := p.space.Acquire(ctx, weight); err != nil {
+		return fmt.Errorf("kinesis put: wait for buffer space: %w", err)
+	}
+	p.m.bufferedBytes.Add(float64(weight))
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.release(weight)
+		return stream.ErrClosed
+	}
+	laneID, ehk := p.route(key)
+	b := p.buckets[laneID]
+	if b != nil && b.agg.SizeWith(key, "", len(data))+len(b.key) > maxRecordBytes {
+		p.sealLocked(laneID, b)
+		b = nil
+	}
+	// run needs to look only when an aggregate is sealed or a bucket
+	// starts lingering.
+	wake := b == nil
+	if b == nil {
+		b = &bucket{key: key, ehk: ehk, first: time.Now(), epoch: p.epoch}
+		p.buckets[laneID] = b
+	}
+	b.agg.Add(key, "", data)
+	b.bytes += weight
+	p.pending[p.epoch]++
+	p.mu.Unlock()
+	if wake {
+		p.signal()
+	}
+	return nil
+}
+
+// route returns the lane and explicit hash key for a partition key.
+func (p *Producer) route(key string) (string, *string) {
+	if p.shards != nil {
+		if s := p.shards.lookup(partitionHash(key)); s != nil {
+			return s.id, aws.String(s.startKey)
+		}
+	}
+	return keyLanePrefix + key, nil
+}
+
+// keyLanePrefix starts the ids of lanes that group by partition key, used
+// until the first shard listing succeeds.
+const keyLanePrefix = "key:"
+
+func isKeyLane(id string) bool { return strings.HasPrefix(id, keyLanePrefix) }
+
+func (p *Producer) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+func (p *Producer) release(weight int64) {
+	p.space.Release(weight)
+	p.m.bufferedBytes.Add(-float64(weight))
+}
+
+func (p *Producer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sealLocked turns the lane's open bucket into an aggregate at the end of
+// the lane.
+func (p *Producer) sealLocked(laneID string, b *bucket) {
+	delete(p.buckets, laneID)
+	p.sealBucketLocked(laneID, b, time.Now())
+}
+
+func (p *Producer) sealBucketLocked(laneID string, b *bucket, sealed time.Time) {
+	data := b.agg.Encode(make([]byte, 0, b.agg.Size()))
+	if b.agg.Len() == 1 {
+		// A single user record travels plain, as the KPL sends it: any
+		// consumer reads it without deaggregating. Its data never starts
+		// with the aggregation magic, because session batches do not.
+		if recs, err := kpl.Deaggregate(data); err == nil && len(recs) == 1 && !kpl.IsAggregated(recs[0].Data) {
+			data = recs[0].Data
+		}
+	}
+	l := p.laneLocked(laneID)
+	l.queue = append(l.queue, &aggregate{
+		lane:   laneID,
+		data:   data,
+		key:    b.key,
+		ehk:    b.ehk,
+		users:  b.agg.Len(),
+		bytes:  b.bytes,
+		epoch:  b.epoch,
+		sealed: sealed,
+	})
+}
+
+func (p *Producer) laneLocked(id string) *lane {
+	l := p.lanes[id]
+	if l == nil {
+		l = &lane{
+			records: rate.NewLimiter(rate.Limit(p.opts.ShardRecordsPerSecond), p.opts.ShardRecordsPerSecond),
+			bytes:   rate.NewLimiter(rate.Limit(p.opts.ShardBytesPerSecond), max(p.opts.ShardBytesPerSecond, maxRecordBytes)),
+		}
+		p.lanes[id] = l
+	}
+	return l
+}
+
+// Flush returns once every record put before the call was delivered or
+// given up on, or when ctx is done. See stream.Producer.
+func (p *Producer) Flush(ctx context.Context) error {
+	if p.isClosed() {
+		return stream.ErrClosed
+	}
+	return p.flush(ctx)
+}
+
+func (p *Producer) flush(ctx context.Context) error {
+	p.mu.Lock()
+	e := p.epoch
+	p.epoch++
+	for id, b := range p.buckets {
+		p.sealLocked(id, b)
+	}
+	p.mu.Unlock()
+	p.signal()
+	for {
+		p.mu.Lock()
+		left := 0
+		for ep, n := range p.pending {
+			if ep <= e {
+				left += n
+			}
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("kinesis flush: %d records not yet delivered: %w", left, ctx.Err())
+		}
+	}
+}
+
+// Close flushes until ctx is done, then stops the producer. Records still
+// buffered then are counted as dropped with reason "closed". See
+// stream.Producer.
+func (p *Producer) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		err := p.flush(ctx)
+		p.cancel()
+		p.wg.Wait()
+		p.mu.Lock()
+		dropped := 0
+		for id, b := range p.buckets {
+			p.sealLocked(id, b)
+		}
+		for _, l := range p.lanes {
+			for _, a := range l.queue {
+				dropped += a.users
+				p.finishLocked(a, "closed")
+			}
+			l.queue = nil
+		}
+		p.mu.Unlock()
+		if dropped > 0 {
+			p.log.Warn("kinesis producer closed with undelivered records", "dropped_user_records", dropped)
+		}
+		if err != nil {
+			p.closeErr = fmt.Errorf("kinesis close: %w", err)
+		}
+	})
+	return p.closeErr
+}
+
+// finishLocked ends an aggregate's life: delivered (reason "") or dropped.
+func (p *Producer) finishLocked(a *aggregate, reason string) {
+	if reason != "" {
+		p.m.dropped(reason, a.users)
+	}
+	p.pending[a.epoch] -= a.users
+	if p.pending[a.epoch] <= 0 {
+		delete(p.pending, a.epoch)
+	}
+	p.release(a.bytes)
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// run seals lingering buckets and starts PutRecords calls until Close.
+func (p *Producer) run() {
+	defer p.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		p.mu.Lock()
+		next := now.Add(time.Hour)
+		for id, b := range p.buckets {
+			if deadline := b.first.Add(p.opts.Linger); !deadline.After(now) {
+				p.sealLocked(id, b)
+			} else if deadline.Before(next) {
+				next = deadline
+			}
+		}
+		var batches [][]*aggregate
+		for p.inFlight < p.opts.MaxInFlight {
+			batch, ready := p.collectLocked(now)
+			if ready.Before(next) {
+				next = ready
+			}
+			if len(batch) == 0 {
+				break
+			}
+			p.inFlight++
+			batches = append(batches, batch)
+		}
+		p.mu.Unlock()
+		for _, b := range batches {
+			p.wg.Add(1)
+			go p.send(b)
+		}
+		timer.Reset(max(time.Until(next), time.Millisecond))
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// collectLocked picks the head aggregate of each lane that may send now,
+// up to the PutRecords limits, and returns when the next lane that could not
+// will be ready.
+func (p *Producer) collectLocked(now time.Time) ([]*aggregate, time.Time) {
+	var batch []*aggregate
+	size := 0
+	next := now.Add(time.Hour)
+	// Shard lanes wait until the lanes used before the first shard listing
+	// are drained, so that a key's early records land first.
+	keyLanesBusy := false
+	for id, l := range p.lanes {
+		if isKeyLane(id) && (l.inFlight || len(l.queue) > 0) {
+			keyLanesBusy = true
+			break
+		}
+	}
+	for id, l := range p.lanes {
+		if len(batch) == maxPutRecords {
+			break
+		}
+		if l.inFlight {
+			continue
+		}
+		if l.holdUntil.After(now) {
+			next = minTime(next, l.holdUntil)
+			continue
+		}
+		if len(l.queue) == 0 {
+			if isKeyLane(id) || p.shards != nil && p.shards.byID(id) == nil {
+				delete(p.lanes, id) // not an open shard: its limiter state is moot
+			}
+			continue
+		}
+		if (keyLanesBusy && !isKeyLane(id)) || p.blockedByParentLocked(id) {
+			continue
+		}
+		a := l.queue[0]
+		if a.notBefore.After(now) {
+			next = minTime(next, a.notBefore)
+			continue
+		}
+		n := len(a.data) + len(a.key)
+		if size+n > maxPutBytes {
+			continue
+		}
+		rr := l.records.ReserveN(now, 1)
+		br := l.bytes.ReserveN(now, n)
+		if d := max(rr.DelayFrom(now), br.DelayFrom(now)); d > 0 {
+			rr.CancelAt(now)
+			br.CancelAt(now)
+			next = minTime(next, now.Add(d))
+			continue
+		}
+		l.inFlight = true
+		size += n
+		batch = append(batch, a)
+	}
+	return batch, next
+}
+
+// blockedByParentLocked reports whether a lane must wait because a parent
+// shard's lane still has records to send, which must land first.
+func (p *Producer) blockedByParentLocked(id string) bool {
+	for _, parent := range p.parents[id] {
+		if l := p.lanes[parent]; l != nil && (l.inFlight || len(l.queue) > 0) {
+			return true
+		}
+		if p.buckets[parent] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// send makes one PutRecords call and files each aggregate's outcome.
+func (p *Producer) send(batch []*aggregate) {
+	defer p.wg.Done()
+	in := &awskinesis.PutRecordsInput{
+		StreamName: aws.String(p.stream),
+		Records:    make([]types.PutRecordsRequestEntry, len(batch)),
+	}
+	for i, a := range batch {
+		in.Records[i] = types.PutRecordsRequestEntry{
+			Data:            a.data,
+			PartitionKey:    aws.String(a.key),
+			ExplicitHashKey: a.ehk,
+		}
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.opts.RequestTimeout)
+	start := time.Now()
+	out, err := p.client.PutRecords(ctx, in, withoutSDKRetries)
+	cancel()
+	p.m.putLatency.UpdateDuration(start)
+	p.m.putCalls.Inc()
+	if err == nil && len(out.Records) != len(batch) {
+		err = fmt.Errorf("put records: %d results for %d records", len(out.Records), len(batch))
+	} else if err != nil {
+		err = fmt.Errorf("put records: %w", err)
+	}
+
+	now := time.Now()
+	relist := false
+	p.mu.Lock()
+	p.inFlight--
+	for i, a := range batch {
+		l := p.lanes[a.lane]
+		l.inFlight = false
+		if p.ctx.Err() != nil {
+			continue // Close counts what is left
+		}
+		reason, detail := "", ""
+		if err != nil {
+			reason, detail = errorReason(err), err.Error()
+		} else if e := out.Records[i]; e.ErrorCode != nil {
+			reason, detail = codeReason(*e.ErrorCode), *e.ErrorCode+": "+aws.ToString(e.ErrorMessage)
+		} else if e.ShardId != nil && p.shards != nil && a.ehk != nil && *e.ShardId != a.lane {
+			// Landed in another shard than predicted: resharded. Hold the
+			// lane until the shards are listed again, so that its other
+			// records are regrouped instead of landing in the wrong shard.
+			relist = true
+			l.holdUntil = now.Add(holdForListing)
+		}
+		if reason == "" {
+			l.queue = l.queue[1:]
+			p.m.recordsPut.Inc()
+			p.m.userRecordsPut.Add(a.users)
+			p.m.userPerRecord.Update(float64(a.users))
+			p.finishLocked(a, "")
+			continue
+		}
+		a.attempts++
+		backoff := p.backoffLocked(a.attempts)
+		if now.Add(backoff).After(a.sealed.Add(p.opts.RetryBudget)) {
+			l.queue = l.queue[1:]
+			p.finishLocked(a, reason)
+			p.log.Warn("kinesis producer dropped records after its retry budget",
+				"lane", a.lane, "user_records", a.users, "attempts", a.attempts,
+				"budget", p.opts.RetryBudget, "reason", reason, "error", detail)
+			continue
+		}
+		p.m.retries(reason, 1)
+		a.notBefore = now.Add(backoff)
+	}
+	p.mu.Unlock()
+	if relist {
+		select {
+		case p.relist <- struct{}{}:
+		default:
+		}
+	}
+	p.signal()
+}
+
+// backoffLocked returns the full-jitter backoff before the n-th retry.
+func (p *Producer) backoffLocked(n int) time.Duration {
+	ceil := backoffCeiling(p.opts.BackoffBase, p.opts.BackoffMax, n)
+	return time.Duration(p.rng.Int64N(int64(ceil) + 1))
+}
+
+// refreshLoop lists the shards at start, every ShardRefreshInterval, and
+// when send detects resharding.
+func (p *Producer) refreshLoop() {
+	defer p.wg.Done()
+	retry := p.opts.BackoffBase
+	for {
+		err := p.refresh()
+		wait := p.opts.ShardRefreshInterval
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("kinesis producer could not list shards", "error", err)
+			wait = min(retry, p.opts.ShardRefreshInterval)
+			retry = min(2*retry, p.opts.BackoffMax)
+		} else {
+			retry = p.opts.BackoffBase
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-p.relist:
+			t.Stop()
+			// Resharding can show up on many records at once; list at
+			// most once a second (or ShardRefreshInterval) for it.
+			gap := min(shardRefreshOnMiss, p.opts.ShardRefreshInterval)
+			if !sleep(p.ctx, time.Until(p.lastListed().Add(gap))) {
+				return
+			}
+		}
+	}
+}
+
+func (p *Producer) lastListed() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastList
+}
+
+func (p *Producer) refresh() error {
+	p.mu.Lock()
+	p.lastList = time.Now()
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(p.ctx, p.opts.RequestTimeout)
+	defer cancel()
+	p.m.shardListings.Inc()
+	shards, err := listShards(ctx, p.client, p.stream)
+	if err != nil {
+		p.m.shardListingErrors.Inc()
+		return err
+	}
+	m := newShardMap(shards)
+	if len(m.open) == 0 {
+		p.m.shardListingErrors.Inc()
+		return fmt.Errorf("list shards of %q: no open shards", p.stream)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.shards = m
+	p.parents = make(map[string][]string, len(shards))
+	for _, s := range shards {
+		p.parents[s.id] = s.parents
+	}
+	// Records waiting for shards that are no longer open (or grouped by key
+	// before the first listing) are grouped again by the new map, ahead of
+	// any record put from now on. Only an aggregate already in flight keeps
+	// its lane; the new shards' lanes wait for it.
+	for id, b := range p.buckets {
+		if m.byID(id) == nil {
+			p.sealLocked(id, b)
+		}
+	}
+	var stale []string
+	for id, l := range p.lanes {
+		l.holdUntil = time.Time{}
+		if m.byID(id) == nil {
+			stale = append(stale, id)
+		}
+	}
+	slices.SortFunc(stale, func(a, b string) int { // key lanes first: they are older
+		return cmp.Compare(boolInt(!isKeyLane(a)), boolInt(!isKeyLane(b)))
+	})
+	for _, id := range stale {
+		l := p.lanes[id]
+		keep := 0
+		if l.inFlight {
+			keep = 1
+		}
+		old := l.queue[keep:]
+		l.queue = l.queue[:keep:keep]
+		for _, a := range old {
+			p.regroupLocked(a)
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// regroupLocked splits an aggregate that was built for a stale shard map
+// into aggregates for the current one, keeping the order of its records at
+// the end of each new lane.
+func (p *Producer) regroupLocked(a *aggregate) {
+	users, err := kpl.Deaggregate(a.data)
+	if err != nil {
+		// Cannot happen: the producer encoded it. Send it as it is.
+		p.log.Error("kinesis producer could not regroup its own aggregate", "error", err)
+		l := p.laneLocked(a.lane)
+		l.queue = append(l.queue, a)
+		return
+	}
+	if !kpl.IsAggregated(a.data) {
+		users[0].PartitionKey = a.key
+	}
+	tmp := make(map[string]*bucket)
+	var order []string
+	for _, u := range users {
+		laneID, ehk := p.route(u.PartitionKey)
+		b := tmp[laneID]
+		if b != nil && b.agg.SizeWith(u.PartitionKey, "", len(u.Data))+len(b.key) > maxRecordBytes {
+			p.sealLocked(laneID, b)
+			b = nil
+		}
+		if b == nil {
+			b = &bucket{key: u.PartitionKey, ehk: ehk, epoch: a.epoch}
+			tmp[laneID] = b
+			order = append(order, laneID)
+		}
+		b.agg.Add(u.PartitionKey, "", u.Data)
+		b.bytes += int64(len(u.Data) + len(u.PartitionKey))
+	}
+	for _, id := range order {
+		if b := tmp[id]; b != nil {
+			p.sealBucketLocked(id, b, a.sealed)
+		}
+	}
+}
+
+// byID returns the open shard with the given id, or nil.
+func (m *shardMap) byID(id string) *shardInfo {
+	for i := range m.open {
+		if m.open[i].id == id {
+			return &m.open[i]
+		}
+	}
+	return nil
+}

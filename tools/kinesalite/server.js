@@ -1,0 +1,41 @@
+// Starts kinesalite, an in-memory Kinesis-compatible server, for preheat's
+// tests. It binds 127.0.0.1 only (kinesalite's own CLI binds every
+// interface), on the port given as the first argument (0 picks a free one),
+// prints "LISTENING <port>" once bound, and exits when stdin closes or on
+// SIGTERM or SIGINT, so a test that dies cannot leave it running.
+'use strict'
+
+const kinesalite = require('kinesalite')
+
+const port = Number(process.argv[2] || 0)
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error('usage: node server.js PORT (0 picks a free port)')
+  process.exit(2)
+}
+
+const server = kinesalite({
+  createStreamMs: 0,
+  deleteStreamMs: 0,
+  updateStreamMs: 0,
+  shardLimit: 100
+})
+
+server.on('error', (err) => {
+  console.error('kinesalite: ' + err.message)
+  process.exit(1)
+})
+
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write('LISTENING ' + server.address().port + '\n')
+})
+
+function stop () {
+  server.close()
+  process.exit(0)
+}
+
+process.on('SIGTERM', stop)
+process.on('SIGINT', stop)
+process.stdin.on('end', stop)
+process.stdin.on('close', stop)
+process.stdin.resume()
