@@ -1,0 +1,26 @@
+// Package capture is preheat's tap: it copies whole websocket client sessions,
+// redacted and sampled, into a stream, without changing or delaying the
+// traffic it copies.
+//
+// It owns the proxy path and the recording policy. Tap is a transparent
+// reverse proxy (the router sidecar): plain requests go through
+// httputil.ReverseProxy; a websocket upgrade is forwarded with its headers,
+// subprotocols and extensions negotiated end to end, the upstream's 101
+// response is relayed byte for byte, and from then on bytes move both ways
+// unmodified, half-closes included. Middleware does the same inside a Go
+// router by wrapping Hijack.
+//
+// Bytes are observed only after they have been forwarded. A Recorder parses
+// them (package capture/wsframe: RFC 6455 frames and permessage-deflate),
+// redacts them (package capture/redact) before anything is buffered, and
+// batches each session's events (package session) for its exporter
+// goroutines, which compress them and put them into a stream.Producer. The
+// proxy never waits on any of it: queues are bounded, a byte budget bounds
+// memory, and a session that cannot be kept is dropped whole at its start or
+// cut (it ends with a close event from the tap, so the stream never holds
+// half a session without its end). Every such decision is counted in
+// metrics.
+//
+// It does not own the stream (the caller opens and closes the producer),
+// TLS listeners, flags or config files (cmd/preheat).
+package capture

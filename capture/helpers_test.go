@@ -1,0 +1,195 @@
+package capture_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/internal/leaktest"
+	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/stream"
+	"github.com/preheatdev/preheat/stream/dirlog"
+)
+
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
+// echoServer serves websockets that echo every message, negotiating mode.
+func echoServer(t *testing.T, mode websocket.CompressionMode) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+			Subprotocols:    []string{"sync.v3"},
+			CompressionMode: mode,
+		})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(8 << 20)
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// rig is a tap in front of an upstream, recording into a directory log.
+type rig struct {
+	t    *testing.T
+	dir  string
+	prod *dirlog.Producer
+	rec  *capture.Recorder
+	tap  *capture.Tap
+	srv  *httptest.Server
+	done bool
+}
+
+func newRig(t *testing.T, upstream string, policy capture.Policy, opts *capture.RecorderOptions) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	prod, err := dirlog.NewProducer(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := capture.RecorderOptions{FlushInterval: 50 * time.Millisecond, TapID: "test-tap"}
+	if opts != nil {
+		o = *opts
+		if o.FlushInterval == 0 {
+			o.FlushInterval = 50 * time.Millisecond
+		}
+	}
+	rec, err := capture.NewRecorder(prod, policy, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap, err := capture.NewTap(upstream, rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, dir: dir, prod: prod, rec: rec, tap: tap, srv: httptest.NewServer(tap)}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *rig) wsURL() string { return "ws" + strings.TrimPrefix(r.srv.URL, "http") }
+
+// stop shuts the tap down and flushes capture into the stream.
+func (r *rig) stop() {
+	if r.done {
+		return
+	}
+	r.done = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.srv.Close()
+	if err := r.tap.Shutdown(ctx); err != nil {
+		r.t.Errorf("tap shutdown: %v", err)
+	}
+	if err := r.rec.Close(ctx); err != nil {
+		r.t.Errorf("recorder close: %v", err)
+	}
+	if err := r.prod.Close(ctx); err != nil {
+		r.t.Errorf("producer close: %v", err)
+	}
+}
+
+// sessions stops the rig and returns every captured session's events in
+// sequence order, and the raw record bytes read.
+func (r *rig) sessions() (map[session.ID][]session.Event, [][]byte) {
+	r.t.Helper()
+	r.stop()
+	return readSessions(r.t, r.dir)
+}
+
+func readSessions(t *testing.T, dir string) (map[session.ID][]session.Event, [][]byte) {
+	t.Helper()
+	c, err := dirlog.NewConsumer(dir, stream.Start{StopAtEnd: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out := make(map[session.ID][]session.Event)
+	var raw [][]byte
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		rec, err := c.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, rec.Data)
+		evs, err := session.DecodeBatch(rec.Data, nil)
+		if err != nil {
+			t.Fatalf("record %s/%s: %v", rec.Partition, rec.Position, err)
+		}
+		for _, e := range evs {
+			if rec.Key != e.Session.String() {
+				t.Fatalf("record key %s holds session %s", rec.Key, e.Session)
+			}
+			out[e.Session] = append(out[e.Session], e)
+		}
+	}
+	for id, evs := range out {
+		for i, e := range evs {
+			if e.Seq != uint64(i) {
+				t.Fatalf("session %s: event %d has seq %d (batches out of order or missing)", id, i, e.Seq)
+			}
+		}
+	}
+	return out, raw
+}
+
+// frames returns the payloads of a session's frames in one direction.
+func frames(evs []session.Event, dir session.Direction) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Kind == session.KindFrame && e.Direction == dir {
+			out = append(out, string(e.Payload))
+		}
+	}
+	return out
+}
+
+func counter(t *testing.T, r *capture.Recorder, name string) float64 {
+	t.Helper()
+	var b strings.Builder
+	r.Metrics().WritePrometheus(&b)
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+func dial(t *testing.T, ctx context.Context, url string, opts *websocket.DialOptions) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	c.SetReadLimit(8 << 20)
+	return c
+}

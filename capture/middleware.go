@@ -1,0 +1,235 @@
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+)
+
+// Middleware returns a handler that records the websocket sessions next
+// serves. It suits Go routers that proxy or serve websockets themselves:
+// next must take the connection over with Hijack, as coder/websocket,
+// gorilla/websocket and httputil.ReverseProxy do. Requests that are not
+// websocket upgrades pass straight through.
+//
+// Unlike the Tap, the middleware sees the bytes inside next's reads and
+// writes, so it copies them (into pooled buffers) before parsing; next's
+// buffers are never modified.
+func (r *Recorder) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !isWebsocketUpgrade(req) {
+			next.ServeHTTP(w, req)
+			return
+		}
+		hw := &hijackWriter{ResponseWriter: w, rec: r, req: req}
+		next.ServeHTTP(hw, req)
+	})
+}
+
+// hijackWriter watches a handler's response to a websocket upgrade and wraps
+// the connection it hijacks.
+type hijackWriter struct {
+	http.ResponseWriter
+	rec    *Recorder
+	req    *http.Request
+	status int
+	header http.Header // the response header when WriteHeader(101) was called
+}
+
+func (h *hijackWriter) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+		if code == http.StatusSwitchingProtocols {
+			h.header = h.ResponseWriter.Header().Clone()
+		}
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// Flush passes flushes through.
+func (h *hijackWriter) Flush() {
+	if f, ok := h.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack takes over the connection and returns one that records what passes.
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	tc := &tapConn{Conn: c, h: h}
+	if h.status == http.StatusSwitchingProtocols {
+		tc.rec = h.rec.Begin(h.req, h.header)
+	} else {
+		tc.head = make([]byte, 0, 1024) // the handler writes the response itself
+	}
+	// Bytes the client sent after its request that the server already
+	// buffered are read first, and recorded as they are read.
+	var r io.Reader = tc
+	if n := brw.Reader.Buffered(); n > 0 {
+		buffered, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(&prefixReader{r: bytes.NewReader(bytes.Clone(buffered)), tc: tc}, tc)
+	}
+	return tc, bufio.NewReadWriter(bufio.NewReaderSize(r, brw.Reader.Size()), bufio.NewWriterSize(tc, brw.Writer.Size())), nil
+}
+
+// tapConn is a hijacked connection whose bytes are recorded.
+type tapConn struct {
+	net.Conn
+	h         *hijackWriter
+	readEnded atomic.Bool // a read failed or hit EOF before Close
+
+	rmu, wmu  sync.Mutex // serialize each direction's parsing
+	head      []byte     // the raw response written so far, until its end; under wmu
+	rec       *Recording // set once the 101 response is seen
+	pending   []byte     // client bytes read before the response was seen; under rmu
+	closeOnce sync.Once
+}
+
+// prefixReader records bytes the server had buffered before the hijack as
+// the handler reads them.
+type prefixReader struct {
+	r  io.Reader
+	tc *tapConn
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.tc.client(b[:n])
+	}
+	return n, err
+}
+
+// Read reads from the connection and records what it read.
+func (c *tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.client(p[:n])
+	}
+	if err != nil {
+		c.readEnded.Store(true)
+	}
+	return n, err
+}
+
+func (c *tapConn) client(b []byte) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.wmu.Lock()
+	seen, rec := c.head == nil, c.rec
+	c.wmu.Unlock()
+	if !seen {
+		// The response has not been seen yet: keep what the client sent
+		// (bounded) for when it is.
+		if len(c.pending)+len(b) <= maxPendingClientBytes {
+			c.pending = append(c.pending, b...)
+		}
+		return
+	}
+	if rec != nil && len(c.pending) > 0 {
+		rec.Client(c.pending) // what came before the response, first
+	}
+	c.pending = nil
+	if rec != nil {
+		feedCopy(rec.Client, b)
+	}
+}
+
+const (
+	maxPendingClientBytes = 64 << 10
+	maxResponseHeadBytes  = 64 << 10
+)
+
+// Write writes to the connection and records what was written.
+func (c *tapConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.server(p[:n])
+	}
+	return n, err
+}
+
+func (c *tapConn) server(b []byte) {
+	c.wmu.Lock()
+	if c.head != nil {
+		// Still inside the handler's raw HTTP response.
+		from := max(0, len(c.head)-3)
+		if len(c.head)+len(b) > maxResponseHeadBytes {
+			c.head = nil // not a response we can read: do not record
+			c.wmu.Unlock()
+			return
+		}
+		c.head = append(c.head, b...)
+		i := bytes.Index(c.head[from:], []byte("\r\n\r\n"))
+		if i < 0 {
+			c.wmu.Unlock()
+			return
+		}
+		end := from + i + 4
+		head, rest := c.head[:end], c.head[end:]
+		c.head = nil
+		if resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), c.h.req); err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			c.rec = c.h.rec.Begin(c.h.req, resp.Header)
+		}
+		b = rest
+		rec := c.rec
+		c.wmu.Unlock()
+		// Client bytes that arrived before the response go in first.
+		c.rmu.Lock()
+		if rec != nil && len(c.pending) > 0 {
+			rec.Client(c.pending)
+		}
+		c.pending = nil
+		c.rmu.Unlock()
+		c.wmu.Lock()
+	}
+	if c.rec != nil && len(b) > 0 {
+		feedCopy(c.rec.Server, b)
+	}
+	c.wmu.Unlock()
+}
+
+// feedCopy passes a pooled copy of b to feed, which may modify it.
+func feedCopy(feed func([]byte), b []byte) {
+	for len(b) > 0 {
+		bp := pumpBuffers.Get().(*[]byte)
+		n := copy(*bp, b)
+		feed((*bp)[:n])
+		pumpBuffers.Put(bp)
+		b = b[n:]
+	}
+}
+
+// Close closes the connection and ends the recording.
+func (c *tapConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.rmu.Lock()
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		defer c.rmu.Unlock()
+		if c.rec == nil {
+			return
+		}
+		side := sideServer
+		if c.readEnded.Load() {
+			side = sideClient
+		}
+		c.rec.End(side)
+	})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,843 @@
+package capture
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/capture/wsframe"
+	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/stream"
+)
+
+const (
+	sideClient = session.SideClient
+	sideServer = session.SideServer
+	sideTap    = session.SideTap
+)
+
+// Policy says which sessions are recorded and how they are redacted. It can
+// be replaced while the recorder runs (Recorder.SetPolicy), for instance when
+// a config file is reloaded.
+type Policy struct {
+	// SampleRate is the fraction of sessions recorded, from 0 to 1. The
+	// choice is a function of the session id, so it is the same wherever
+	// it is made. The zero Policy records nothing; DefaultPolicy records
+	// every session.
+	SampleRate float64
+	// Include lists the routes to record; empty means every route. A
+	// pattern ending in "*" matches paths with that prefix; any other
+	// pattern matches one path exactly.
+	Include []string
+	// Exclude lists routes never recorded, in the same pattern syntax. It
+	// wins over Include.
+	Exclude []string
+	// Redactor removes credentials and secret fields before anything is
+	// buffered. Nil means redact.New(nil): the default header and query
+	// rules, no payload fields.
+	Redactor *redact.Redactor
+}
+
+// DefaultPolicy records every session with the default redaction rules.
+func DefaultPolicy() Policy { return Policy{SampleRate: 1} }
+
+// Validate reports the first problem with p.
+func (p Policy) Validate() error {
+	if math.IsNaN(p.SampleRate) || p.SampleRate < 0 || p.SampleRate > 1 {
+		return fmt.Errorf("sample rate %v: want a fraction from 0 to 1", p.SampleRate)
+	}
+	for _, pat := range append(append([]string(nil), p.Include...), p.Exclude...) {
+		if !strings.HasPrefix(pat, "/") {
+			return fmt.Errorf("route pattern %q: want a path starting with /", pat)
+		}
+	}
+	return nil
+}
+
+// matchRoute reports whether path matches pattern (see Policy.Include).
+func matchRoute(pattern, path string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(path, prefix)
+	}
+	return pattern == path
+}
+
+// RecorderOptions configure a Recorder. The zero value is usable.
+type RecorderOptions struct {
+	// TapID names this tap in every recorded session. Default the host name.
+	TapID string
+	// MaxSessionDuration stops recording a session this long after its
+	// connect; the connection is still proxied. Default 10m.
+	MaxSessionDuration time.Duration
+	// MaxSessionBytes stops recording a session once it has recorded this
+	// many payload bytes. Default 8 MiB.
+	MaxSessionBytes int
+	// MaxSessionFrames stops recording a session once it has recorded this
+	// many messages. Default 50,000.
+	MaxSessionFrames int
+	// MaxMessageBytes truncates longer messages to their first
+	// MaxMessageBytes bytes, flagged as truncated. Default 256 KiB.
+	MaxMessageBytes int
+	// BatchBytes flushes a session's pending events once their encoding
+	// reaches this size. Default 64 KiB.
+	BatchBytes int
+	// FlushInterval flushes a session's pending events once the oldest is
+	// this old. Default 1s.
+	FlushInterval time.Duration
+	// BudgetBytes bounds the memory held for recorded data not yet handed
+	// to the stream producer. New sessions are admitted while less than
+	// three quarters of it is in use, so that sessions already recording
+	// can go on into the rest; a session that would exceed it is cut (it
+	// ends with a close event from the tap). Default 64 MiB.
+	BudgetBytes int64
+	// Exporters is the number of goroutines that compress batches and put
+	// them into the stream. A session always uses the same one, so its
+	// batches keep their order. Default 2.
+	Exporters int
+	// QueueLength bounds each exporter's queue of batches. Default 1024.
+	QueueLength int
+	// Logger receives the recorder's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the recorder's metrics. Default a new set; see
+	// Recorder.Metrics.
+	Metrics *metrics.Set
+}
+
+func (o *RecorderOptions) withDefaults() RecorderOptions {
+	c := RecorderOptions{}
+	if o != nil {
+		c = *o
+	}
+	if c.TapID == "" {
+		c.TapID, _ = os.Hostname()
+	}
+	if c.MaxSessionDuration <= 0 {
+		c.MaxSessionDuration = 10 * time.Minute
+	}
+	if c.MaxSessionBytes <= 0 {
+		c.MaxSessionBytes = 8 << 20
+	}
+	if c.MaxSessionFrames <= 0 {
+		c.MaxSessionFrames = 50000
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 256 << 10
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 64 << 10
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.BudgetBytes <= 0 {
+		c.BudgetBytes = 64 << 20
+	}
+	if c.Exporters <= 0 {
+		c.Exporters = 2
+	}
+	if c.QueueLength <= 0 {
+		c.QueueLength = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	return c
+}
+
+// Recorder turns proxied websocket connections into recorded sessions and
+// exports them to a stream. The Tap and Middleware feed it; it never blocks
+// them: what it cannot keep within its budget it drops, whole sessions at a
+// time, and counts.
+type Recorder struct {
+	prod   stream.Producer
+	opts   RecorderOptions
+	log    *slog.Logger
+	policy atomic.Pointer[Policy]
+	redact atomic.Pointer[redact.Redactor]
+
+	enabled atomic.Bool
+	mu      sync.Mutex
+	off     map[string]bool // route patterns switched off at run time
+	active  map[*Recording]struct{}
+	closing bool
+
+	used     atomic.Int64 // bytes of pending and queued batches
+	qmu      sync.RWMutex // held for reading while sending to queues
+	qclosed  bool         // queues are closed; under qmu
+	queues   []chan *exportJob
+	ctx      context.Context // ends exporters' puts on Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopTick chan struct{}
+	closed   chan struct{}
+	once     sync.Once
+
+	m recorderMetrics
+}
+
+type recorderMetrics struct {
+	set       *metrics.Set
+	recorded  *metrics.Counter
+	frames    [2]*metrics.Counter
+	bytes     [2]*metrics.Counter
+	truncated *metrics.Counter
+	exported  *metrics.Counter
+	failed    *metrics.Counter
+	exportLat *metrics.Histogram
+	batchSize *metrics.Histogram
+}
+
+func (m *recorderMetrics) skipped(reason string) {
+	m.set.GetOrCreateCounter(`preheat_tap_sessions_skipped_total{reason="` + reason + `"}`).Inc()
+}
+
+func (m *recorderMetrics) dropped(reason string) {
+	m.set.GetOrCreateCounter(`preheat_tap_sessions_dropped_total{reason="` + reason + `"}`).Inc()
+}
+
+func (m *recorderMetrics) cut(reason string) {
+	m.set.GetOrCreateCounter(`preheat_tap_sessions_cut_total{reason="` + reason + `"}`).Inc()
+}
+
+func (m *recorderMetrics) redacted(what string, n int) {
+	if n > 0 {
+		m.set.GetOrCreateCounter(`preheat_tap_redactions_total{what="` + what + `"}`).Add(n)
+	}
+}
+
+// exportJob is one batch on its way to the stream.
+type exportJob struct {
+	key     string
+	w       *session.BatchWriter
+	size    int64 // bytes accounted in the budget
+	flushed time.Time
+}
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+var writerPool = sync.Pool{New: func() any { return new(session.BatchWriter) }}
+
+// NewRecorder returns a recorder that exports to prod with policy. The
+// caller keeps ownership of prod and closes it after Recorder.Close.
+func NewRecorder(prod stream.Producer, policy Policy, opts *RecorderOptions) (*Recorder, error) {
+	if prod == nil {
+		return nil, errors.New("new recorder: nil producer")
+	}
+	o := opts.withDefaults()
+	r := &Recorder{
+		prod:     prod,
+		opts:     o,
+		log:      o.Logger,
+		off:      make(map[string]bool),
+		active:   make(map[*Recording]struct{}),
+		stopTick: make(chan struct{}),
+		closed:   make(chan struct{}),
+	}
+	if err := r.SetPolicy(policy); err != nil {
+		return nil, err
+	}
+	r.enabled.Store(true)
+	set := o.Metrics
+	r.m = recorderMetrics{
+		set:       set,
+		recorded:  set.NewCounter(`preheat_tap_sessions_recorded_total`),
+		truncated: set.NewCounter(`preheat_tap_messages_truncated_total`),
+		exported:  set.NewCounter(`preheat_tap_batches_exported_total`),
+		failed:    set.NewCounter(`preheat_tap_batches_failed_total`),
+		exportLat: set.NewHistogram(`preheat_tap_export_seconds`),
+		batchSize: set.NewHistogram(`preheat_tap_batch_bytes`),
+	}
+	for i, d := range []string{"client", "server"} {
+		r.m.frames[i] = set.NewCounter(`preheat_tap_frames_recorded_total{direction="` + d + `"}`)
+		r.m.bytes[i] = set.NewCounter(`preheat_tap_payload_bytes_recorded_total{direction="` + d + `"}`)
+	}
+	set.NewGauge(`preheat_tap_buffer_bytes`, func() float64 { return float64(r.used.Load()) })
+	set.NewGauge(`preheat_tap_buffer_limit_bytes`, func() float64 { return float64(o.BudgetBytes) })
+	set.NewGauge(`preheat_tap_recordings_active`, func() float64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return float64(len(r.active))
+	})
+	set.NewGauge(`preheat_tap_capture_enabled`, func() float64 {
+		if r.enabled.Load() {
+			return 1
+		}
+		return 0
+	})
+
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.queues = make([]chan *exportJob, o.Exporters)
+	for i := range r.queues {
+		q := make(chan *exportJob, o.QueueLength)
+		r.queues[i] = q
+		r.wg.Go(func() { r.export(q) })
+	}
+	r.wg.Go(r.tick)
+	return r, nil
+}
+
+// Metrics returns the set the recorder's metrics are registered in.
+func (r *Recorder) Metrics() *metrics.Set { return r.opts.Metrics }
+
+// SetPolicy replaces the policy for sessions that start from now on.
+func (r *Recorder) SetPolicy(p Policy) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("capture policy: %w", err)
+	}
+	if p.Redactor == nil {
+		rd, err := redact.New(nil)
+		if err != nil {
+			return fmt.Errorf("capture policy: %w", err)
+		}
+		p.Redactor = rd
+	}
+	p.Include = append([]string(nil), p.Include...)
+	p.Exclude = append([]string(nil), p.Exclude...)
+	r.policy.Store(&p)
+	return nil
+}
+
+// SetEnabled switches capture on or off for sessions that start from now
+// on. Sessions already recording go on.
+func (r *Recorder) SetEnabled(on bool) { r.enabled.Store(on) }
+
+// SetRouteEnabled switches capture on or off for the routes matching
+// pattern (see Policy.Include) for sessions that start from now on.
+func (r *Recorder) SetRouteEnabled(pattern string, on bool) error {
+	if !strings.HasPrefix(pattern, "/") {
+		return fmt.Errorf("route pattern %q: want a path starting with /", pattern)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if on {
+		delete(r.off, pattern)
+	} else {
+		r.off[pattern] = true
+	}
+	return nil
+}
+
+// Status is a snapshot of the recorder's state, for the admin endpoint.
+type Status struct {
+	Enabled     bool     `json:"enabled"`
+	RoutesOff   []string `json:"routes_off"`
+	SampleRate  float64  `json:"sample_rate"`
+	Include     []string `json:"include,omitempty"`
+	Exclude     []string `json:"exclude,omitempty"`
+	Recording   int      `json:"recording"`
+	BufferBytes int64    `json:"buffer_bytes"`
+	BudgetBytes int64    `json:"budget_bytes"`
+}
+
+// Status returns a snapshot of the recorder's state.
+func (r *Recorder) Status() Status {
+	p := r.policy.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	off := make([]string, 0, len(r.off))
+	for pat := range r.off {
+		off = append(off, pat)
+	}
+	return Status{
+		Enabled: r.enabled.Load(), RoutesOff: off, SampleRate: p.SampleRate,
+		Include: p.Include, Exclude: p.Exclude, Recording: len(r.active),
+		BufferBytes: r.used.Load(), BudgetBytes: r.opts.BudgetBytes,
+	}
+}
+
+// Begin decides whether to record a websocket session that has just been
+// upgraded: req is the client's handshake request and resp the upstream's
+// 101 response header. It returns nil when the session is not recorded.
+func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
+	id := session.NewID()
+	p := r.policy.Load()
+	path := req.URL.Path
+	if reason := r.admit(p, id, path); reason != "" {
+		r.m.skipped(reason)
+		return nil
+	}
+	if r.used.Load() >= r.opts.BudgetBytes/4*3 {
+		r.m.dropped("budget")
+		return nil
+	}
+	ext := resp.Get("Sec-WebSocket-Extensions")
+	var deflate *wsframe.DeflateParams
+	if ext != "" {
+		d, err := wsframe.ParseDeflate(ext)
+		if err != nil {
+			r.m.skipped("extensions")
+			r.log.Debug("not recording a session with extensions the tap cannot parse", "extensions", ext, "err", err)
+			return nil
+		}
+		deflate = d
+	}
+
+	rd := p.Redactor
+	header, hn := rd.Header(req.Header)
+	route, qn := rd.Route(req.URL.RequestURI())
+	r.m.redacted("header", hn)
+	r.m.redacted("query", qn)
+	rec := &Recording{
+		r:       r,
+		id:      id,
+		key:     id.String(),
+		start:   time.Now(),
+		redact:  rd,
+		queue:   r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
+		w:       writerPool.Get().(*session.BatchWriter),
+		parsers: [2]*wsframe.Parser{wsframe.NewParser(&wsframe.Options{Client: true, Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes}), wsframe.NewParser(&wsframe.Options{Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes})},
+	}
+	rec.w.Reset()
+	open := session.Event{
+		Session: id, Seq: 0, Kind: session.KindOpen,
+		Open: &session.Info{
+			Route:       route,
+			Header:      header,
+			Subprotocol: rd.Subprotocol(resp.Get("Sec-WebSocket-Protocol")),
+			Extensions:  ext,
+			TapID:       r.opts.TapID,
+			Start:       rec.start,
+		},
+	}
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		r.m.skipped("shutting_down")
+		writerPool.Put(rec.w)
+		return nil
+	}
+	r.active[rec] = struct{}{}
+	r.mu.Unlock()
+	rec.mu.Lock()
+	rec.appendLocked(&open, 0)
+	rec.mu.Unlock()
+	r.m.recorded.Inc()
+	return rec
+}
+
+// admit returns why a session on path is not recorded, or "".
+func (r *Recorder) admit(p *Policy, id session.ID, path string) string {
+	if !r.enabled.Load() {
+		return "off"
+	}
+	for _, pat := range p.Exclude {
+		if matchRoute(pat, path) {
+			return "excluded"
+		}
+	}
+	if len(p.Include) > 0 {
+		in := false
+		for _, pat := range p.Include {
+			if matchRoute(pat, path) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return "not_included"
+		}
+	}
+	r.mu.Lock()
+	for pat := range r.off {
+		if matchRoute(pat, path) {
+			r.mu.Unlock()
+			return "route_off"
+		}
+	}
+	r.mu.Unlock()
+	// The id is random, so its first 8 bytes are a uniform 64-bit number.
+	if p.SampleRate < 1 && float64(binary.BigEndian.Uint64(id[:8])) >= p.SampleRate*(1<<64) {
+		return "sampled_out"
+	}
+	return ""
+}
+
+// Recording is one session being recorded. Client and Server are each
+// called from one goroutine (the one moving that direction's bytes); End
+// once both are done.
+type Recording struct {
+	r      *Recorder
+	id     session.ID
+	key    string
+	start  time.Time
+	redact *redact.Redactor
+	queue  chan *exportJob
+
+	// parsers[0] parses client bytes and is used only by Client;
+	// parsers[1] server bytes, only by Server.
+	parsers [2]*wsframe.Parser
+	stopped atomic.Bool // no more events are recorded
+
+	mu       sync.Mutex
+	w        *session.BatchWriter
+	seq      uint64
+	frames   int
+	bytes    int
+	held     int64     // budget bytes accounted for w
+	oldest   time.Time // when w's first pending event was added
+	closed   bool      // a close event was recorded
+	ended    bool      // the connection is over
+	finished bool      // removed from the recorder
+}
+
+// ID returns the session's id.
+func (s *Recording) ID() session.ID { return s.id }
+
+// Client records bytes the client sent, already forwarded. It may modify b.
+func (s *Recording) Client(b []byte) { s.feed(0, b) }
+
+// Server records bytes the server sent, already forwarded. It may modify b.
+func (s *Recording) Server(b []byte) { s.feed(1, b) }
+
+func (s *Recording) feed(dir int, b []byte) {
+	p := s.parsers[dir]
+	if p == nil {
+		return
+	}
+	if s.stopped.Load() {
+		p.Release()
+		s.parsers[dir] = nil
+		return
+	}
+	err := p.Feed(b, func(m *wsframe.Message) { s.message(dir, m) })
+	if err != nil {
+		reason := "parse"
+		var fe *wsframe.Error
+		if errors.As(err, &fe) {
+			reason = "parse_" + fe.Reason
+		}
+		s.cut(reason)
+		p.Release()
+		s.parsers[dir] = nil
+	}
+}
+
+func (s *Recording) message(dir int, m *wsframe.Message) {
+	offset := time.Since(s.start)
+	switch m.Opcode {
+	case wsframe.OpText, wsframe.OpBinary:
+	case wsframe.OpClose:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed && !s.stopped.Load() {
+			side := sideClient
+			if dir == 1 {
+				side = sideServer
+			}
+			s.closeLocked(session.Event{Offset: offset, Code: m.CloseCode, Reason: m.CloseReason, ClosedBy: side}, "")
+		}
+		return
+	default:
+		return // ping and pong are not application messages
+	}
+	// Redaction writes into a pooled buffer; the batch copies the result,
+	// so nothing is kept per session between messages.
+	sp := scratchPool.Get().(*[]byte)
+	defer func() { scratchPool.Put(sp) }()
+	payload := m.Payload
+	var res redact.Result
+	if m.Opcode == wsframe.OpText {
+		*sp, res = s.redact.Payload((*sp)[:0], payload, m.Truncated)
+	} else {
+		*sp, res = s.redact.Binary((*sp)[:0], payload)
+	}
+	payload = *sp
+	s.r.m.redacted("field", res.Fields)
+	if res.Blanked {
+		s.r.m.redacted("blanked", 1)
+	}
+	if m.Truncated {
+		s.r.m.truncated.Inc()
+	}
+	ev := session.Event{
+		Kind:      session.KindFrame,
+		Direction: session.Direction(dir + 1),
+		Opcode:    session.Opcode(m.Opcode),
+		Offset:    offset,
+		Payload:   payload,
+		Truncated: m.Truncated,
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped.Load() {
+		return
+	}
+	o := &s.r.opts
+	switch {
+	case offset > o.MaxSessionDuration:
+		s.cutLocked("duration")
+		return
+	case s.frames+1 > o.MaxSessionFrames:
+		s.cutLocked("frames")
+		return
+	case s.bytes+len(payload) > o.MaxSessionBytes:
+		s.cutLocked("bytes")
+		return
+	}
+	if !s.appendLocked(&ev, len(payload)) {
+		return
+	}
+	s.frames++
+	s.bytes += len(payload)
+	s.r.m.frames[dir].Inc()
+	s.r.m.bytes[dir].Add(len(payload))
+}
+
+// appendLocked records ev with the next sequence number, within the budget;
+// over the budget it cuts the session instead and returns false.
+func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
+	// The encoded size is the payload plus a few bytes of framing; charge
+	// the budget before the copy is made.
+	need := int64(payload + 32)
+	if s.r.used.Add(need) > s.r.opts.BudgetBytes && ev.Kind != session.KindClose {
+		s.r.used.Add(-need)
+		s.cutLocked("budget")
+		return false
+	}
+	ev.Session, ev.Seq = s.id, s.seq
+	before := s.w.Len()
+	if err := s.w.Append(ev); err != nil {
+		s.r.used.Add(-need)
+		s.r.log.Error("encode event", "session", s.key, "err", err)
+		s.cutLocked("encode")
+		return false
+	}
+	s.seq++
+	s.r.used.Add(int64(s.w.Len()-before) - need)
+	s.held += int64(s.w.Len() - before)
+	if s.w.Events() == 1 {
+		s.oldest = time.Now()
+	}
+	if s.w.Len() >= s.r.opts.BatchBytes {
+		s.flushLocked()
+	}
+	return true
+}
+
+// cut stops recording the session: it ends with a close event from the tap
+// whose reason says why, and the connection goes on unrecorded.
+func (s *Recording) cut(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cutLocked(reason)
+}
+
+func (s *Recording) cutLocked(reason string) {
+	if s.stopped.Load() {
+		return
+	}
+	s.r.m.cut(reason)
+	s.closeLocked(session.Event{Offset: time.Since(s.start), ClosedBy: sideTap, Reason: "preheat: " + reason}, reason)
+}
+
+// closeLocked records the session's close event and stops recording.
+func (s *Recording) closeLocked(ev session.Event, reason string) {
+	if !s.closed {
+		ev.Kind = session.KindClose
+		s.appendLocked(&ev, len(ev.Reason))
+		s.closed = true
+	}
+	s.stopped.Store(true)
+	s.flushLocked()
+}
+
+// End records the end of the connection; side is who hung up first. It
+// releases the parsers: call it once both directions are done.
+func (s *Recording) End(side session.Side) {
+	for i, p := range s.parsers {
+		if p != nil {
+			p.Release()
+			s.parsers[i] = nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closeLocked(session.Event{Offset: time.Since(s.start), ClosedBy: side}, "")
+	}
+	s.stopped.Store(true)
+	s.ended = true
+	s.flushLocked()
+}
+
+// flushLocked hands the pending batch to the session's exporter without
+// blocking. If the queue is full the batch stays pending and the ticker
+// tries again; the budget bounds how much can pile up.
+func (s *Recording) flushLocked() {
+	if s.w.Events() > 0 {
+		job := &exportJob{key: s.key, w: s.w, size: s.held, flushed: time.Now()}
+		s.r.qmu.RLock()
+		sent, gone := false, s.r.qclosed
+		if !gone {
+			select {
+			case s.queue <- job:
+				sent = true
+			default:
+			}
+		}
+		s.r.qmu.RUnlock()
+		switch {
+		case sent:
+			s.w = writerPool.Get().(*session.BatchWriter)
+			s.w.Reset()
+			s.held = 0
+		case gone:
+			// The recorder has shut down: what is pending is lost, and
+			// counted.
+			s.r.m.failed.Inc()
+			s.r.used.Add(-s.held)
+			s.held = 0
+			s.w.Reset()
+		default:
+			return
+		}
+	}
+	if s.ended && !s.finished {
+		s.finished = true
+		s.r.mu.Lock()
+		delete(s.r.active, s)
+		s.r.mu.Unlock()
+		writerPool.Put(s.w)
+		s.w = nil
+	}
+}
+
+// tick flushes batches that have waited FlushInterval and cuts sessions
+// past MaxSessionDuration, until Close.
+func (r *Recorder) tick() {
+	t := time.NewTicker(r.opts.FlushInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopTick:
+			return
+		case <-t.C:
+		}
+		r.flushDue(false)
+	}
+}
+
+// flushDue flushes every session whose batch is due, or every session with
+// anything pending when all is set.
+func (r *Recorder) flushDue(all bool) {
+	r.mu.Lock()
+	recs := make([]*Recording, 0, len(r.active))
+	for s := range r.active {
+		recs = append(recs, s)
+	}
+	r.mu.Unlock()
+	now := time.Now()
+	for _, s := range recs {
+		s.mu.Lock()
+		if s.w != nil {
+			if !s.stopped.Load() && now.Sub(s.start) > r.opts.MaxSessionDuration {
+				s.cutLocked("duration")
+			}
+			if all || s.ended || s.stopped.Load() || (s.w.Events() > 0 && now.Sub(s.oldest) >= r.opts.FlushInterval) {
+				s.flushLocked()
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// flushAll cuts every session still recording, marks it ended and flushes
+// it. It returns how many sessions still have batches that found no room in
+// their queue.
+func (r *Recorder) flushAll() (pending int) {
+	r.mu.Lock()
+	recs := make([]*Recording, 0, len(r.active))
+	for s := range r.active {
+		recs = append(recs, s)
+	}
+	r.mu.Unlock()
+	for _, s := range recs {
+		s.mu.Lock()
+		if s.w != nil {
+			s.cutLocked("shutdown")
+			s.ended = true
+			s.flushLocked()
+			if !s.finished {
+				pending++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return pending
+}
+
+// export compresses the batches of one queue and puts them into the stream.
+func (r *Recorder) export(q chan *exportJob) {
+	buf := make([]byte, 0, 64<<10)
+	for job := range q {
+		var err error
+		buf, err = job.w.AppendTo(buf[:0])
+		if err == nil {
+			r.m.batchSize.Update(float64(len(buf)))
+			err = r.prod.Put(r.ctx, job.key, buf)
+		}
+		if err != nil {
+			r.m.failed.Inc()
+			r.log.Warn("export batch", "session", job.key, "events", job.w.Events(), "err", err)
+		} else {
+			r.m.exported.Inc()
+			r.m.exportLat.UpdateDuration(job.flushed)
+		}
+		r.used.Add(-job.size)
+		writerPool.Put(job.w)
+	}
+}
+
+// Close stops admitting sessions, cuts those still recording (their close
+// event says "shutdown"), and exports everything pending until ctx is done;
+// what is left then is counted as failed. It does not close the producer.
+// Close is safe to call more than once.
+func (r *Recorder) Close(ctx context.Context) error {
+	var err error
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.closing = true
+		r.mu.Unlock()
+		close(r.stopTick)
+
+		// Cut what still records and flush everything, waiting for queue
+		// space as long as ctx allows.
+		for pending := r.flushAll(); pending > 0; pending = r.flushAll() {
+			select {
+			case <-time.After(10 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				r.log.Warn("shutdown deadline reached with sessions not exported", "sessions", pending)
+			}
+			break
+		}
+		r.qmu.Lock()
+		r.qclosed = true
+		for _, q := range r.queues {
+			close(q)
+		}
+		r.qmu.Unlock()
+		stop := context.AfterFunc(ctx, r.cancel)
+		r.wg.Wait()
+		stop()
+		r.cancel()
+		close(r.closed)
+		err = ctx.Err()
+	})
+	return err
+}

@@ -1,0 +1,522 @@
+package redact
+
+import (
+	"bytes"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// maxEmbed is how many levels of JSON documents embedded in JSON strings
+// are redacted field by field; a deeper one that may hold a key name is
+// replaced with Marker as a whole.
+const maxEmbed = 4
+
+// Payload appends to dst the redacted form of src, a text message, and
+// returns the extended buffer and what was done. dst and src must not
+// overlap. truncated says the tap cut the message short.
+//
+// A payload in which no configured key name can occur, the common case, is
+// appended unchanged after a single pass over it, without allocating. One
+// that may contain a name is parsed as JSON: the value of every matching
+// key is replaced with Blank (Marker as a JSON string) and everything else
+// is kept byte for byte, so valid JSON stays valid. If the payload is not
+// valid JSON, is truncated or nests deeper than Options.MaxDepth, there is
+// no telling where a secret ends, so the whole payload is replaced with
+// Blank and Result.Blanked is set.
+//
+// A string value that may contain a key name and holds a JSON object or
+// array (a protocol that double-encodes its messages) is redacted the same
+// way and put back as a string.
+func (r *Redactor) Payload(dst, src []byte, truncated bool) ([]byte, Result) {
+	if !r.pre.maybe(src) {
+		return append(dst, src...), Result{}
+	}
+	if truncated {
+		return append(dst, Blank...), Result{Blanked: true, Reason: ReasonTruncated}
+	}
+	return r.json(dst, src, 0)
+}
+
+// Binary appends to dst the redacted form of src, a binary message, and
+// returns the extended buffer and what was done. dst and src must not
+// overlap. Unless Options.KeepBinary is set, a payload that may contain a
+// configured JSON key name is replaced with Blank; others are appended
+// unchanged.
+func (r *Redactor) Binary(dst, src []byte) ([]byte, Result) {
+	if r.keepBinary || !r.pre.maybe(src) {
+		return append(dst, src...), Result{}
+	}
+	return append(dst, Blank...), Result{Blanked: true, Reason: ReasonBinary}
+}
+
+// json redacts src, which may contain a key name, as a JSON document.
+func (r *Redactor) json(dst, src []byte, embed int) ([]byte, Result) {
+	p := parser{r: r, src: src, out: dst, embed: embed}
+	if !p.document() {
+		return append(dst, Blank...), Result{Blanked: true, Reason: p.reason}
+	}
+	if p.fields == 0 {
+		return append(dst, src...), Result{}
+	}
+	return append(p.out, src[p.last:]...), Result{Fields: p.fields}
+}
+
+// parser validates a JSON document (RFC 8259, as json.Valid does) and
+// splices Blank over the values of matching keys. Output goes to out from
+// the first splice on; src[last:] is what is still to be copied.
+type parser struct {
+	r      *Redactor
+	src    []byte
+	i      int
+	depth  int
+	embed  int
+	out    []byte
+	last   int
+	fields int
+	reason Reason
+	key    [MaxNameLen]byte
+}
+
+func (p *parser) fail(r Reason) bool {
+	p.reason = r
+	return false
+}
+
+func (p *parser) document() bool {
+	if !p.value(0, false) {
+		return false
+	}
+	p.ws()
+	if p.i != len(p.src) {
+		return p.fail(ReasonInvalid)
+	}
+	return true
+}
+
+func (p *parser) ws() {
+	for p.i < len(p.src) {
+		switch p.src[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// value parses one value. state is the set of path states for the keys of
+// an object that is this value or, through arrays, inside it. skip means
+// the value is being replaced anyway, so matches inside it do not count.
+func (p *parser) value(state uint64, skip bool) bool {
+	p.ws()
+	if p.i >= len(p.src) {
+		return p.fail(ReasonInvalid)
+	}
+	switch c := p.src[p.i]; {
+	case c == '{':
+		return p.object(state, skip)
+	case c == '[':
+		return p.array(state, skip)
+	case c == '"':
+		start := p.i
+		if !p.string() {
+			return false
+		}
+		if !skip {
+			p.embedded(start, p.i)
+		}
+		return true
+	case c == 't':
+		return p.literal("true")
+	case c == 'f':
+		return p.literal("false")
+	case c == 'n':
+		return p.literal("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return p.number()
+	}
+	return p.fail(ReasonInvalid)
+}
+
+func (p *parser) object(state uint64, skip bool) bool {
+	if p.depth++; p.depth > p.r.maxDepth {
+		return p.fail(ReasonTooDeep)
+	}
+	p.i++
+	p.ws()
+	if p.i < len(p.src) && p.src[p.i] == '}' {
+		p.i++
+		p.depth--
+		return true
+	}
+	for {
+		p.ws()
+		if p.i >= len(p.src) || p.src[p.i] != '"' {
+			return p.fail(ReasonInvalid)
+		}
+		ks := p.i
+		if !p.string() {
+			return false
+		}
+		redact, child := false, uint64(0)
+		if !skip {
+			if k := p.lookup(p.src[ks+1 : p.i-1]); k != nil {
+				redact = k.plain || state&k.final != 0
+				child = (state&k.next)<<1 | k.first
+			}
+		}
+		p.ws()
+		if p.i >= len(p.src) || p.src[p.i] != ':' {
+			return p.fail(ReasonInvalid)
+		}
+		p.i++
+		p.ws()
+		vs := p.i
+		if !p.value(child, skip || redact) {
+			return false
+		}
+		if redact {
+			p.splice(vs, p.i, Blank)
+		}
+		p.ws()
+		if p.i >= len(p.src) {
+			return p.fail(ReasonInvalid)
+		}
+		switch p.src[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			p.depth--
+			return true
+		default:
+			return p.fail(ReasonInvalid)
+		}
+	}
+}
+
+func (p *parser) array(state uint64, skip bool) bool {
+	if p.depth++; p.depth > p.r.maxDepth {
+		return p.fail(ReasonTooDeep)
+	}
+	p.i++
+	p.ws()
+	if p.i < len(p.src) && p.src[p.i] == ']' {
+		p.i++
+		p.depth--
+		return true
+	}
+	for {
+		if !p.value(state, skip) {
+			return false
+		}
+		p.ws()
+		if p.i >= len(p.src) {
+			return p.fail(ReasonInvalid)
+		}
+		switch p.src[p.i] {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			p.depth--
+			return true
+		default:
+			return p.fail(ReasonInvalid)
+		}
+	}
+}
+
+// strPlain marks the bytes that stand for themselves inside a JSON string.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// string parses a string starting at the opening quote.
+func (p *parser) string() bool {
+	src := p.src
+	i := p.i + 1
+	for {
+		for i < len(src) && strPlain[src[i]] {
+			i++
+		}
+		if i >= len(src) {
+			return p.fail(ReasonInvalid)
+		}
+		switch src[i] {
+		case '"':
+			p.i = i + 1
+			return true
+		case '\\':
+			if i+1 >= len(src) {
+				return p.fail(ReasonInvalid)
+			}
+			switch src[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(src) {
+					return p.fail(ReasonInvalid)
+				}
+				if _, ok := hex4(src[i+2 : i+6]); !ok {
+					return p.fail(ReasonInvalid)
+				}
+				i += 6
+			default:
+				return p.fail(ReasonInvalid)
+			}
+		default: // a control character
+			return p.fail(ReasonInvalid)
+		}
+	}
+}
+
+func (p *parser) literal(lit string) bool {
+	if !bytes.HasPrefix(p.src[p.i:], []byte(lit)) {
+		return p.fail(ReasonInvalid)
+	}
+	p.i += len(lit)
+	return true
+}
+
+func (p *parser) number() bool {
+	src, i := p.src, p.i
+	digits := func() bool {
+		s := i
+		for i < len(src) && '0' <= src[i] && src[i] <= '9' {
+			i++
+		}
+		return i > s
+	}
+	if src[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(src) && src[i] == '0':
+		i++
+	case !digits():
+		return p.fail(ReasonInvalid)
+	}
+	if i < len(src) && src[i] == '.' {
+		i++
+		if !digits() {
+			return p.fail(ReasonInvalid)
+		}
+	}
+	if i < len(src) && (src[i] == 'e' || src[i] == 'E') {
+		i++
+		if i < len(src) && (src[i] == '+' || src[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return p.fail(ReasonInvalid)
+		}
+	}
+	p.i = i
+	return true
+}
+
+// splice replaces src[start:end] with v in the output.
+func (p *parser) splice(start, end int, v string) {
+	p.out = append(p.out, p.src[p.last:start]...)
+	p.out = append(p.out, v...)
+	p.last = end
+	p.fields++
+}
+
+// lookup returns the rule for a key, given the raw bytes between its
+// quotes, or nil.
+func (p *parser) lookup(raw []byte) *keyRule {
+	plain := true // no escapes and all ASCII: the key is raw, folded
+	for _, c := range raw {
+		if c == '\\' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain && (len(raw) == 0 || len(raw) > p.r.maxKeyLen ||
+		!p.r.filter.has(len(raw), raw[0]|0x20, raw[len(raw)-1]|0x20)) {
+		return nil
+	}
+	if len(raw) > 6*p.r.maxKeyLen {
+		return nil // even all escapes could not decode to a name this short
+	}
+	k, ok := decodeKey(p.key[:0:p.r.maxKeyLen], raw)
+	if !ok {
+		return nil
+	}
+	return p.r.keys[string(k)]
+}
+
+// keyFilter is a Bloom-like filter on a name's length and first and last
+// bytes, which spares most keys that are not names the decoding and map
+// lookup.
+type keyFilter [64]uint64
+
+func keyFilterBit(n int, first, last byte) uint {
+	return (uint(n)*131 + uint(first)*31 + uint(last)) % (64 * 64)
+}
+
+func (f *keyFilter) add(name string) {
+	b := keyFilterBit(len(name), name[0]|0x20, name[len(name)-1]|0x20)
+	f[b/64] |= 1 << (b % 64)
+}
+
+func (f *keyFilter) has(n int, first, last byte) bool {
+	b := keyFilterBit(n, first, last)
+	return f[b/64]&(1<<(b%64)) != 0
+}
+
+// embedded redacts a string value src[start:end] (quotes included) that
+// holds a JSON object or array in which a key name may occur.
+func (p *parser) embedded(start, end int) {
+	raw := p.src[start+1 : end-1]
+	if bytes.IndexByte(raw, '{') < 0 && bytes.IndexByte(raw, '[') < 0 {
+		return
+	}
+	if !p.r.pre.maybe(raw) {
+		return
+	}
+	doc := unescape(nil, raw)
+	if t := bytes.TrimLeft(doc, " \t\n\r"); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
+		return // text that merely mentions a name: see the package doc
+	}
+	if p.embed+1 >= maxEmbed {
+		p.splice(start, end, Blank)
+		return
+	}
+	inner, res := p.r.json(nil, doc, p.embed+1)
+	switch {
+	case res.Blanked:
+		p.splice(start, end, Blank)
+	case res.Fields > 0:
+		p.splice(start, end, string(appendQuoted(nil, inner)))
+		p.fields += res.Fields - 1
+	}
+}
+
+// decodeKey appends to dst the folded form of a JSON key given the raw
+// bytes between its quotes, which are valid JSON string content. It fails
+// if the result would not fit in dst's capacity.
+func decodeKey(dst, raw []byte) ([]byte, bool) {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		var r rune
+		switch {
+		case c == '\\':
+			r, i = unescapeAt(raw, i)
+		case c < utf8.RuneSelf:
+			r = rune(c)
+			i++
+		default:
+			var n int
+			r, n = utf8.DecodeRune(raw[i:])
+			if r == utf8.RuneError && n == 1 {
+				// Not UTF-8: keep the byte, which cannot spell a name.
+				if len(dst) == cap(dst) {
+					return dst, false
+				}
+				dst = append(dst, c)
+				i++
+				continue
+			}
+			i += n
+		}
+		r = foldRune(r)
+		if len(dst)+utf8.RuneLen(r) > cap(dst) {
+			return dst, false
+		}
+		dst = utf8.AppendRune(dst, r)
+	}
+	return dst, true
+}
+
+// foldKey appends to dst the folded form of a name as configured.
+func foldKey(dst, name []byte) []byte {
+	for _, r := range string(name) {
+		dst = utf8.AppendRune(dst, foldRune(r))
+	}
+	return dst
+}
+
+// foldRune maps ASCII letters to lower case and the two non-ASCII letters
+// that fold to ASCII ones to those.
+func foldRune(r rune) rune {
+	switch {
+	case 'A' <= r && r <= 'Z':
+		return r + 'a' - 'A'
+	case r == kelvin:
+		return 'k'
+	case r == longS:
+		return 's'
+	}
+	return r
+}
+
+// unescapeAt decodes the escape at raw[i], which is valid JSON, and
+// returns the character and the index after it. A surrogate pair counts as
+// one escape; a lone surrogate decodes to U+FFFD, as encoding/json does.
+func unescapeAt(raw []byte, i int) (rune, int) {
+	switch raw[i+1] {
+	case 'b':
+		return '\b', i + 2
+	case 'f':
+		return '\f', i + 2
+	case 'n':
+		return '\n', i + 2
+	case 'r':
+		return '\r', i + 2
+	case 't':
+		return '\t', i + 2
+	case 'u':
+		r, _ := hex4(raw[i+2:])
+		i += 6
+		if utf16.IsSurrogate(r) {
+			if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+				if r2, ok := hex4(raw[i+2:]); ok {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						return d, i + 6
+					}
+				}
+			}
+			return utf8.RuneError, i
+		}
+		return r, i
+	}
+	return rune(raw[i+1]), i + 2
+}
+
+// unescape appends the decoded form of valid JSON string content to dst.
+func unescape(dst, raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			return append(dst, raw[i:]...)
+		}
+		dst = append(dst, raw[i:i+j]...)
+		var r rune
+		r, i = unescapeAt(raw, i+j)
+		dst = utf8.AppendRune(dst, r)
+	}
+	return dst
+}
+
+// appendQuoted appends s as a JSON string, escaping only what must be.
+func appendQuoted(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,515 @@
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// TapOptions configure a Tap. The zero value is usable.
+type TapOptions struct {
+	// DialTimeout bounds connecting to the upstream, TLS included.
+	// Default 10s.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds the upstream's answer to a websocket upgrade.
+	// Default 30s.
+	HandshakeTimeout time.Duration
+	// MaxHandshakeBytes bounds the upstream's upgrade response header.
+	// Default 64 KiB.
+	MaxHandshakeBytes int
+	// TLSClientConfig is used for wss:// and https:// upstreams; nil means
+	// the system roots and the upstream's host name.
+	TLSClientConfig *tls.Config
+	// RewriteHost sends the upstream's host as the Host header. By default
+	// the client's Host header is forwarded unchanged.
+	RewriteHost bool
+	// Transport carries plain (non-upgrade) requests. Default: a clone of
+	// http.DefaultTransport with TLSClientConfig and up to 256 idle
+	// connections to the upstream.
+	Transport http.RoundTripper
+	// Logger receives the tap's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the tap's proxy metrics. Default a new set; see
+	// Tap.Metrics.
+	Metrics *metrics.Set
+}
+
+// Tap is a transparent reverse proxy for websocket servers. It forwards every
+// HTTP request and websocket upgrade to one upstream; after an upgrade it
+// moves bytes both ways unmodified and hands copies to a Recorder. It is an
+// http.Handler; Shutdown ends it gracefully.
+type Tap struct {
+	upstream *url.URL
+	rec      *Recorder
+	opts     TapOptions
+	log      *slog.Logger
+	rp       *httputil.ReverseProxy
+	dialer   *net.Dialer
+
+	mu       sync.Mutex
+	conns    map[*spliced]struct{}
+	closing  bool
+	drained  chan struct{} // closed when closing and conns is empty
+	requests *metrics.Counter
+	upgrades *metrics.Counter
+	active   *metrics.Gauge
+	failures func(reason string) *metrics.Counter
+	wsBytes  [2]*metrics.Counter
+}
+
+// spliced is one proxied websocket connection pair.
+type spliced struct{ client, upstream net.Conn }
+
+// NewTap returns a tap that forwards to upstream (http, https, ws or wss)
+// and records sessions with rec. A nil rec proxies without capturing.
+func NewTap(upstream string, rec *Recorder, opts *TapOptions) (*Tap, error) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return nil, fmt.Errorf("parse upstream %q: %w", upstream, err)
+	}
+	switch u.Scheme {
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	case "http", "https":
+	default:
+		return nil, fmt.Errorf("parse upstream %q: scheme must be http, https, ws or wss", upstream)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("parse upstream %q: no host", upstream)
+	}
+	o := TapOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 30 * time.Second
+	}
+	if o.MaxHandshakeBytes <= 0 {
+		o.MaxHandshakeBytes = 64 << 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	t := &Tap{
+		upstream: u,
+		rec:      rec,
+		opts:     o,
+		log:      o.Logger,
+		dialer:   &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		conns:    make(map[*spliced]struct{}),
+		drained:  make(chan struct{}),
+	}
+	if o.Transport == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = o.TLSClientConfig
+		tr.MaxIdleConns = 1024
+		tr.MaxIdleConnsPerHost = 256
+		tr.DialContext = t.dialer.DialContext
+		o.Transport = tr
+		t.opts.Transport = tr
+	}
+	set := o.Metrics
+	t.requests = set.NewCounter(`preheat_tap_requests_total{kind="http"}`)
+	t.upgrades = set.NewCounter(`preheat_tap_requests_total{kind="websocket"}`)
+	t.active = set.NewGauge(`preheat_tap_websockets_active`, func() float64 {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return float64(len(t.conns))
+	})
+	t.failures = func(reason string) *metrics.Counter {
+		return set.GetOrCreateCounter(`preheat_tap_upgrade_failures_total{reason="` + reason + `"}`)
+	}
+	t.wsBytes[0] = set.NewCounter(`preheat_tap_websocket_bytes_total{direction="client"}`)
+	t.wsBytes[1] = set.NewCounter(`preheat_tap_websocket_bytes_total{direction="server"}`)
+	t.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			host := pr.In.Host
+			pr.SetURL(u)
+			if !o.RewriteHost {
+				pr.Out.Host = host
+			}
+			pr.SetXForwarded()
+		},
+		Transport:     o.Transport,
+		FlushInterval: -1, // stream long polls and server-sent events as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			t.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
+			t.failures("upstream_http").Inc()
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	return t, nil
+}
+
+// Metrics returns the set the tap's proxy metrics are registered in.
+func (t *Tap) Metrics() *metrics.Set { return t.opts.Metrics }
+
+// ServeHTTP forwards r to the upstream.
+func (t *Tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isWebsocketUpgrade(r) {
+		t.requests.Inc()
+		t.rp.ServeHTTP(w, r)
+		return
+	}
+	t.upgrades.Inc()
+	t.serveUpgrade(w, r)
+}
+
+// isWebsocketUpgrade reports whether r asks to switch to websocket.
+func isWebsocketUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hopHeaders are removed from an upgrade request before it is forwarded,
+// as RFC 9110 section 7.6.1 asks of a proxy; Connection and Upgrade are
+// then set again for the upgrade.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	if !t.track(nil) {
+		t.failures("shutting_down").Inc()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), t.opts.DialTimeout+t.opts.HandshakeTimeout)
+	defer cancel()
+
+	out := r.Clone(ctx)
+	out.URL.Scheme, out.URL.Host = t.upstream.Scheme, t.upstream.Host
+	out.URL.Path, out.URL.RawPath = joinPath(t.upstream, r.URL)
+	if t.upstream.RawQuery != "" {
+		out.URL.RawQuery = t.upstream.RawQuery + "&" + r.URL.RawQuery
+	}
+	if t.opts.RewriteHost {
+		out.Host = t.upstream.Host
+	}
+	out.RequestURI = ""
+	for _, c := range r.Header.Values("Connection") {
+		for f := range strings.SplitSeq(c, ",") {
+			out.Header.Del(strings.TrimSpace(f))
+		}
+	}
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", r.Header.Get("Upgrade"))
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header.Set("User-Agent", "") // keep Go's default user agent out
+	}
+	setForwarded(out, r)
+
+	up, err := t.dialUpstream(ctx)
+	if err != nil {
+		t.failures("dial").Inc()
+		t.log.Warn("dial upstream", "upstream", t.upstream.Host, "err", err)
+		http.Error(w, "upstream unavailable", http.StatusBadGateway)
+		return
+	}
+	deadline, _ := ctx.Deadline()
+	up.SetDeadline(deadline)
+	if err := out.Write(up); err != nil {
+		up.Close()
+		t.failures("upstream_write").Inc()
+		http.Error(w, "upstream unavailable", http.StatusBadGateway)
+		return
+	}
+	raw, rest, resp, err := readResponseHead(up, t.opts.MaxHandshakeBytes, out)
+	if err != nil {
+		up.Close()
+		t.failures("upstream_response").Inc()
+		t.log.Warn("read upstream upgrade response", "upstream", t.upstream.Host, "err", err)
+		http.Error(w, "bad upstream response", http.StatusBadGateway)
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// The upstream refused the upgrade: relay its answer, body and
+		// all, as a plain response and end. The dial deadline still bounds
+		// reading it.
+		t.relayRefusal(w, up, raw, rest, out)
+		return
+	}
+	up.SetDeadline(time.Time{})
+
+	client, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		up.Close()
+		t.failures("hijack").Inc()
+		t.log.Error("hijack client connection", "err", err)
+		return
+	}
+	// Bytes the client sent after its request, already buffered by the
+	// server, go to the upstream first.
+	var clientPending []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		clientPending, _ = brw.Reader.Peek(n)
+		clientPending = bytes.Clone(clientPending)
+	}
+	if _, err := client.Write(raw); err != nil {
+		client.Close()
+		up.Close()
+		t.failures("client_write").Inc()
+		return
+	}
+
+	var rec *Recording
+	if t.rec != nil {
+		rec = t.rec.Begin(r, resp.Header)
+	}
+	var observeClient, observeServer func([]byte)
+	if rec != nil {
+		observeClient, observeServer = rec.Client, rec.Server
+	}
+	sp := &spliced{client: client, upstream: up}
+	if !t.track(sp) {
+		client.Close()
+		up.Close()
+		if rec != nil {
+			rec.End(sideTap)
+		}
+		return
+	}
+	clientFirst, err := splice(client, up, clientPending, rest, counted(t.wsBytes[0], observeClient), counted(t.wsBytes[1], observeServer))
+	t.untrack(sp)
+	if rec != nil {
+		side := sideServer
+		if clientFirst {
+			side = sideClient
+		}
+		rec.End(side)
+	}
+	if err != nil && !isClosedErr(err) {
+		t.log.Debug("websocket connection ended with an error", "err", err)
+	}
+}
+
+// relayRefusal relays an upstream's non-101 answer to an upgrade request.
+func (t *Tap) relayRefusal(w http.ResponseWriter, up net.Conn, raw, rest []byte, out *http.Request) {
+	defer up.Close()
+	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(raw), bytes.NewReader(rest), up)), out)
+	if err != nil {
+		http.Error(w, "bad upstream response", http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		if k != "Connection" && k != "Keep-Alive" && k != "Transfer-Encoding" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+	t.failures(fmt.Sprintf("upstream_status_%dxx", resp.StatusCode/100)).Inc()
+}
+
+// counted wraps observe so that c counts the bytes it sees.
+func counted(c *metrics.Counter, observe func([]byte)) func([]byte) {
+	return func(b []byte) {
+		c.Add(len(b))
+		if observe != nil {
+			observe(b)
+		}
+	}
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "connection reset by peer") ||
+		strings.Contains(err.Error(), "broken pipe")
+}
+
+// dialUpstream connects to the upstream, with TLS for https.
+func (t *Tap) dialUpstream(ctx context.Context) (net.Conn, error) {
+	host := t.upstream.Host
+	if t.upstream.Port() == "" {
+		if t.upstream.Scheme == "https" {
+			host = net.JoinHostPort(host, "443")
+		} else {
+			host = net.JoinHostPort(host, "80")
+		}
+	}
+	if t.upstream.Scheme != "https" {
+		return t.dialer.DialContext(ctx, "tcp", host)
+	}
+	cfg := t.opts.TLSClientConfig.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = t.upstream.Hostname()
+	}
+	cfg.NextProtos = []string{"http/1.1"} // websocket upgrades are HTTP/1.1
+	d := &tls.Dialer{NetDialer: t.dialer, Config: cfg}
+	return d.DialContext(ctx, "tcp", host)
+}
+
+// readResponseHead reads the upstream's response header from c, up to max
+// bytes. It returns the raw header bytes (forwarded to the client as they
+// are), any bytes read past the header, and the parsed response.
+func readResponseHead(c net.Conn, max int, req *http.Request) (raw, rest []byte, resp *http.Response, err error) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			raw, rest = buf[:i+4], buf[i+4:]
+			break
+		}
+		if len(buf) >= max {
+			return nil, nil, nil, fmt.Errorf("response header larger than %d bytes", max)
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, min(cap(buf), max))...)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):min(cap(buf), max)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, nil, nil, err
+		}
+	}
+	resp, err = http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return raw, bytes.Clone(rest), resp, nil
+}
+
+// joinPath joins the upstream's base path with the request's path, as
+// httputil.ReverseProxy does.
+func joinPath(base, req *url.URL) (path, rawpath string) {
+	if base.RawPath == "" && req.RawPath == "" {
+		return singleJoiningSlash(base.Path, req.Path), ""
+	}
+	apath, bpath := base.EscapedPath(), req.EscapedPath()
+	aslash, bslash := strings.HasSuffix(apath, "/"), strings.HasPrefix(bpath, "/")
+	switch {
+	case aslash && bslash:
+		return base.Path + req.Path[1:], apath + bpath[1:]
+	case !aslash && !bslash:
+		return base.Path + "/" + req.Path, apath + "/" + bpath
+	}
+	return base.Path + req.Path, apath + bpath
+}
+
+func singleJoiningSlash(a, b string) string {
+	aslash, bslash := strings.HasSuffix(a, "/"), strings.HasPrefix(b, "/")
+	switch {
+	case aslash && bslash:
+		return a + b[1:]
+	case !aslash && !bslash && b != "":
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// setForwarded sets the X-Forwarded headers on out as
+// httputil.ProxyRequest.SetXForwarded does.
+func setForwarded(out, in *http.Request) {
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+	}
+	out.Header.Set("X-Forwarded-Host", in.Host)
+	if in.TLS != nil {
+		out.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		out.Header.Set("X-Forwarded-Proto", "http")
+	}
+}
+
+// track registers sp as active; with nil it only reports whether the tap
+// still accepts upgrades.
+func (t *Tap) track(sp *spliced) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	if sp != nil {
+		t.conns[sp] = struct{}{}
+	}
+	return true
+}
+
+func (t *Tap) untrack(sp *spliced) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, sp)
+	if t.closing && len(t.conns) == 0 {
+		select {
+		case <-t.drained:
+		default:
+			close(t.drained)
+		}
+	}
+}
+
+// Shutdown stops accepting websocket upgrades and waits for open sessions to
+// end until ctx is done; then it closes those still open. It does not stop
+// the http.Server the tap is mounted in: call its Shutdown first, which
+// stops new connections but does not wait for upgraded ones. Shutdown is
+// safe to call more than once.
+func (t *Tap) Shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	if !t.closing {
+		t.closing = true
+		if len(t.conns) == 0 {
+			close(t.drained)
+		}
+	}
+	t.mu.Unlock()
+	select {
+	case <-t.drained:
+		return nil
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	n := len(t.conns)
+	for sp := range t.conns {
+		sp.client.Close()
+		sp.upstream.Close()
+	}
+	t.mu.Unlock()
+	t.log.Warn("shutdown deadline reached; closed open websocket sessions", "sessions", n)
+	<-t.drained
+	return ctx.Err()
+}

@@ -1,0 +1,566 @@
+package capture_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/session"
+)
+
+// exchange sends msgs over c and returns the echoes it reads back.
+func exchange(t *testing.T, ctx context.Context, c *websocket.Conn, msgs [][]byte, binaryEvery int) [][]byte {
+	t.Helper()
+	var got [][]byte
+	for i, m := range msgs {
+		typ := websocket.MessageText
+		if binaryEvery > 0 && i%binaryEvery == binaryEvery-1 {
+			typ = websocket.MessageBinary
+		}
+		if err := c.Write(ctx, typ, m); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		rt, echo, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if rt != typ {
+			t.Fatalf("message %d: type %v, sent %v", i, rt, typ)
+		}
+		got = append(got, echo)
+	}
+	return got
+}
+
+func testMessages(n int) [][]byte {
+	g := corpus.New(11)
+	msgs := [][]byte{g.Connect(), {}, bytes.Repeat([]byte("x"), 125), bytes.Repeat([]byte("y"), 126), bytes.Repeat([]byte("z"), 65536)}
+	for len(msgs) < n {
+		k := g.Kind()
+		msgs = append(msgs, g.Query(k), g.Result(g.LastID(), k))
+	}
+	return msgs
+}
+
+// TestTapTransparentAndCaptured sends the same messages to an echo server
+// directly and through the tap, with each compression mode: what the client
+// gets back is the same, and the captured session holds exactly what was
+// sent each way.
+func TestTapTransparentAndCaptured(t *testing.T) {
+	modes := map[string]websocket.CompressionMode{
+		"plain":            websocket.CompressionDisabled,
+		"no-takeover":      websocket.CompressionNoContextTakeover,
+		"context-takeover": websocket.CompressionContextTakeover,
+	}
+	for name, mode := range modes {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			up := echoServer(t, mode)
+			r := newRig(t, up.URL, capture.DefaultPolicy(), nil)
+			msgs := testMessages(60)
+			opts := &websocket.DialOptions{Subprotocols: []string{"sync.v3"}, CompressionMode: mode}
+
+			direct := dial(t, ctx, "ws"+strings.TrimPrefix(up.URL, "http")+"/sync?client=web", opts)
+			want := exchange(t, ctx, direct, msgs, 7)
+			direct.Close(websocket.StatusNormalClosure, "bye")
+
+			c := dial(t, ctx, r.wsURL()+"/sync?client=web", opts)
+			if c.Subprotocol() != "sync.v3" {
+				t.Fatalf("subprotocol through the tap = %q", c.Subprotocol())
+			}
+			got := exchange(t, ctx, c, msgs, 7)
+			c.Close(websocket.StatusNormalClosure, "bye")
+			if !reflect.DeepEqual(got, want) {
+				t.Fatal("echoes through the tap differ from the direct ones")
+			}
+
+			sessions, _ := r.sessions()
+			if len(sessions) != 1 {
+				t.Fatalf("captured %d sessions, want 1", len(sessions))
+			}
+			for _, evs := range sessions {
+				open := evs[0]
+				if open.Kind != session.KindOpen || open.Open.Route != "/sync?client=web" || open.Open.Subprotocol != "sync.v3" || open.Open.TapID != "test-tap" {
+					t.Fatalf("open event = %+v %+v", open, open.Open)
+				}
+				if (mode != websocket.CompressionDisabled) != strings.Contains(open.Open.Extensions, "permessage-deflate") {
+					t.Fatalf("extensions %q for mode %s", open.Open.Extensions, name)
+				}
+				// What the tap records is what was sent after the default
+				// redaction (the connect message carries a token).
+				rd, _ := redact.New(nil)
+				sent := make([]string, len(msgs))
+				for i, m := range msgs {
+					var out []byte
+					if i%7 == 6 {
+						out, _ = rd.Binary(nil, m)
+					} else {
+						out, _ = rd.Payload(nil, m, false)
+					}
+					sent[i] = string(out)
+				}
+				if !strings.Contains(sent[0], redact.Marker) {
+					t.Fatalf("the connect message should carry a redacted token: %q", sent[0])
+				}
+				if got := frames(evs, session.ClientToServer); !reflect.DeepEqual(got, sent) {
+					for i := range min(len(got), len(sent)) {
+						if got[i] != sent[i] {
+							t.Errorf("client frame %d: %q, sent %q", i, got[i][:min(80, len(got[i]))], sent[i][:min(80, len(sent[i]))])
+							break
+						}
+					}
+					t.Fatalf("captured %d client frames, want the %d sent", len(got), len(sent))
+				}
+				if got := frames(evs, session.ServerToClient); !reflect.DeepEqual(got, sent) {
+					t.Fatalf("captured %d server frames, want the %d echoed", len(got), len(sent))
+				}
+				i := 0
+				for _, e := range evs {
+					if e.Kind == session.KindFrame && e.Direction == session.ClientToServer {
+						want := session.Text
+						if i%7 == 6 {
+							want = session.Binary
+						}
+						if e.Opcode != want {
+							t.Fatalf("client message %d captured as %v, sent as %v", i, e.Opcode, want)
+						}
+						i++
+					}
+				}
+				last := evs[len(evs)-1]
+				if last.Kind != session.KindClose || last.ClosedBy != session.SideClient || last.Code != uint16(websocket.StatusNormalClosure) || last.Reason != "bye" {
+					t.Fatalf("close event = %+v", last)
+				}
+			}
+		})
+	}
+}
+
+// frame builds one raw websocket frame.
+func frame(fin bool, op byte, payload []byte, masked bool) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	mbit := byte(0)
+	if masked {
+		mbit = 0x80
+	}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, mbit|byte(n))
+	case n < 1<<16:
+		out = append(out, mbit|126, byte(n>>8), byte(n))
+	default:
+		out = append(out, mbit|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	if !masked {
+		return append(out, payload...)
+	}
+	var key [4]byte
+	rand.Read(key[:])
+	out = append(out, key[:]...)
+	for i, c := range payload {
+		out = append(out, c^key[i%4])
+	}
+	return out
+}
+
+// rawUpstream is a websocket server written by hand: it answers the
+// handshake with rawResponse, records every byte it receives until the
+// client half-closes, then sends reply and closes.
+type rawUpstream struct {
+	ln       net.Listener
+	response []byte
+	reply    []byte
+	received chan []byte
+}
+
+func newRawUpstream(t *testing.T, reply []byte) *rawUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &rawUpstream{ln: ln, reply: reply, received: make(chan []byte, 1)}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		// Unusual but valid: header case and order as a real server may
+		// write them, and a header Go would canonicalize.
+		u.response = []byte("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nConnection: Upgrade\r\nsec-websocket-accept: " +
+			base64.StdEncoding.EncodeToString(h[:]) + "\r\nX-odd-CASE: kept\r\n\r\n")
+		c.Write(u.response)
+		got, _ := io.ReadAll(br)
+		u.received <- got
+		c.Write(u.reply)
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return u
+}
+
+// TestTapRawBytes drives the tap with hand-made frames: fragmentation with
+// an interleaved ping, 16- and 64-bit lengths, and finally a malformed frame.
+// Both sides get exactly the bytes the other sent, the upstream's response
+// header arrives byte for byte, a half-close passes through (the upstream
+// replies after the client's EOF), and capture stops at the malformed frame
+// while proxying goes on.
+func TestTapRawBytes(t *testing.T) {
+	reply := slicesConcat(
+		frame(true, 1, []byte(`{"type":"result","id":1}`), false),
+		frame(false, 2, bytes.Repeat([]byte{1}, 70000), false),
+		frame(true, 0, []byte{2, 3}, false),
+		frame(true, 8, append([]byte{0x03, 0xe8}, "done"...), false),
+	)
+	up := newRawUpstream(t, reply)
+	r := newRig(t, "http://"+up.ln.Addr().String(), capture.DefaultPolicy(), nil)
+
+	c, err := net.Dial("tcp", r.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET /raw HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	// A client waits for the handshake response before it sends frames
+	// (RFC 6455 section 4.1).
+	head := make([]byte, 0, 512)
+	for !bytes.Contains(head, []byte("\r\n\r\n")) {
+		b := make([]byte, 1)
+		if _, err := c.Read(b); err != nil {
+			t.Fatalf("reading the handshake response: %v (got %q)", err, head)
+		}
+		head = append(head, b...)
+	}
+	sent := slicesConcat(
+		frame(true, 1, []byte(`{"type":"connect"}`), true),
+		frame(false, 1, []byte(`{"type":"query",`), true),
+		frame(true, 9, []byte("ping!"), true),
+		frame(false, 0, []byte(`"id":1,`), true),
+		frame(true, 0, []byte(`"op":"tasks.list"}`), true),
+		frame(true, 2, bytes.Repeat([]byte{7}, 300), true),
+		frame(true, 1, []byte("unmasked from a client: a protocol error"), false),
+		frame(true, 1, []byte("after the error"), true),
+	)
+	if _, err := c.Write(sent); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	rest, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(head, rest...)
+	var received []byte
+	select {
+	case received = <-up.received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream never saw the client's half-close")
+	}
+	if !bytes.Equal(received, sent) {
+		t.Fatalf("upstream received %d bytes, client sent %d; not identical", len(received), len(sent))
+	}
+	if !bytes.HasPrefix(all, up.response) {
+		t.Fatalf("response header changed on the way:\n%q\nwant\n%q", all[:min(len(all), len(up.response))], up.response)
+	}
+	if !bytes.Equal(all[len(up.response):], reply) {
+		t.Fatalf("client received %d bytes after the header, upstream sent %d; not identical", len(all)-len(up.response), len(reply))
+	}
+
+	sessions, _ := r.sessions()
+	if len(sessions) != 1 {
+		t.Fatalf("captured %d sessions", len(sessions))
+	}
+	for _, evs := range sessions {
+		want := []string{`{"type":"connect"}`, `{"type":"query","id":1,"op":"tasks.list"}`, strings.Repeat("\x07", 300)}
+		if got := frames(evs, session.ClientToServer); !reflect.DeepEqual(got, want) {
+			t.Fatalf("client frames = %q", got)
+		}
+		last := evs[len(evs)-1]
+		if last.Kind != session.KindClose || last.ClosedBy != session.SideTap || !strings.Contains(last.Reason, "unmasked_client_frame") {
+			t.Fatalf("last event = %+v, want the tap's close for the malformed frame", last)
+		}
+	}
+	if n := counter(t, r.rec, `preheat_tap_sessions_cut_total{reason="parse_unmasked_client_frame"}`); n != 1 {
+		t.Fatalf("cut counter = %v, want 1", n)
+	}
+}
+
+func slicesConcat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+
+// TestTapRedaction checks that configured and default secrets never reach
+// the stream: not in headers, the route or payloads, not in the decoded
+// events and not in the stream's files.
+func TestTapRedaction(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	up := echoServer(t, websocket.CompressionContextTakeover)
+	rd, err := redact.New(&redact.Options{Headers: []string{"X-Session"}, QueryParams: []string{"sessionKey"}, JSONKeys: []string{"auth.session", "pin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := capture.DefaultPolicy()
+	policy.Redactor = rd
+	r := newRig(t, up.URL, policy, nil)
+
+	secrets := []string{"S3cr3tBearer", "CookieSecret77", "HeaderSecret88", "QuerySecret99", "KeySecret11", "TokenSecret22", "SessionSecret33", "PinSecret44", "PasswordSecret55"}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+secrets[0])
+	h.Set("Cookie", "sid="+secrets[1])
+	h.Set("X-Session", secrets[2])
+	h.Set("X-Trace", "trace-1")
+	c := dial(t, ctx, r.wsURL()+"/sync?sessionKey="+secrets[3]+"&api_key="+secrets[4]+"&room=5", &websocket.DialOptions{HTTPHeader: h, CompressionMode: websocket.CompressionContextTakeover})
+	msgs := [][]byte{
+		[]byte(`{"type":"connect","token":"` + secrets[5] + `","auth":{"session":"` + secrets[6] + `","user":42}}`),
+		[]byte(`{"type":"query","params":{"pin":"` + secrets[7] + `","n":[1,2]},"id":3}`),
+		[]byte(`not json but has a password: ` + secrets[8]),
+		[]byte(`{"type":"query","op":"tasks.list","id":4}`),
+	}
+	exchange(t, ctx, c, msgs, 0)
+	c.Close(websocket.StatusNormalClosure, "")
+
+	sessions, _ := r.sessions()
+	var all bytes.Buffer
+	for _, evs := range sessions {
+		for _, e := range evs {
+			all.Write(e.Payload)
+			if e.Open != nil {
+				all.WriteString(e.Open.Route)
+				for k, vs := range e.Open.Header {
+					all.WriteString(k + ": " + strings.Join(vs, ",") + "\n")
+				}
+			}
+		}
+		open := evs[0].Open
+		if open.Header.Get("X-Trace") != "trace-1" || !strings.Contains(open.Route, "room=5") {
+			t.Errorf("redaction removed more than it should: %q %v", open.Route, open.Header)
+		}
+		if !strings.Contains(open.Header.Get("Authorization"), redact.Marker) {
+			t.Errorf("Authorization = %q, want the marker", open.Header.Get("Authorization"))
+		}
+		client := frames(evs, session.ClientToServer)
+		if client[3] != string(msgs[3]) {
+			t.Errorf("an untouched message changed: %q", client[3])
+		}
+		if !strings.Contains(client[0], `"user":42`) || !strings.Contains(client[0], redact.Marker) {
+			t.Errorf("connect message redacted wrongly: %q", client[0])
+		}
+	}
+	files := readTree(t, r.dir)
+	for _, s := range secrets {
+		if bytes.Contains(all.Bytes(), []byte(s)) {
+			t.Errorf("secret %q reached the captured session", s)
+		}
+		if bytes.Contains(files, []byte(s)) {
+			t.Errorf("secret %q is in the stream's files", s)
+		}
+	}
+	if counter(t, r.rec, `preheat_tap_redactions_total{what="field"}`) < 3 || counter(t, r.rec, `preheat_tap_redactions_total{what="blanked"}`) < 1 {
+		t.Errorf("redactions not counted")
+	}
+}
+
+func readTree(t *testing.T, dir string) []byte {
+	t.Helper()
+	var all []byte
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			all = append(all, b...)
+		}
+		return nil
+	})
+	return all
+}
+
+// TestTapPolicy checks sampling, route rules and run-time switches.
+func TestTapPolicy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	up := echoServer(t, websocket.CompressionDisabled)
+	policy := capture.Policy{SampleRate: 0.5, Exclude: []string{"/sync/admin*"}}
+	r := newRig(t, up.URL, policy, nil)
+	talk := func(path string) {
+		c := dial(t, ctx, r.wsURL()+path, nil)
+		exchange(t, ctx, c, [][]byte{[]byte(`{"type":"connect"}`)}, 0)
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+	const n = 200
+	for range n {
+		talk("/sync")
+	}
+	talk("/sync/admin/x")
+	r.rec.SetEnabled(false)
+	talk("/sync")
+	r.rec.SetEnabled(true)
+	if err := r.rec.SetRouteEnabled("/sync", false); err != nil {
+		t.Fatal(err)
+	}
+	talk("/sync")
+	talk("/other") // still recorded, sampling permitting
+
+	sessions, _ := r.sessions()
+	sampled := 0
+	for _, evs := range sessions {
+		switch route := evs[0].Open.Route; route {
+		case "/sync":
+			sampled++
+		case "/other":
+		default:
+			t.Errorf("recorded route %q", route)
+		}
+	}
+	// Binomial(200, 0.5): 4.5 standard deviations either side.
+	if sampled < 68 || sampled > 132 {
+		t.Errorf("recorded %d of %d sessions at rate 0.5", sampled, n)
+	}
+	skipped := counter(t, r.rec, `preheat_tap_sessions_skipped_total{reason="sampled_out"}`)
+	if int(skipped)+sampled < n || int(skipped)+sampled > n+2 {
+		t.Errorf("sampled_out %v + recorded %d do not account for %d sessions", skipped, sampled, n)
+	}
+	for _, reason := range []string{"excluded", "off", "route_off"} {
+		if counter(t, r.rec, `preheat_tap_sessions_skipped_total{reason="`+reason+`"}`) != 1 {
+			t.Errorf("skipped{%s} != 1", reason)
+		}
+	}
+}
+
+// TestTapSessionCaps checks that a session over its frame cap stops being
+// recorded, ends with the tap's close event, and goes on being proxied.
+func TestTapSessionCaps(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	up := echoServer(t, websocket.CompressionDisabled)
+	r := newRig(t, up.URL, capture.DefaultPolicy(), &capture.RecorderOptions{MaxSessionFrames: 6, MaxMessageBytes: 100})
+	c := dial(t, ctx, r.wsURL()+"/sync", nil)
+	msgs := testMessages(20)
+	got := exchange(t, ctx, c, msgs, 0)
+	if !reflect.DeepEqual(got, msgs) {
+		t.Fatal("echo through a capped session differs")
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	sessions, _ := r.sessions()
+	for _, evs := range sessions {
+		if n := len(evs); n != 1+6+1 {
+			t.Fatalf("%d events, want open + 6 frames + close", n)
+		}
+		last := evs[len(evs)-1]
+		if last.ClosedBy != session.SideTap || last.Reason != "preheat: frames" {
+			t.Fatalf("close = %+v", last)
+		}
+		for _, e := range evs[1:7] {
+			if len(e.Payload) > 100 || (len(e.Payload) == 100) != e.Truncated {
+				t.Fatalf("frame of %d bytes, truncated %v", len(e.Payload), e.Truncated)
+			}
+		}
+	}
+}
+
+// TestTapPlainHTTP checks that requests that are not upgrades, and refused
+// upgrades, are proxied with their bodies.
+func TestTapPlainHTTP(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/refuse":
+			w.Header().Set("X-Why", "no")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, "not for you")
+		default:
+			b, _ := io.ReadAll(r.Body)
+			w.Header().Set("X-Host", r.Host)
+			w.Header().Set("X-Forwarded-For-Seen", r.Header.Get("X-Forwarded-For"))
+			fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.RequestURI(), b)
+		}
+	}))
+	defer up.Close()
+	r := newRig(t, up.URL, capture.DefaultPolicy(), nil)
+
+	resp, err := http.Post(r.srv.URL+"/api/x?y=1", "text/plain", strings.NewReader("body!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "POST /api/x?y=1 body!" || resp.Header.Get("X-Forwarded-For-Seen") != "127.0.0.1" {
+		t.Fatalf("plain request: %q, headers %v", b, resp.Header)
+	}
+	if host := resp.Header.Get("X-Host"); host != r.srv.Listener.Addr().String() {
+		t.Fatalf("upstream saw Host %q, want the client's %q", host, r.srv.Listener.Addr())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, resp, err = websocket.Dial(ctx, r.wsURL()+"/refuse", nil)
+	if err == nil {
+		t.Fatal("upgrade refused by the upstream succeeded")
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Why") != "no" || string(b) != "not for you" {
+		t.Fatalf("refusal relayed as %d %v %q", resp.StatusCode, resp.Header, b)
+	}
+	if sessions, _ := r.sessions(); len(sessions) != 0 {
+		t.Fatalf("captured %d sessions from refused upgrades", len(sessions))
+	}
+}
+
+// TestTapShutdown checks that Shutdown waits for open sessions, and closes
+// them at its deadline.
+func TestTapShutdown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	up := echoServer(t, websocket.CompressionDisabled)
+	r := newRig(t, up.URL, capture.DefaultPolicy(), nil)
+	c := dial(t, ctx, r.wsURL()+"/sync", nil)
+	exchange(t, ctx, c, [][]byte{[]byte("hi")}, 0)
+
+	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer scancel()
+	if err := r.tap.Shutdown(sctx); err == nil {
+		t.Fatal("Shutdown returned nil with a session open past its deadline")
+	}
+	if _, _, err := c.Read(ctx); err == nil {
+		t.Fatal("session still open after Shutdown's deadline")
+	}
+	if _, _, err := websocket.Dial(ctx, r.wsURL()+"/sync", nil); err == nil {
+		t.Fatal("upgrade accepted after Shutdown")
+	}
+	sessions, _ := r.sessions()
+	if len(sessions) != 1 {
+		t.Fatalf("%d sessions", len(sessions))
+	}
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/internal/leaktest"
+	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/stream/dirlog"
+)
+
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
+// preheat runs the command line in-process and returns its exit code and
+// output.
+func preheat(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code = run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := preheat(t, "help")
+	if code != 0 {
+		t.Fatalf("help exited %d", code)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(out, "  "+c.name) {
+			t.Errorf("help does not list %s:\n%s", c.name, out)
+		}
+		code, out, errOut := preheat(t, c.name, "--help")
+		if code != 0 || !strings.Contains(out, "Usage: preheat "+c.name) || !strings.Contains(out, "Flags:") {
+			t.Errorf("%s --help: exit %d\nstdout:\n%s\nstderr:\n%s", c.name, code, out, errOut)
+		}
+	}
+	if code, _, errOut := preheat(t, "frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := preheat(t, "inspect", "--no-such-flag"); code != 2 || !strings.Contains(errOut, "no-such-flag") {
+		t.Errorf("bad flag: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestUnbuiltCommandsSaySo checks that commands later issues build do not
+// pretend to work.
+func TestUnbuiltCommandsSaySo(t *testing.T) {
+	for _, c := range commands() {
+		if c.run != nil {
+			continue
+		}
+		code, out, errOut := preheat(t, c.name)
+		if code != 3 || out != "" || !strings.Contains(errOut, "not built yet") || !strings.Contains(errOut, "issue #") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", c.name, code, out, errOut)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := preheat(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "preheat ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestParseStreamURL(t *testing.T) {
+	f := func(raw string, want streamURL, wantErr string) {
+		t.Helper()
+		got, err := parseStreamURL(raw)
+		if wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Errorf("parseStreamURL(%q) error = %v, want it to mention %q", raw, err, wantErr)
+			}
+			return
+		}
+		if err != nil || got != want {
+			t.Errorf("parseStreamURL(%q) = %+v, %v; want %+v", raw, got, err, want)
+		}
+	}
+	f("file:///var/lib/preheat", streamURL{scheme: "file", path: "/var/lib/preheat"}, "")
+	f("file:///var/lib/preheat/../x/", streamURL{scheme: "file", path: "/var/lib/x"}, "")
+	f("file://localhost/tmp/s", streamURL{scheme: "file", path: "/tmp/s"}, "")
+	f("kinesis://sessions", streamURL{scheme: "kinesis", name: "sessions"}, "")
+	f("kinesis://arn:aws:kinesis:us-east-1:123456789012:stream/sessions", streamURL{scheme: "kinesis", name: "arn:aws:kinesis:us-east-1:123456789012:stream/sessions"}, "")
+	f("file://host/tmp/s", streamURL{}, "local directory")
+	f("file://", streamURL{}, "no directory")
+	f("kinesis://", streamURL{}, "want kinesis://STREAM")
+	f("kinesis:sessions", streamURL{}, "want kinesis://STREAM")
+	f("/var/lib/preheat", streamURL{}, "no scheme")
+	f("s3://bucket", streamURL{}, `unknown scheme "s3"`)
+}
+
+// writeSessions puts n corpus sessions into a directory log, in batches of
+// four events, and returns them.
+func writeSessions(t *testing.T, dir string, n int) [][]session.Event {
+	t.Helper()
+	p, err := dirlog.NewProducer(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := corpus.New(99)
+	var all [][]session.Event
+	start := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	for i := range n {
+		evs := g.Session(start.Add(time.Duration(i)*time.Minute), 3)
+		all = append(all, evs)
+		for rest := evs; len(rest) > 0; {
+			k := min(4, len(rest))
+			b, err := session.AppendBatch(nil, rest[:k])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Put(context.Background(), evs[0].Session.String(), b); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[k:]
+		}
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+func TestInspectList(t *testing.T) {
+	dir := t.TempDir()
+	sessions := writeSessions(t, dir, 5)
+	url := "file://" + dir
+
+	code, out, errOut := preheat(t, "inspect", "--stream", url)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, errOut)
+	}
+	for _, evs := range sessions {
+		line := lineWith(out, evs[0].Session.String())
+		if line == "" {
+			t.Fatalf("session %s not listed:\n%s", evs[0].Session, out)
+		}
+		if !strings.Contains(line, "/sync?client=web") || !strings.HasSuffix(strings.TrimSpace(line), "closed") {
+			t.Errorf("listing line %q lacks route or state", line)
+		}
+	}
+	if !strings.Contains(out, "5 sessions in") {
+		t.Errorf("no total line:\n%s", out)
+	}
+
+	code, out, errOut = preheat(t, "inspect", "--stream", url, "--json", "--limit", "2")
+	if code != 0 {
+		t.Fatalf("inspect --json: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("--limit 2 printed %d lines:\n%s", len(lines), out)
+	}
+	var s sessionSummary
+	if err := json.Unmarshal([]byte(lines[1]), &s); err != nil {
+		t.Fatal(err)
+	}
+	last := sessions[len(sessions)-1]
+	frames := 0
+	for _, e := range last {
+		if e.Kind == session.KindFrame && e.Direction == session.ClientToServer {
+			frames++
+		}
+	}
+	if s.ID != last[0].Session || s.State != "closed" || s.ClientFrames != frames || s.Events != len(last) {
+		t.Errorf("newest session summary = %+v; want id %s, closed, %d client frames, %d events", s, last[0].Session, frames, len(last))
+	}
+}
+
+func TestInspectSession(t *testing.T) {
+	dir := t.TempDir()
+	sessions := writeSessions(t, dir, 3)
+	evs := sessions[1]
+	url := "file://" + dir
+
+	code, out, errOut := preheat(t, "inspect", "--stream", url, "--session", evs[0].Session.String())
+	if code != 0 {
+		t.Fatalf("inspect --session: exit %d: %s", code, errOut)
+	}
+	for _, e := range evs {
+		if e.Kind == session.KindFrame && !strings.Contains(out, string(e.Payload)) {
+			t.Fatalf("payload of seq %d missing:\n%s", e.Seq, out)
+		}
+	}
+
+	code, out, errOut = preheat(t, "inspect", "--stream", url, "--session", evs[0].Session.String(), "--json")
+	if code != 0 {
+		t.Fatalf("inspect --session --json: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(evs) {
+		t.Fatalf("%d JSON lines for %d events", len(lines), len(evs))
+	}
+	for i, l := range lines {
+		var j eventJSON
+		if err := json.Unmarshal([]byte(l), &j); err != nil {
+			t.Fatal(err)
+		}
+		if j.Seq != evs[i].Seq || j.Kind != evs[i].Kind.String() {
+			t.Fatalf("line %d = %+v, want seq %d kind %s", i, j, evs[i].Seq, evs[i].Kind)
+		}
+		if evs[i].Kind == session.KindFrame && (j.Payload == nil || *j.Payload != string(evs[i].Payload)) {
+			t.Fatalf("line %d payload differs", i)
+		}
+	}
+
+	missing := session.NewID().String()
+	if code, _, errOut := preheat(t, "inspect", "--stream", url, "--session", missing); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("unknown session: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := preheat(t, "inspect", "--stream", url, "--session", "nope"); code != 2 || !strings.Contains(errOut, "parse session id") {
+		t.Errorf("bad session id: exit %d, %q", code, errOut)
+	}
+}
+
+// TestInspectCorruptRecord checks that a record that is not a valid batch is
+// reported and skipped, and the rest still listed.
+func TestInspectCorruptRecord(t *testing.T) {
+	dir := t.TempDir()
+	sessions := writeSessions(t, dir, 2)
+	p, err := dirlog.NewProducer(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Put(context.Background(), session.NewID().String(), []byte("not a batch")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := preheat(t, "inspect", "--stream", "file://"+dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "skipped 1 corrupt records") {
+		t.Errorf("corrupt record not reported: %q", errOut)
+	}
+	for _, evs := range sessions {
+		if lineWith(out, evs[0].Session.String()) == "" {
+			t.Errorf("session %s not listed", evs[0].Session)
+		}
+	}
+}
+
+func TestInspectUsage(t *testing.T) {
+	f := func(want string, args ...string) {
+		t.Helper()
+		code, _, errOut := preheat(t, append([]string{"inspect"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("inspect %q: exit %d, stderr %q; want 2 and %q", args, code, errOut, want)
+		}
+	}
+	f("--stream is required")
+	f("unknown scheme", "--stream", "ftp://x")
+	f("must not be negative", "--stream", "file:///tmp", "--since", "-1m")
+}
+
+func TestDemo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "stream")
+	code, out, errOut := preheat(t, "demo", "--sessions", "20", "--queries", "5", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "every event of every session matches") {
+		t.Fatalf("demo did not verify the read-back:\n%s", out)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("--dir not kept: %v", err)
+	}
+	code, out, _ = preheat(t, "inspect", "--stream", "file://"+dir)
+	if code != 0 || !strings.Contains(out, "20 sessions in") {
+		t.Fatalf("inspect after demo: exit %d\n%s", code, out)
+	}
+}
+
+func lineWith(out, s string) string {
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/capture/redact"
+)
+
+type tapOptions struct {
+	listen, upstream, stream string
+	adminListen, adminToken  string
+	config                   string
+	tlsCert, tlsKey          string
+	upstreamCA               string
+	upstreamInsecure         bool
+	rewriteHost              bool
+	capture                  bool
+	tapID                    string
+	sample                   float64
+	include, exclude         stringList
+	redactHeaders            stringList
+	redactQuery              stringList
+	redactFields             stringList
+	budget                   byteSize
+	maxSessionBytes          byteSize
+	maxMessageBytes          byteSize
+	maxSessionFrames         int
+	maxSessionDuration       time.Duration
+	shutdownTimeout          time.Duration
+}
+
+func tapCommand() *command {
+	return &command{
+		name:    "tap",
+		summary: "capture websocket sessions as a transparent proxy",
+		usage:   "--listen ADDR --upstream URL --stream URL [flags]",
+		help: `Runs a transparent reverse proxy in front of the sync routers. Every HTTP request
+and websocket upgrade is forwarded to --upstream; after an upgrade, bytes pass both
+ways unmodified and are never delayed by capture. Whole client sessions are copied,
+redacted and sampled, into --stream.
+
+Redaction happens before anything is buffered: the Authorization, Cookie and other
+credential headers, token-like query parameters and JSON fields are always replaced
+with the marker __preheat_redacted__; --redact-* and the config file add more.
+
+The admin listener (--admin-listen, keep it private; --admin-token or
+PREHEAT_ADMIN_TOKEN to require a bearer token) serves /metrics, /status and
+POST /capture/on|off, /capture/routes/on|off?route=/path*, /reload.
+
+--config names a YAML (or JSON) file with the capture policy; it is re-read on
+SIGHUP and POST /reload, and its settings win over the flags:
+
+  sample_rate: 0.25          # fraction of sessions recorded, by session id
+  include: ["/sync*"]        # routes to record: exact paths, or prefixes ending in *
+  exclude: ["/sync/admin*"]  # routes never recorded
+  redact:
+    headers: [X-Session]     # added to the built-in credential headers
+    query: [sessionKey]      # query parameters
+    fields: [token, auth.session]  # JSON keys anywhere, or dotted paths
+    subprotocols: false      # redact Sec-WebSocket-Protocol values...
+    keep_subprotocols: []    # ...except these
+    keep_binary: false       # pass binary payloads holding a key name
+
+SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
+--shutdown-timeout to finish, then what was captured is flushed.`,
+		flags: func(fs *flag.FlagSet) any {
+			o := &tapOptions{sample: 1, capture: true, budget: 64 << 20, maxSessionBytes: 8 << 20, maxMessageBytes: 256 << 10}
+			fs.StringVar(&o.listen, "listen", "", "address to serve clients on, such as :8080; required")
+			fs.StringVar(&o.upstream, "upstream", "", "URL of the router or server to forward to (http, https, ws or wss); required")
+			fs.StringVar(&o.stream, "stream", "", "stream URL to capture into (file:///path or kinesis://STREAM); required")
+			fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "address of the admin listener; empty disables it")
+			fs.StringVar(&o.adminToken, "admin-token", os.Getenv("PREHEAT_ADMIN_TOKEN"), "bearer token the admin listener requires (default $PREHEAT_ADMIN_TOKEN)")
+			fs.StringVar(&o.config, "config", "", "YAML or JSON file with the capture policy, reloaded on SIGHUP")
+			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
+			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
+			fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates to verify an https/wss upstream with; default the system roots")
+			fs.BoolVar(&o.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify the upstream's TLS certificate")
+			fs.BoolVar(&o.rewriteHost, "rewrite-host", false, "send the upstream's host as Host instead of the client's")
+			fs.BoolVar(&o.capture, "capture", true, "start with capture on (it can be switched at run time on the admin listener)")
+			fs.StringVar(&o.tapID, "tap-id", "", "name of this tap in captured sessions; default the host name")
+			fs.Float64Var(&o.sample, "sample", 1, "fraction of sessions to record, 0 to 1")
+			fs.Var(&o.include, "include", "route to record (repeatable; exact path, or prefix ending in *); default every route")
+			fs.Var(&o.exclude, "exclude", "route never to record (repeatable)")
+			fs.Var(&o.redactHeaders, "redact-header", "extra request header to redact (repeatable)")
+			fs.Var(&o.redactQuery, "redact-query", "extra query parameter to redact (repeatable)")
+			fs.Var(&o.redactFields, "redact-field", "extra JSON key or dotted path to redact in text messages (repeatable)")
+			fs.Var(&o.budget, "budget", "memory for captured data not yet in the stream; past it whole sessions are dropped")
+			fs.Var(&o.maxSessionBytes, "max-session-bytes", "stop recording a session after this many payload bytes")
+			fs.Var(&o.maxMessageBytes, "max-message-bytes", "truncate longer messages (flagged as truncated)")
+			fs.IntVar(&o.maxSessionFrames, "max-session-frames", 50000, "stop recording a session after this many messages")
+			fs.DurationVar(&o.maxSessionDuration, "max-session-duration", 10*time.Minute, "stop recording a session this long after its connect")
+			fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long open sessions get to finish")
+			return o
+		},
+		run: runTap,
+	}
+}
+
+// tapConfig is the capture policy file.
+type tapConfig struct {
+	SampleRate *float64 `yaml:"sample_rate"`
+	Include    []string `yaml:"include"`
+	Exclude    []string `yaml:"exclude"`
+	Redact     struct {
+		Headers          []string `yaml:"headers"`
+		Query            []string `yaml:"query"`
+		Fields           []string `yaml:"fields"`
+		Subprotocols     bool     `yaml:"subprotocols"`
+		KeepSubprotocols []string `yaml:"keep_subprotocols"`
+		KeepBinary       bool     `yaml:"keep_binary"`
+		MaxDepth         int      `yaml:"max_depth"`
+	} `yaml:"redact"`
+}
+
+// loadPolicy builds the capture policy from the flags and, when set, the
+// config file, whose settings win.
+func loadPolicy(o *tapOptions) (capture.Policy, error) {
+	p := capture.Policy{SampleRate: o.sample, Include: o.include, Exclude: o.exclude}
+	ro := &redact.Options{Headers: o.redactHeaders, QueryParams: o.redactQuery, JSONKeys: o.redactFields}
+	if o.config != "" {
+		data, err := os.ReadFile(o.config)
+		if err != nil {
+			return p, fmt.Errorf("read config: %w", err)
+		}
+		var c tapConfig
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return p, fmt.Errorf("parse config %q: %w", o.config, err)
+		}
+		if c.SampleRate != nil {
+			p.SampleRate = *c.SampleRate
+		}
+		if c.Include != nil {
+			p.Include = c.Include
+		}
+		if c.Exclude != nil {
+			p.Exclude = c.Exclude
+		}
+		ro.Headers = append(ro.Headers, c.Redact.Headers...)
+		ro.QueryParams = append(ro.QueryParams, c.Redact.Query...)
+		ro.JSONKeys = append(ro.JSONKeys, c.Redact.Fields...)
+		ro.RedactSubprotocols = c.Redact.Subprotocols
+		ro.Subprotocols = c.Redact.KeepSubprotocols
+		ro.KeepBinary = c.Redact.KeepBinary
+		ro.MaxDepth = c.Redact.MaxDepth
+	}
+	rd, err := redact.New(ro)
+	if err != nil {
+		return p, fmt.Errorf("redaction rules: %w", err)
+	}
+	p.Redactor = rd
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+func runTap(ctx context.Context, e *env, args []string) error {
+	o := e.opts.(*tapOptions)
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	switch {
+	case o.listen == "":
+		return usagef("--listen is required")
+	case o.upstream == "":
+		return usagef("--upstream is required")
+	case o.stream == "":
+		return usagef("--stream is required")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return usagef("--tls-cert and --tls-key go together")
+	case o.shutdownTimeout <= 0:
+		return usagef("--shutdown-timeout must be positive")
+	}
+	policy, err := loadPolicy(o)
+	if err != nil {
+		return err
+	}
+	upstreamTLS := &tls.Config{InsecureSkipVerify: o.upstreamInsecure}
+	if o.upstreamCA != "" {
+		pem, err := os.ReadFile(o.upstreamCA)
+		if err != nil {
+			return fmt.Errorf("read --upstream-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--upstream-ca %q holds no PEM certificates", o.upstreamCA)
+		}
+		upstreamTLS.RootCAs = pool
+	}
+	var certs *certReloader
+	if o.tlsCert != "" {
+		if certs, err = newCertReloader(o.tlsCert, o.tlsKey, e.log); err != nil {
+			return err
+		}
+	}
+
+	streamSet, recSet, tapSet := metrics.NewSet(), metrics.NewSet(), metrics.NewSet()
+	prod, err := openProducer(ctx, o.stream, e.log, streamSet)
+	if err != nil {
+		return err
+	}
+	rec, err := capture.NewRecorder(prod, policy, &capture.RecorderOptions{
+		TapID:              o.tapID,
+		MaxSessionDuration: o.maxSessionDuration,
+		MaxSessionBytes:    int(o.maxSessionBytes),
+		MaxSessionFrames:   o.maxSessionFrames,
+		MaxMessageBytes:    int(o.maxMessageBytes),
+		BudgetBytes:        int64(o.budget),
+		Logger:             e.log,
+		Metrics:            recSet,
+	})
+	if err != nil {
+		prod.Close(ctx)
+		return err
+	}
+	rec.SetEnabled(o.capture)
+	tap, err := capture.NewTap(o.upstream, rec, &capture.TapOptions{
+		TLSClientConfig: upstreamTLS,
+		RewriteHost:     o.rewriteHost,
+		Logger:          e.log,
+		Metrics:         tapSet,
+	})
+	if err != nil {
+		rec.Close(ctx)
+		prod.Close(ctx)
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		rec.Close(ctx)
+		prod.Close(ctx)
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           tap,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	if certs != nil {
+		// HTTP/1.1 only: websocket upgrades need it, and plain requests
+		// lose little.
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.getCertificate, NextProtos: []string{"http/1.1"}})
+	}
+
+	var reloadMu sync.Mutex
+	reload := func() error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		if certs != nil {
+			if err := certs.reload(); err != nil {
+				e.log.Error("reload TLS certificate", "err", err)
+			}
+		}
+		if o.config == "" {
+			return nil
+		}
+		p, err := loadPolicy(o)
+		if err == nil {
+			err = rec.SetPolicy(p)
+		}
+		if err != nil {
+			e.log.Error("config not reloaded; the previous policy stays", "err", err)
+			return err
+		}
+		e.log.Info("config reloaded", "file", o.config, "sample_rate", p.SampleRate)
+		return nil
+	}
+
+	var admin *http.Server
+	var adminLn net.Listener
+	if o.adminListen != "" {
+		adminLn, err = net.Listen("tcp", o.adminListen)
+		if err != nil {
+			ln.Close()
+			rec.Close(ctx)
+			prod.Close(ctx)
+			return fmt.Errorf("listen admin: %w", err)
+		}
+		admin = &http.Server{
+			Handler: rec.AdminHandler(&capture.AdminOptions{
+				Token:  o.adminToken,
+				Reload: reload,
+				WriteMetrics: func(w io.Writer) {
+					tapSet.WritePrometheus(w)
+					recSet.WritePrometheus(w)
+					streamSet.WritePrometheus(w)
+					metrics.WriteProcessMetrics(w)
+				},
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+	}
+	e.log.Info("tap listening", "addr", ln.Addr().String(), "upstream", o.upstream, "stream", o.stream, "tls", certs != nil, "capture", o.capture)
+	if adminLn != nil {
+		e.log.Info("admin listening", "addr", adminLn.Addr().String(), "token", o.adminToken != "")
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	if admin != nil {
+		g.Go(func() error {
+			if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve admin: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				reload()
+			}
+		}
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		e.log.Info("shutting down", "timeout", o.shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		srv.Shutdown(sctx) // stop accepting; wait for plain requests
+		tap.Shutdown(sctx) // wait for websocket sessions, then close them
+		// Capture gets its own deadline: the sessions may have used all of
+		// the first.
+		fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer fcancel()
+		if err := rec.Close(fctx); err != nil {
+			e.log.Warn("capture not fully flushed", "err", err)
+		}
+		if err := prod.Close(fctx); err != nil {
+			e.log.Warn("stream not fully flushed", "err", err)
+		}
+		if admin != nil {
+			admin.Shutdown(fctx)
+		}
+		return nil
+	})
+	return g.Wait()
+}
