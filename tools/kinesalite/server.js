@@ -20,6 +20,19 @@ const server = kinesalite({
   shardLimit: 100
 })
 
+// kinesalite throws from a request's 'error' handler when a client hangs up
+// mid-request (index.js: req.on('error', function(err) { throw err })), which
+// would end the whole server. Kinesis does not care when a caller cancels a
+// request, so neither do we: such aborts are ignored; anything else still
+// ends the process.
+process.on('uncaughtException', (err) => {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) {
+    return
+  }
+  console.error(err)
+  process.exit(1)
+})
+
 server.on('error', (err) => {
   console.error('kinesalite: ' + err.message)
   process.exit(1)
