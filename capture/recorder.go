@@ -45,8 +45,8 @@ type Policy struct {
 	// wins over Include.
 	Exclude []string
 	// Redactor removes credentials and secret fields before anything is
-	// buffered. Nil means redact.New(nil): the default header and query
-	// rules, no payload fields.
+	// buffered. Nil means redact.New(nil): the built-in credential headers,
+	// query parameters and JSON keys (token, password and the like).
 	Redactor *redact.Redactor
 }
 
