@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -74,13 +75,24 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		tc.head = make([]byte, 0, 1024) // the handler writes the response itself
 	}
 	// Bytes the client sent after its request that the server already
-	// buffered are read first, and recorded as they are read.
-	var r io.Reader = tc
+	// buffered must stay in the returned reader's buffer, where handlers
+	// look for them: coder/websocket, for one, takes Peek(Buffered()) and
+	// resets the reader onto the conn. So they are loaded into it now, and
+	// recorded as they are.
+	size := brw.Reader.Size()
+	var br *bufio.Reader
 	if n := brw.Reader.Buffered(); n > 0 {
 		buffered, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(&prefixReader{r: bytes.NewReader(bytes.Clone(buffered)), tc: tc}, tc)
+		prefix := &prefixReader{r: bytes.NewReader(bytes.Clone(buffered)), tc: tc}
+		br = bufio.NewReaderSize(io.MultiReader(prefix, tc), max(size, n))
+		if _, err := br.Peek(n); err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("capture: buffer client bytes: %w", err)
+		}
+	} else {
+		br = bufio.NewReaderSize(tc, size)
 	}
-	return tc, bufio.NewReadWriter(bufio.NewReaderSize(r, brw.Reader.Size()), bufio.NewWriterSize(tc, brw.Writer.Size())), nil
+	return tc, bufio.NewReadWriter(br, bufio.NewWriterSize(tc, brw.Writer.Size())), nil
 }
 
 // tapConn is a hijacked connection whose bytes are recorded.

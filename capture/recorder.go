@@ -603,6 +603,9 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
 	// The encoded size is the payload plus a few bytes of framing; charge
 	// the budget before the copy is made.
+	if s.finished {
+		return false
+	}
 	need := int64(payload + 32)
 	if s.r.used.Add(need) > s.r.opts.BudgetBytes && ev.Kind != session.KindClose {
 		s.r.used.Add(-need)
@@ -679,6 +682,9 @@ func (s *Recording) End(side session.Side) {
 // blocking. If the queue is full the batch stays pending and the ticker
 // tries again; the budget bounds how much can pile up.
 func (s *Recording) flushLocked() {
+	if s.finished {
+		return // the recorder already flushed and let go of the session
+	}
 	if s.w.Events() > 0 {
 		job := &exportJob{key: s.key, w: s.w, size: s.held, flushed: time.Now()}
 		s.r.qmu.RLock()

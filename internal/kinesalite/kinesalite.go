@@ -44,7 +44,13 @@ const startTimeout = 20 * time.Second
 // Server is a running kinesalite process.
 type Server struct {
 	port int
+	stop func()
 }
+
+// Stop kills the server now, as a crash or a network partition would end a
+// real Kinesis endpoint for its clients: connections are refused from then
+// on. It is safe to call more than once; the test's cleanup calls it too.
+func (s *Server) Stop() { s.stop() }
 
 // Start starts a kinesalite server for t and stops it when t ends.
 func Start(t testing.TB) *Server {
@@ -81,13 +87,17 @@ func Start(t testing.TB) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("kinesalite: start node: %v", err)
 	}
-	t.Cleanup(func() {
-		// Closing stdin asks the server to exit; killing the process group
-		// makes sure it does.
-		stdin.Close()
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			// Closing stdin asks the server to exit; killing the process
+			// group makes sure it does.
+			stdin.Close()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
 
 	portc := make(chan int, 1)
 	errc := make(chan error, 1)
@@ -115,7 +125,7 @@ func Start(t testing.TB) *Server {
 	}()
 	select {
 	case port := <-portc:
-		return &Server{port: port}
+		return &Server{port: port, stop: stop}
 	case err := <-errc:
 		t.Fatalf("kinesalite: %v", err)
 	case <-time.After(startTimeout):
