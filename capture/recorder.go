@@ -399,10 +399,8 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 		start:   time.Now(),
 		redact:  rd,
 		queue:   r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
-		w:       writerPool.Get().(*session.BatchWriter),
 		parsers: [2]*wsframe.Parser{wsframe.NewParser(&wsframe.Options{Client: true, Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes}), wsframe.NewParser(&wsframe.Options{Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes})},
 	}
-	rec.w.Reset()
 	open := session.Event{
 		Session: id, Seq: 0, Kind: session.KindOpen,
 		Open: &session.Info{
@@ -418,7 +416,6 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 	if r.closing {
 		r.mu.Unlock()
 		r.m.skipped("shutting_down")
-		writerPool.Put(rec.w)
 		return nil
 	}
 	r.active[rec] = struct{}{}
@@ -484,7 +481,7 @@ type Recording struct {
 	stopped atomic.Bool // no more events are recorded
 
 	mu       sync.Mutex
-	w        *session.BatchWriter
+	w        *session.BatchWriter // pending events; nil when there are none
 	seq      uint64
 	frames   int
 	bytes    int
@@ -613,6 +610,10 @@ func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
 		return false
 	}
 	ev.Session, ev.Seq = s.id, s.seq
+	if s.w == nil {
+		s.w = writerPool.Get().(*session.BatchWriter)
+		s.w.Reset()
+	}
 	before := s.w.Len()
 	if err := s.w.Append(ev); err != nil {
 		s.r.used.Add(-need)
@@ -685,7 +686,7 @@ func (s *Recording) flushLocked() {
 	if s.finished {
 		return // the recorder already flushed and let go of the session
 	}
-	if s.w.Events() > 0 {
+	if s.w != nil && s.w.Events() > 0 {
 		job := &exportJob{key: s.key, w: s.w, size: s.held, flushed: time.Now()}
 		s.r.qmu.RLock()
 		sent, gone := false, s.r.qclosed
@@ -699,8 +700,7 @@ func (s *Recording) flushLocked() {
 		s.r.qmu.RUnlock()
 		switch {
 		case sent:
-			s.w = writerPool.Get().(*session.BatchWriter)
-			s.w.Reset()
+			s.w = nil // the exporter owns it now; an idle session holds none
 			s.held = 0
 		case gone:
 			// The recorder has shut down: what is pending is lost, and
@@ -718,8 +718,10 @@ func (s *Recording) flushLocked() {
 		s.r.mu.Lock()
 		delete(s.r.active, s)
 		s.r.mu.Unlock()
-		writerPool.Put(s.w)
-		s.w = nil
+		if s.w != nil {
+			writerPool.Put(s.w)
+			s.w = nil
+		}
 	}
 }
 
@@ -750,11 +752,12 @@ func (r *Recorder) flushDue(all bool) {
 	now := time.Now()
 	for _, s := range recs {
 		s.mu.Lock()
-		if s.w != nil {
+		if !s.finished {
 			if !s.stopped.Load() && now.Sub(s.start) > r.opts.MaxSessionDuration {
 				s.cutLocked("duration")
 			}
-			if all || s.ended || s.stopped.Load() || (s.w.Events() > 0 && now.Sub(s.oldest) >= r.opts.FlushInterval) {
+			pending := s.w != nil && s.w.Events() > 0
+			if all || s.ended || s.stopped.Load() || (pending && now.Sub(s.oldest) >= r.opts.FlushInterval) {
 				s.flushLocked()
 			}
 		}
@@ -774,7 +777,7 @@ func (r *Recorder) flushAll() (pending int) {
 	r.mu.Unlock()
 	for _, s := range recs {
 		s.mu.Lock()
-		if s.w != nil {
+		if !s.finished {
 			s.cutLocked("shutdown")
 			s.ended = true
 			s.flushLocked()
