@@ -1,0 +1,371 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/preheatdev/preheat/capture/redact"
+)
+
+// syncBuffer is a bytes.Buffer safe for a command writing while a test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls buf until re matches, and returns the first submatch.
+func waitFor(t *testing.T, buf *syncBuffer, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := rx.FindStringSubmatch(buf.String()); m != nil {
+			return m[len(m)-1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %q in the output:\n%s", re, buf.String())
+	return ""
+}
+
+func echoUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			c.Write(r.Context(), typ, msg)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// tapProcess runs 'preheat tap' in-process until the test ends.
+type tapProcess struct {
+	addr, admin string
+	stderr      *syncBuffer
+	cancel      context.CancelFunc
+	done        chan int
+}
+
+func startTap(t *testing.T, args ...string) *tapProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &tapProcess{stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	args = append([]string{"tap", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...)
+	go func() { p.done <- run(ctx, args, io.Discard, p.stderr) }()
+	p.addr = waitFor(t, p.stderr, `msg="tap listening" addr=(\S+)`)
+	p.admin = waitFor(t, p.stderr, `msg="admin listening" addr=(\S+)`)
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// stop ends the tap as SIGTERM would, and returns its exit code.
+func (p *tapProcess) stop(t *testing.T) int {
+	t.Helper()
+	p.cancel()
+	select {
+	case code := <-p.done:
+		p.done <- code
+		return code
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tap did not stop:\n%s", p.stderr.String())
+		return -1
+	}
+}
+
+func (p *tapProcess) talk(t *testing.T, path string, msgs ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+p.addr+path, nil)
+	if err != nil {
+		t.Fatalf("dial through the tap: %v", err)
+	}
+	defer c.CloseNow()
+	for _, m := range msgs {
+		if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != m {
+			t.Fatalf("echo %q: %q %v", m, got, err)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+}
+
+func (p *tapProcess) adminCall(t *testing.T, method, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+p.admin+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestTapCommand runs the tap end to end: a config file with a redaction
+// rule, its reload by the admin API and by SIGHUP, a graceful stop, and the
+// captured sessions read back with inspect.
+func TestTapCommand(t *testing.T) {
+	up := echoUpstream(t)
+	dir := t.TempDir()
+	streamDir := filepath.Join(dir, "stream")
+	cfg := filepath.Join(dir, "tap.yaml")
+	writeConfig := func(s string) {
+		if err := os.WriteFile(cfg, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig("sample_rate: 1\nredact:\n  fields: [pin]\n")
+	p := startTap(t, "--upstream", up.URL, "--stream", "file://"+streamDir, "--config", cfg, "--admin-token", "tok", "--tap-id", "tap-under-test")
+
+	p.talk(t, "/sync", `{"type":"connect","pin":"PinSecret1"}`, `{"type":"query","id":1}`)
+
+	if code, _ := p.adminCall(t, "GET", "/status", ""); code != http.StatusUnauthorized {
+		t.Fatalf("admin without token: %d", code)
+	}
+	writeConfig("exclude: [\"/sync\"]\n")
+	if code, body := p.adminCall(t, "POST", "/reload", "tok"); code != http.StatusOK || !strings.Contains(body, `"/sync"`) {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	p.talk(t, "/sync", `{"type":"excluded"}`)
+
+	writeConfig("sample_rate: 1\nbogus_field: 1\n")
+	if code, _ := p.adminCall(t, "POST", "/reload", "tok"); code != http.StatusBadRequest {
+		t.Fatalf("reload of a bad config: %d", code)
+	}
+	writeConfig("sample_rate: 1\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p.stderr, `(?s)config reloaded.*config reloaded`)
+	p.talk(t, "/sync", `{"type":"after-hup"}`)
+
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("tap exited %d:\n%s", code, p.stderr.String())
+	}
+
+	code, out, errOut := preheat(t, "inspect", "--stream", "file://"+streamDir, "--json")
+	if code != 0 {
+		t.Fatalf("inspect: %d %s", code, errOut)
+	}
+	if n := strings.Count(out, "\n"); n != 2 {
+		t.Fatalf("%d sessions captured, want 2 (one excluded):\n%s", n, out)
+	}
+	if !strings.Contains(out, `"tap":"tap-under-test"`) {
+		t.Fatalf("tap id missing:\n%s", out)
+	}
+	all := readTreeBytes(t, streamDir)
+	if bytes.Contains(all, []byte("PinSecret1")) {
+		t.Fatal("a configured secret reached the stream")
+	}
+	// The payload itself is compressed on disk: check the decoded events.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		id := regexp.MustCompile(`"session":"([0-9a-f]+)"`).FindStringSubmatch(line)[1]
+		_, evs, _ := preheat(t, "inspect", "--stream", "file://"+streamDir, "--session", id, "--json")
+		if strings.Contains(evs, "PinSecret1") {
+			t.Fatal("a configured secret is in a captured event")
+		}
+		if strings.Contains(evs, `"pin`) && !strings.Contains(evs, redact.Marker) {
+			t.Fatalf("pin not replaced by the marker:\n%s", evs)
+		}
+	}
+}
+
+func readTreeBytes(t *testing.T, dir string) []byte {
+	t.Helper()
+	var all []byte
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			all = append(all, b...)
+		}
+		return nil
+	})
+	return all
+}
+
+func TestTapCommandUsage(t *testing.T) {
+	f := func(want string, args ...string) {
+		t.Helper()
+		code, _, errOut := preheat(t, append([]string{"tap"}, args...)...)
+		if code == 0 || !strings.Contains(errOut, want) {
+			t.Errorf("tap %q: exit %d, stderr %q; want failure mentioning %q", args, code, errOut, want)
+		}
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("sample_rate: 2\n"), 0o600)
+	unknown := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknown, []byte("redact:\n  feilds: [x]\n"), 0o600)
+	stream := "file://" + filepath.Join(dir, "s")
+	f("--listen is required", "--upstream", "ws://127.0.0.1:1", "--stream", stream)
+	f("--upstream is required", "--listen", "127.0.0.1:0", "--stream", stream)
+	f("--stream is required", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1")
+	f("go together", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--tls-cert", "x")
+	f("sample rate 2", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--config", bad)
+	f("feilds", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--config", unknown)
+	f("scheme must be", "--listen", "127.0.0.1:0", "--upstream", "ftp://x", "--stream", stream)
+	f("unknown unit", "--budget", "12parsecs")
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with the given
+// common name, and returns its pool.
+func writeCert(t *testing.T, certFile, keyFile, cn string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
+}
+
+// TestTapCommandTLS serves the tap over TLS and swaps its certificate
+// files while it runs.
+func TestTapCommandTLS(t *testing.T) {
+	up := echoUpstream(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	poolA := writeCert(t, certFile, keyFile, "cert-a")
+	p := startTap(t, "--upstream", up.URL, "--stream", "file://"+filepath.Join(dir, "s"), "--tls-cert", certFile, "--tls-key", keyFile)
+
+	serverCN := func(pool *x509.CertPool) (string, error) {
+		c, err := tls.Dial("tcp", p.addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
+	}
+	if cn, err := serverCN(poolA); err != nil || cn != "cert-a" {
+		t.Fatalf("first certificate: %q %v", cn, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolA}}}
+	c, _, err := websocket.Dial(ctx, "wss://"+p.addr+"/sync", &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatalf("wss through the tap: %v", err)
+	}
+	c.Write(ctx, websocket.MessageText, []byte("over tls"))
+	if _, got, err := c.Read(ctx); err != nil || string(got) != "over tls" {
+		t.Fatalf("echo over TLS: %q %v", got, err)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+
+	// New files are picked up without a restart (SIGHUP forces the check).
+	poolB := writeCert(t, certFile, keyFile, "cert-b")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cn, err := serverCN(poolB)
+		if err == nil && cn == "cert-b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate not reloaded: %q %v", cn, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCertReloaderKeepsGoodPair checks that a broken new pair is refused and
+// the previous one served.
+func TestCertReloaderKeepsGoodPair(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c"), filepath.Join(dir, "k")
+	writeCert(t, certFile, keyFile, "good")
+	r, err := newCertReloader(certFile, keyFile, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.checkEvery = 0
+	os.WriteFile(certFile, []byte("garbage"), 0o600)
+	cert, err := r.getCertificate(nil)
+	if err != nil || cert == nil {
+		t.Fatalf("getCertificate: %v %v", cert, err)
+	}
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	if leaf.Subject.CommonName != "good" {
+		t.Fatalf("served %q", leaf.Subject.CommonName)
+	}
+	writeCert(t, certFile, keyFile, "better")
+	cert, _ = r.getCertificate(nil)
+	leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+	if leaf.Subject.CommonName != "better" {
+		t.Fatalf("after a good new pair, served %q", leaf.Subject.CommonName)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
