@@ -399,7 +399,10 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 		start:   time.Now(),
 		redact:  rd,
 		queue:   r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
-		parsers: [2]*wsframe.Parser{wsframe.NewParser(&wsframe.Options{Client: true, Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes}), wsframe.NewParser(&wsframe.Options{Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes})},
+		parsers: [2]*wsframe.Parser{
+			wsframe.NewParser(&wsframe.Options{Client: true, Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes, MaxInflateBytes: r.maxInflate()}),
+			wsframe.NewParser(&wsframe.Options{Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes, MaxInflateBytes: r.maxInflate()}),
+		},
 	}
 	open := session.Event{
 		Session: id, Seq: 0, Kind: session.KindOpen,
@@ -426,6 +429,11 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 	r.m.recorded.Inc()
 	return rec
 }
+
+// maxInflate bounds how far one compressed message may inflate, and so how
+// much of it the parser holds: 16 times MaxMessageBytes (4 MiB by default).
+// A longer message stops the session's recording, not its proxying.
+func (r *Recorder) maxInflate() int { return 16 * r.opts.MaxMessageBytes }
 
 // admit returns why a session on path is not recorded, or "".
 func (r *Recorder) admit(p *Policy, id session.ID, path string) string {
