@@ -393,12 +393,12 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 	r.m.redacted("header", hn)
 	r.m.redacted("query", qn)
 	rec := &Recording{
-		r:       r,
-		id:      id,
-		key:     id.String(),
-		start:   time.Now(),
-		redact:  rd,
-		queue:   r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
+		r:      r,
+		id:     id,
+		key:    id.String(),
+		start:  time.Now(),
+		redact: rd,
+		queue:  r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
 		parsers: [2]*wsframe.Parser{
 			wsframe.NewParser(&wsframe.Options{Client: true, Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes, MaxInflateBytes: r.maxInflate()}),
 			wsframe.NewParser(&wsframe.Options{Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes, MaxInflateBytes: r.maxInflate()}),
@@ -488,16 +488,18 @@ type Recording struct {
 	parsers [2]*wsframe.Parser
 	stopped atomic.Bool // no more events are recorded
 
-	mu       sync.Mutex
-	w        *session.BatchWriter // pending events; nil when there are none
-	seq      uint64
-	frames   int
-	bytes    int
-	held     int64     // budget bytes accounted for w
-	oldest   time.Time // when w's first pending event was added
-	closed   bool      // a close event was recorded
-	ended    bool      // the connection is over
-	finished bool      // removed from the recorder
+	mu        sync.Mutex
+	w         *session.BatchWriter // pending events; nil when there are none
+	seq       uint64
+	frames    int
+	bytes     int
+	held      int64          // budget bytes accounted for w
+	oldest    time.Time      // when w's first pending event was added
+	closing   *session.Event // the first close frame seen, not yet recorded
+	closedDir [2]bool        // which sides have sent a close frame
+	closed    bool           // a close event was recorded
+	ended     bool           // the connection is over
+	finished  bool           // removed from the recorder
 }
 
 // ID returns the session's id.
@@ -537,14 +539,25 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 	switch m.Opcode {
 	case wsframe.OpText, wsframe.OpBinary:
 	case wsframe.OpClose:
+		// The close event waits for both sides' close frames (or the end
+		// of the connection): until the peer answers, it may still send
+		// messages, and the tap may observe them after this close because
+		// it parses each direction after forwarding it.
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if !s.closed && !s.stopped.Load() {
+		if s.closed || s.stopped.Load() {
+			return
+		}
+		if s.closing == nil {
 			side := sideClient
 			if dir == 1 {
 				side = sideServer
 			}
-			s.closeLocked(session.Event{Offset: offset, Code: m.CloseCode, Reason: m.CloseReason, ClosedBy: side}, "")
+			s.closing = &session.Event{Offset: offset, Code: m.CloseCode, Reason: m.CloseReason, ClosedBy: side}
+		}
+		s.closedDir[dir] = true
+		if s.closedDir[0] && s.closedDir[1] {
+			s.closeLocked(*s.closing, "")
 		}
 		return
 	default:
@@ -579,8 +592,8 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped.Load() {
-		return
+	if s.stopped.Load() || s.closedDir[dir] {
+		return // nothing is recorded after a side's own close frame
 	}
 	o := &s.r.opts
 	switch {
@@ -680,7 +693,11 @@ func (s *Recording) End(side session.Side) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
-		s.closeLocked(session.Event{Offset: time.Since(s.start), ClosedBy: side}, "")
+		ev := session.Event{Offset: time.Since(s.start), ClosedBy: side}
+		if s.closing != nil {
+			ev = *s.closing
+		}
+		s.closeLocked(ev, "")
 	}
 	s.stopped.Store(true)
 	s.ended = true
