@@ -277,28 +277,6 @@ func (in *inspector) printList(w io.Writer, asJSON bool, limit int) error {
 	return nil
 }
 
-// eventJSON is one event in inspect's JSON output.
-type eventJSON struct {
-	Session     session.ID `json:"session"`
-	Seq         uint64     `json:"seq"`
-	Kind        string     `json:"kind"`
-	OffsetUS    int64      `json:"offset_us"`
-	Direction   string     `json:"direction,omitempty"`
-	Opcode      string     `json:"opcode,omitempty"`
-	Payload     *string    `json:"payload,omitempty"`
-	PayloadHex  string     `json:"payload_hex,omitempty"`
-	Truncated   bool       `json:"truncated,omitempty"`
-	Route       string     `json:"route,omitempty"`
-	Header      any        `json:"header,omitempty"`
-	Subprotocol string     `json:"subprotocol,omitempty"`
-	Extensions  string     `json:"extensions,omitempty"`
-	TapID       string     `json:"tap,omitempty"`
-	Start       time.Time  `json:"start,omitzero"`
-	Code        uint16     `json:"code,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	ClosedBy    string     `json:"closed_by,omitempty"`
-}
-
 func (in *inspector) printSession(w io.Writer, asJSON bool) error {
 	if len(in.events) == 0 {
 		return fmt.Errorf("session %s not found in the range read", in.want)
@@ -323,7 +301,7 @@ func (in *inspector) printSession(w io.Writer, asJSON bool) error {
 		}
 		next = seq + 1
 		if asJSON {
-			if err := enc.Encode(toEventJSON(ev)); err != nil {
+			if err := enc.Encode(ev.ToJSON()); err != nil {
 				return err
 			}
 			continue
@@ -345,28 +323,6 @@ func (in *inspector) printSession(w io.Writer, asJSON bool) error {
 		}
 	}
 	return tw.Flush()
-}
-
-func toEventJSON(ev session.Event) eventJSON {
-	j := eventJSON{Session: ev.Session, Seq: ev.Seq, Kind: ev.Kind.String(), OffsetUS: ev.Offset.Microseconds()}
-	switch ev.Kind {
-	case session.KindOpen:
-		j.Route, j.Subprotocol, j.Extensions, j.TapID, j.Start = ev.Open.Route, ev.Open.Subprotocol, ev.Open.Extensions, ev.Open.TapID, ev.Open.Start
-		if len(ev.Open.Header) > 0 {
-			j.Header = ev.Open.Header
-		}
-	case session.KindFrame:
-		j.Direction, j.Opcode, j.Truncated = ev.Direction.String(), ev.Opcode.String(), ev.Truncated
-		if utf8.Valid(ev.Payload) {
-			s := string(ev.Payload)
-			j.Payload = &s
-		} else {
-			j.PayloadHex = hex.EncodeToString(ev.Payload)
-		}
-	case session.KindClose:
-		j.Code, j.Reason, j.ClosedBy = ev.Code, ev.Reason, ev.ClosedBy.String()
-	}
-	return j
 }
 
 // payloadText renders a payload for a terminal: UTF-8 as is (newlines and

@@ -202,7 +202,7 @@ func TestInspectSession(t *testing.T) {
 		t.Fatalf("%d JSON lines for %d events", len(lines), len(evs))
 	}
 	for i, l := range lines {
-		var j eventJSON
+		var j session.JSON
 		if err := json.Unmarshal([]byte(l), &j); err != nil {
 			t.Fatal(err)
 		}
