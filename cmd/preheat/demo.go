@@ -3,15 +3,27 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/capture/redact"
 	"github.com/preheatdev/preheat/internal/corpus"
 	"github.com/preheatdev/preheat/session"
 	"github.com/preheatdev/preheat/stream"
@@ -22,7 +34,7 @@ type demoOptions struct {
 	dir      string
 	sessions int
 	queries  int
-	batch    int
+	parallel int
 	keep     bool
 }
 
@@ -30,22 +42,23 @@ func demoCommand() *command {
 	return &command{
 		name:    "demo",
 		summary: "run preheat end to end on one machine with embedded defaults",
-		usage:   "[--sessions 200] [--dir DIR]",
+		usage:   "[--sessions 100] [--dir DIR]",
 		help: `Runs what preheat has built so far on this machine, with nothing to install.
 
-Today that is the capture format and the stream: synthetic clients' sessions of a
-sync protocol are encoded into event batches as the tap will write them, put into a
-local directory log, read back by a consumer, checked event by event against what
-was written, and listed as 'preheat inspect' would list them.
+Today that is capture: synthetic clients of a sync protocol talk to a small sync
+server through the tap, which records their sessions, redacted, into a local
+directory log. The demo then reads the stream back, checks every captured session
+against what its client really sent and received, and lists the sessions as
+'preheat inspect' would.
 
-The full demo (clients through the tap, the replay cache, a cold server warmed and
-released, compared with an unwarmed one) grows here as issues #3 to #5 land.`,
+The rest of the story (the replay cache, a cold server warmed and released,
+compared with an unwarmed one) joins this demo as issues #4 and #5 land.`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &demoOptions{}
 			fs.StringVar(&o.dir, "dir", "", "directory for the demo's stream; default a new temporary directory, removed afterwards")
-			fs.IntVar(&o.sessions, "sessions", 200, "number of synthetic sessions")
-			fs.IntVar(&o.queries, "queries", 40, "client queries per session")
-			fs.IntVar(&o.batch, "batch", 16, "events per batch, as the tap flushes them")
+			fs.IntVar(&o.sessions, "sessions", 100, "number of synthetic client sessions")
+			fs.IntVar(&o.queries, "queries", 30, "queries each client sends")
+			fs.IntVar(&o.parallel, "parallel", 20, "clients connected at once")
 			fs.BoolVar(&o.keep, "keep", false, "keep the temporary stream directory for 'preheat inspect'")
 			return o
 		},
@@ -53,13 +66,56 @@ released, compared with an unwarmed one) grows here as issues #3 to #5 land.`,
 	}
 }
 
+// demoServer is the demo's sync server: it answers a connect message, then
+// each query with a result of the query's kind.
+func demoServer(seed uint64) http.Handler {
+	var mu sync.Mutex
+	g := corpus.New(seed)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"sync.v3"}, CompressionMode: websocket.CompressionContextTakeover})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		for {
+			_, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			var q struct {
+				Type string `json:"type"`
+				ID   int    `json:"id"`
+				Op   string `json:"op"`
+			}
+			json.Unmarshal(msg, &q)
+			var reply []byte
+			if q.Type == "connect" {
+				reply = []byte(`{"type":"connected","id":0}`)
+			} else {
+				mu.Lock()
+				reply = g.Result(q.ID, q.Op)
+				mu.Unlock()
+			}
+			if err := c.Write(r.Context(), websocket.MessageText, reply); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// clientLog is what one demo client sent and received, in order.
+type clientLog struct {
+	sent, received [][]byte
+}
+
 func runDemo(ctx context.Context, e *env, args []string) error {
 	o := e.opts.(*demoOptions)
 	if len(args) > 0 {
 		return usagef("unexpected arguments %q", args)
 	}
-	if o.sessions <= 0 || o.queries < 0 || o.batch <= 0 {
-		return usagef("--sessions and --batch must be positive, --queries not negative")
+	if o.sessions <= 0 || o.queries < 0 || o.parallel <= 0 {
+		return usagef("--sessions and --parallel must be positive, --queries not negative")
 	}
 	dir := o.dir
 	if dir == "" {
@@ -73,64 +129,97 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	out := e.stdout
-	fmt.Fprintf(out, "preheat demo: %d synthetic sessions into the directory log %s\n\n", o.sessions, dir)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 
-	// Capture side: encode each session in batches and put them.
-	set := metrics.NewSet()
-	prod, err := dirlog.NewProducer(dir, &dirlog.ProducerOptions{Logger: e.log, Metrics: set})
+	// The sync server, and the tap in front of it recording into the
+	// directory log. Their logs are kept quiet; the demo reports.
+	quiet := discardLog()
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	g := corpus.New(uint64(time.Now().UnixNano()))
-	start := time.Now().Add(-time.Duration(o.sessions) * time.Second)
-	want := make(map[session.ID][]session.Event, o.sessions)
-	var events, payload, encoded int
-	var encodeTime time.Duration
-	buf := make([]byte, 0, 64<<10)
-	for i := range o.sessions {
-		evs := g.Session(start.Add(time.Duration(i)*time.Second), o.queries)
-		want[evs[0].Session] = evs
-		for rest := evs; len(rest) > 0; {
-			n := min(o.batch, len(rest))
-			t0 := time.Now()
-			buf, err = session.AppendBatch(buf[:0], rest[:n])
-			encodeTime += time.Since(t0)
-			if err != nil {
-				prod.Close(ctx)
-				return err
-			}
-			if err := prod.Put(ctx, evs[0].Session.String(), buf); err != nil {
-				prod.Close(ctx)
-				return fmt.Errorf("put: %w", err)
-			}
-			for _, ev := range rest[:n] {
-				payload += len(ev.Payload)
-			}
-			events += n
-			encoded += len(buf)
-			rest = rest[n:]
-		}
-	}
-	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = prod.Close(closeCtx)
-	cancel()
+	upSrv := &http.Server{Handler: demoServer(7), ErrorLog: log.New(io.Discard, "", 0)}
+	set := metrics.NewSet()
+	prod, err := dirlog.NewProducer(dir, &dirlog.ProducerOptions{Logger: quiet, Metrics: set})
 	if err != nil {
-		return fmt.Errorf("close producer: %w", err)
+		upLn.Close()
+		return err
 	}
-	fmt.Fprintf(out, "capture:  %d events, %s of payload encoded to %s (%.2f stream bytes per payload byte), %.0f events/s on one core\n",
-		events, humanBytes(int64(payload)), humanBytes(int64(encoded)), float64(encoded)/float64(payload), float64(events)/encodeTime.Seconds())
+	rec, err := capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "demo-tap", Logger: quiet, Metrics: set})
+	if err != nil {
+		upLn.Close()
+		prod.Close(ctx)
+		return err
+	}
+	tap, err := capture.NewTap("ws://"+upLn.Addr().String(), rec, &capture.TapOptions{Logger: quiet, Metrics: set})
+	if err != nil {
+		upLn.Close()
+		rec.Close(ctx)
+		prod.Close(ctx)
+		return err
+	}
+	tapLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		upLn.Close()
+		rec.Close(ctx)
+		prod.Close(ctx)
+		return err
+	}
+	tapSrv := &http.Server{Handler: tap, ErrorLog: log.New(io.Discard, "", 0)}
+	var servers errgroup.Group
+	servers.Go(func() error { upSrv.Serve(upLn); return nil })
+	servers.Go(func() error { tapSrv.Serve(tapLn); return nil })
+	fmt.Fprintf(out, "preheat demo\n\n  sync server   ws://%s\n  tap           ws://%s  (capturing into file://%s)\n\n", upLn.Addr(), tapLn.Addr(), dir)
 
-	// Reading side: read everything back and compare.
-	cons, err := dirlog.NewConsumer(dir, stream.Start{StopAtEnd: true}, &dirlog.ConsumerOptions{Logger: e.log, Metrics: set})
+	// Synthetic clients talk through the tap.
+	start := time.Now()
+	logs := make([]*clientLog, o.sessions)
+	var clients errgroup.Group
+	clients.SetLimit(o.parallel)
+	for i := range o.sessions {
+		clients.Go(func() error {
+			l, err := demoClient(ctx, "ws://"+tapLn.Addr().String()+"/sync?client=web", uint64(i)+1, o.queries)
+			logs[i] = l
+			return err
+		})
+	}
+	clientErr := clients.Wait()
+	elapsed := time.Since(start)
+
+	// Stop in order: the tap, then capture, then the stream.
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	tapSrv.Shutdown(sctx)
+	tap.Shutdown(sctx)
+	rec.Close(sctx)
+	closeErr := prod.Close(sctx)
+	upSrv.Shutdown(sctx)
+	servers.Wait()
+	if clientErr != nil {
+		return fmt.Errorf("client: %w", clientErr)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("close stream: %w", closeErr)
+	}
+	messages := 0
+	for _, l := range logs {
+		messages += len(l.sent) + len(l.received)
+	}
+	fmt.Fprintf(out, "clients:  %d sessions, %d messages through the tap in %v (%.0f messages/s)\n",
+		o.sessions, messages, elapsed.Round(time.Millisecond), float64(messages)/elapsed.Seconds())
+
+	// Read the stream back and check it against what the clients saw.
+	cons, err := dirlog.NewConsumer(dir, stream.Start{StopAtEnd: true}, &dirlog.ConsumerOptions{Logger: quiet, Metrics: set})
 	if err != nil {
 		return err
 	}
 	defer cons.Close()
 	ins := newInspector(session.ID{})
-	got := make(map[session.ID][]session.Event, o.sessions)
-	records := 0
+	got := make(map[session.ID][]session.Event)
+	records, encoded := 0, 0
 	for {
-		rec, err := cons.Next(ctx)
+		r, err := cons.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -138,48 +227,121 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("read: %w", err)
 		}
 		records++
-		ins.add(rec)
-		evs, err := session.DecodeBatch(rec.Data, nil)
+		encoded += len(r.Data)
+		ins.add(r)
+		evs, err := session.DecodeBatch(r.Data, nil)
 		if err != nil {
-			return fmt.Errorf("record %s/%s: %w", rec.Partition, rec.Position, err)
+			return fmt.Errorf("record %s/%s: %w", r.Partition, r.Position, err)
 		}
 		got[evs[0].Session] = append(got[evs[0].Session], evs...)
 	}
-	if err := compareSessions(want, got); err != nil {
-		return fmt.Errorf("read back: %w", err)
+	payload, err := checkCaptured(logs, got)
+	if err != nil {
+		return fmt.Errorf("captured sessions: %w", err)
 	}
-	fmt.Fprintf(out, "stream:   %d records in %d partitions read back; every event of every session matches what was written\n\n",
-		records, len(cons.Positions()))
-
-	if err := ins.printList(out, false, 8); err != nil {
+	fmt.Fprintf(out, "capture:  %d sessions, %s of messages in %d records, %s in the stream (%.2f bytes per payload byte)\n",
+		len(got), humanBytes(int64(payload)), records, humanBytes(int64(encoded)), float64(encoded)/float64(payload))
+	fmt.Fprintf(out, "          every session matches what its client sent and received; the connect token is redacted to %s\n\n", redact.Marker)
+	if err := ins.printList(out, false, 5); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n(the newest 8 of %d sessions)\n", o.sessions)
+	fmt.Fprintf(out, "\n(the newest 5 of %d sessions)\n", len(got))
 	if o.keep || o.dir != "" {
 		fmt.Fprintf(out, "\nThe stream is kept: preheat inspect --stream file://%s\n", dir)
 	}
 	fmt.Fprint(out, `
-Next: the tap (issue #3), the replay cache (#4) and warming a cold server (#5) join
-this demo as they land.
+Next: the replay cache (issue #4) and warming a cold server (#5) join this demo as
+they land.
 `)
 	return nil
 }
 
-// compareSessions checks that got holds exactly the events of want, in order.
-func compareSessions(want, got map[session.ID][]session.Event) error {
-	if len(got) != len(want) {
-		return fmt.Errorf("%d sessions, want %d", len(got), len(want))
+// demoClient runs one synthetic session: connect, then queries, each
+// awaiting its result.
+func demoClient(ctx context.Context, url string, seed uint64, queries int) (*clientLog, error) {
+	l := &clientLog{}
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"sync.v3"}, CompressionMode: websocket.CompressionContextTakeover})
+	if err != nil {
+		return l, err
 	}
-	for id, w := range want {
-		g := got[id]
-		if len(g) != len(w) {
-			return fmt.Errorf("session %s: %d events, want %d", id, len(g), len(w))
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	g := corpus.New(seed)
+	msgs := [][]byte{g.Connect()}
+	for range queries {
+		msgs = append(msgs, g.Query(g.Kind()))
+	}
+	for _, m := range msgs {
+		if err := c.Write(ctx, websocket.MessageText, m); err != nil {
+			return l, err
 		}
-		for i := range w {
-			if g[i].Seq != w[i].Seq || g[i].Kind != w[i].Kind || g[i].Offset != w[i].Offset || !bytes.Equal(g[i].Payload, w[i].Payload) {
-				return fmt.Errorf("session %s: event %d differs", id, i)
+		l.sent = append(l.sent, m)
+		_, reply, err := c.Read(ctx)
+		if err != nil {
+			return l, err
+		}
+		l.received = append(l.received, reply)
+	}
+	return l, c.Close(websocket.StatusNormalClosure, "done")
+}
+
+// checkCaptured matches every client's log to one captured session: the
+// client's messages after redaction, the server's as received, a close from
+// the client. It returns the payload bytes captured.
+func checkCaptured(logs []*clientLog, got map[session.ID][]session.Event) (int, error) {
+	if len(got) != len(logs) {
+		return 0, fmt.Errorf("%d sessions captured, %d clients ran", len(got), len(logs))
+	}
+	rd, err := redact.New(nil)
+	if err != nil {
+		return 0, err
+	}
+	key := func(sent [][]byte) string {
+		var b strings.Builder
+		for _, m := range sent {
+			r, _ := rd.Payload(nil, m, false)
+			b.Write(r)
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	want := make(map[string]*clientLog, len(logs))
+	for _, l := range logs {
+		want[key(l.sent)] = l
+	}
+	payload := 0
+	for id, evs := range got {
+		var client, server [][]byte
+		for i, e := range evs {
+			if e.Seq != uint64(i) {
+				return 0, fmt.Errorf("session %s: event %d has sequence %d", id, i, e.Seq)
+			}
+			if e.Kind == session.KindFrame {
+				payload += len(e.Payload)
+				if e.Direction == session.ClientToServer {
+					client = append(client, e.Payload)
+				} else {
+					server = append(server, e.Payload)
+				}
 			}
 		}
+		var k strings.Builder
+		for _, m := range client {
+			k.Write(m)
+			k.WriteByte(0)
+		}
+		l := want[k.String()]
+		if l == nil {
+			return 0, fmt.Errorf("session %s matches no client's messages", id)
+		}
+		if !slices.EqualFunc(server, l.received, bytes.Equal) {
+			return 0, fmt.Errorf("session %s: server messages differ from what the client received", id)
+		}
+		if evs[0].Kind != session.KindOpen || evs[len(evs)-1].Kind != session.KindClose || evs[len(evs)-1].ClosedBy != session.SideClient {
+			return 0, fmt.Errorf("session %s: not from open to the client's close", id)
+		}
 	}
-	return nil
+	return payload, nil
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

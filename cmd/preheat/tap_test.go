@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -346,7 +345,7 @@ func TestCertReloaderKeepsGoodPair(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c"), filepath.Join(dir, "k")
 	writeCert(t, certFile, keyFile, "good")
-	r, err := newCertReloader(certFile, keyFile, discardLogger())
+	r, err := newCertReloader(certFile, keyFile, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,5 +366,3 @@ func TestCertReloaderKeepsGoodPair(t *testing.T) {
 		t.Fatalf("after a good new pair, served %q", leaf.Subject.CommonName)
 	}
 }
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
