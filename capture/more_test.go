@@ -447,3 +447,55 @@ func TestMiddlewarePipelinedFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestTapBrokenUpstreamHandshake checks that an upstream answering an
+// upgrade with garbage, a truncated response, an oversize header or
+// nothing at all gives the client a 502, and each is counted.
+func TestTapBrokenUpstreamHandshake(t *testing.T) {
+	answers := map[string]string{
+		"garbage":   "NOT HTTP AT ALL\r\n\r\n",
+		"truncated": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+		"oversize":  "HTTP/1.1 101 Switching Protocols\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n",
+		"silent":    "",
+	}
+	for name, answer := range answers {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				http.ReadRequest(bufio.NewReader(c))
+				io.WriteString(c, answer)
+				c.Close()
+			})
+			defer func() { ln.Close(); wg.Wait() }()
+			rec, _ := recorderOnly(t, nil)
+			tap, err := capture.NewTap("http://"+ln.Addr().String(), rec, &capture.TapOptions{HandshakeTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := httptest.NewServer(tap)
+			defer front.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(front.URL, "http")+"/x", nil)
+			if err == nil {
+				t.Fatal("dial succeeded through a broken upstream")
+			}
+			if resp == nil || resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("client got %v, %v; want 502", resp, err)
+			}
+			var b strings.Builder
+			tap.Metrics().WritePrometheus(&b)
+			if !strings.Contains(b.String(), `preheat_tap_upgrade_failures_total{reason="upstream_response"} 1`) {
+				t.Fatalf("failure not counted:\n%s", b.String())
+			}
+		})
+	}
+}
