@@ -237,17 +237,6 @@ func versionCommand() *command {
 	}
 }
 
-func cacheCommand() *command {
-	return &command{
-		name:    "cache",
-		summary: "serve recent whole sessions from the stream to warmers",
-		usage:   "--stream URL --listen ADDR [--window 15m] [--max-bytes 2GiB] [flags]",
-		help: `Reads the stream once, keeps a rolling window of whole sessions from their
-connect onward, and serves them to any number of warmers and load tests.`,
-		issue: "issue #4 (replaycache)",
-	}
-}
-
 func warmCommand() *command {
 	return &command{
 		name:    "warm",

@@ -5,6 +5,47 @@
 // SIGTERM or SIGINT, so a test that dies cannot leave it running.
 'use strict'
 
+// kinesalite answers GetShardIterator AT_TIMESTAMP by scanning the shard for
+// the first record at or after the timestamp, and never answers when there
+// is none (actions/getShardIterator.js: lazy(...).filter(...).head(cb));
+// the hung request then stalls later calls on the stream. Kinesis returns an
+// iterator at the shard's end instead. This wraps the action before
+// kinesalite loads it: when no record qualifies, the request is answered as
+// LATEST.
+const db = require('kinesalite/db')
+const actionPath = require.resolve('kinesalite/actions/getShardIterator')
+const getShardIterator = require(actionPath)
+require.cache[actionPath].exports = function getShardIteratorAtTimestamp (store, data, cb) {
+  if (data.ShardIteratorType !== 'AT_TIMESTAMP' || data.Timestamp == null || data.Timestamp * 1000 > Date.now()) {
+    return getShardIterator(store, data, cb)
+  }
+  let shardIx
+  try {
+    shardIx = db.resolveShardId(data.ShardId).shardIx
+  } catch (e) {
+    return getShardIterator(store, data, cb)
+  }
+  let found = false
+  const records = store.getStreamDb(data.StreamName).createReadStream({
+    gt: db.shardIxToHex(shardIx),
+    lt: db.shardIxToHex(shardIx + 1)
+  })
+  records.on('data', (item) => {
+    if (!found && item.value.ApproximateArrivalTimestamp >= data.Timestamp) {
+      found = true
+      records.destroy()
+      getShardIterator(store, data, cb)
+    }
+  })
+  records.on('error', (err) => { if (!found) { found = true; cb(err) } })
+  records.on('end', () => {
+    if (!found) {
+      found = true
+      getShardIterator(store, Object.assign({}, data, { ShardIteratorType: 'LATEST', Timestamp: undefined }), cb)
+    }
+  })
+}
+
 const kinesalite = require('kinesalite')
 
 const port = Number(process.argv[2] || 0)

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/preheatdev/preheat/replaycache"
+	"github.com/preheatdev/preheat/stream"
+)
+
+type cacheOptions struct {
+	stream, listen   string
+	window, gapWait  time.Duration
+	maxBytes         byteSize
+	token            string
+	tlsCert, tlsKey  string
+	kindFields       stringList
+	kindByRoute      bool
+	rate, clientRate float64
+	shutdownTimeout  time.Duration
+}
+
+func cacheCommand() *command {
+	return &command{
+		name:    "cache",
+		summary: "serve recent whole sessions from the stream to warmers",
+		usage:   "--stream URL --listen ADDR [--window 15m] [--max-bytes 2GiB] [flags]",
+		help: `Reads the stream once, keeps a rolling window of whole sessions from their connect
+onward, and serves them to any number of warmers and load tests, so that hundreds
+of starting pods never hit the stream's read limits.
+
+On start it reads from now minus --window, so a restarted cache is useful again
+within seconds. Events are put back in order and deduplicated; a session missing
+an event for --gap-wait is cut there (marked truncated); a session whose connect
+was never seen is never served. Sessions are held in an LRU bounded by
+--max-bytes and dropped once their connect leaves the window.
+
+Each client message is classified by a top-level JSON field (--kind-field, tried
+in order) so that warmers can ask for sessions covering kinds they have not been
+served yet.
+
+API (HTTP/1.1 and HTTP/2, also without TLS; a bearer token with --token or
+PREHEAT_CACHE_TOKEN): GET /v1/status, GET /v1/sessions, GET /v1/sessions/{id}
+[?follow=1&format=jsonl], GET or POST /v1/select, GET /metrics, GET /healthz.
+Events come in the framed batch format (docs/format.md) or as JSON lines.`,
+		flags: func(fs *flag.FlagSet) any {
+			o := &cacheOptions{maxBytes: 2 << 30}
+			fs.StringVar(&o.stream, "stream", "", "stream URL to read (file:///path or kinesis://STREAM); required")
+			fs.StringVar(&o.listen, "listen", "", "address to serve on, such as :8090; required")
+			fs.DurationVar(&o.window, "window", 15*time.Minute, "keep sessions whose connect is this recent")
+			fs.Var(&o.maxBytes, "max-bytes", "memory for cached sessions (LRU past it)")
+			fs.DurationVar(&o.gapWait, "gap-wait", 0, "how long a session waits for a missing event before it is cut there (default the cache's, 10s)")
+			fs.StringVar(&o.token, "token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token clients must present (default $PREHEAT_CACHE_TOKEN)")
+			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
+			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
+			fs.Var(&o.kindFields, "kind-field", "top-level JSON field naming a client message's kind, tried in order (repeatable; default op, then type)")
+			fs.BoolVar(&o.kindByRoute, "kind-by-route", false, "classify messages by the session's route instead of a JSON field")
+			fs.Float64Var(&o.rate, "rate", 5000, "sessions served per second to all clients together")
+			fs.Float64Var(&o.clientRate, "client-rate", 200, "sessions served per second to one client")
+			fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long open requests get to finish")
+			return o
+		},
+		run: runCache,
+	}
+}
+
+func runCache(ctx context.Context, e *env, args []string) error {
+	o := e.opts.(*cacheOptions)
+	switch {
+	case len(args) > 0:
+		return usagef("unexpected arguments %q", args)
+	case o.stream == "":
+		return usagef("--stream is required")
+	case o.listen == "":
+		return usagef("--listen is required")
+	case o.window <= 0:
+		return usagef("--window must be positive")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return usagef("--tls-cert and --tls-key go together")
+	case o.rate <= 0 || o.clientRate <= 0:
+		return usagef("--rate and --client-rate must be positive")
+	}
+	if _, err := parseStreamURL(o.stream); err != nil {
+		return usagef("%v", err)
+	}
+	var certs *certReloader
+	if o.tlsCert != "" {
+		var err error
+		if certs, err = newCertReloader(o.tlsCert, o.tlsKey, e.log); err != nil {
+			return err
+		}
+	}
+
+	streamSet, cacheSet, serverSet := metrics.NewSet(), metrics.NewSet(), metrics.NewSet()
+	cons, err := openConsumer(ctx, o.stream, stream.Start{Time: time.Now().Add(-o.window)}, e.log, streamSet)
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	cache := replaycache.New(cons, &replaycache.Options{
+		Window:      o.window,
+		MaxBytes:    int64(o.maxBytes),
+		GapWait:     o.gapWait,
+		KindFields:  o.kindFields,
+		KindByRoute: o.kindByRoute,
+		Logger:      e.log,
+		Metrics:     cacheSet,
+	})
+	handler := replaycache.NewServer(cache, &replaycache.ServerOptions{
+		Token:                   o.token,
+		SessionsPerSecond:       o.rate,
+		ClientSessionsPerSecond: o.clientRate,
+		Logger:                  e.log,
+		Metrics:                 serverSet,
+		WriteMetrics: func(w io.Writer) {
+			cacheSet.WritePrometheus(w)
+			serverSet.WritePrometheus(w)
+			streamSet.WritePrometheus(w)
+			metrics.WriteProcessMetrics(w)
+		},
+	})
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	if certs != nil {
+		srv.TLSConfig = &tls.Config{GetCertificate: certs.getCertificate}
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true) // h2c, for clients that ask
+	}
+	e.log.Info("cache listening", "addr", ln.Addr().String(), "stream", o.stream, "window", o.window,
+		"max_bytes", formatBytes(int64(o.maxBytes)), "tls", certs != nil, "token", o.token != "")
+
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		if certs != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := cache.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("read stream: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+		case <-runCtx.Done():
+		}
+		e.log.Info("shutting down", "timeout", o.shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close() // followers still streaming at the deadline
+		}
+		stopRun()
+		return nil
+	})
+	return g.Wait()
+}

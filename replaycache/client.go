@@ -1,0 +1,304 @@
+package replaycache
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/preheatdev/preheat/session"
+)
+
+// ClientOptions configure a Client. The zero value is usable.
+type ClientOptions struct {
+	// Token is sent as "Authorization: Bearer TOKEN" when set.
+	Token string
+	// ClientID names this client to the server's per-client rate limit
+	// (X-Preheat-Client). Default: none, the server uses the IP address.
+	ClientID string
+	// HTTPClient makes the requests. Default a client without an overall
+	// timeout (streams may be long); bound each call with its ctx.
+	HTTPClient *http.Client
+}
+
+// Client talks to a replay cache Server. It is safe for concurrent use.
+type Client struct {
+	base *url.URL
+	opts ClientOptions
+}
+
+// NewClient returns a client of the cache at baseURL, such as
+// http://preheat-cache:8090.
+func NewClient(baseURL string, opts *ClientOptions) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse cache URL %q: %w", baseURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("parse cache URL %q: want http://HOST:PORT or https://...", baseURL)
+	}
+	o := ClientOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	return &Client{base: u, opts: o}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = q.Encode()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	if c.opts.ClientID != "" {
+		req.Header.Set("X-Preheat-Client", c.opts.ClientID)
+	}
+	resp, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return nil, &StatusError{Code: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
+}
+
+// StatusError is a cache's refusal of a request.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("cache answered %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// Status returns the cache's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	resp, err := c.do(ctx, http.MethodGet, "/v1/status", nil, nil)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// List returns summaries of the cached sessions f selects.
+func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/sessions", filterQuery(f), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Sessions []Summary `json:"sessions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("cache list: %w", err)
+	}
+	return out.Sessions, nil
+}
+
+func filterQuery(f Filter) url.Values {
+	q := url.Values{}
+	if f.Route != "" {
+		q.Set("route", f.Route)
+	}
+	if f.MinClientFrames > 0 {
+		q.Set("min_client_frames", strconv.Itoa(f.MinClientFrames))
+	}
+	if f.MaxAge > 0 {
+		q.Set("max_age", f.MaxAge.String())
+	}
+	if f.CompleteOnly {
+		q.Set("complete", "true")
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
+
+// Select asks for sessions and returns a reader of them.
+func (c *Client) Select(ctx context.Context, req SelectRequest) (*SessionReader, error) {
+	b := selectBody{
+		Mode: string(req.Mode), Limit: req.Limit, Covered: req.Covered, Route: req.Route,
+		MinClientFrames: req.MinClientFrames, CompleteOnly: req.CompleteOnly,
+	}
+	if req.MaxAge > 0 {
+		b.MaxAge = req.MaxAge.String()
+	}
+	for _, id := range req.Exclude {
+		b.Exclude = append(b.Exclude, id.String())
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/select", nil, b)
+	if err != nil {
+		return nil, err
+	}
+	return newSessionReader(resp.Body), nil
+}
+
+// Session returns a reader of one session's events. With follow, a live
+// session's events keep coming until it ends (read them with NextBatch).
+func (c *Client) Session(ctx context.Context, id session.ID, follow bool) (*SessionReader, error) {
+	q := url.Values{}
+	if follow {
+		q.Set("follow", "true")
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/sessions/"+id.String(), q, nil)
+	if err != nil {
+		return nil, err
+	}
+	return newSessionReader(resp.Body), nil
+}
+
+// maxFrameBytes bounds one frame of the stream a client accepts.
+const maxFrameBytes = 64 << 20
+
+// Session is one session as a cache served it.
+type Session struct {
+	ID     session.ID
+	Events []session.Event
+	// Complete is set when the close event and everything before it was
+	// served; Truncated when the cache cut the session at a gap.
+	Complete, Truncated bool
+}
+
+// SessionReader reads sessions from a cache's framed batch stream. Close
+// it when done.
+type SessionReader struct {
+	body io.ReadCloser
+	br   *bufio.Reader
+	buf  []byte
+}
+
+func newSessionReader(body io.ReadCloser) *SessionReader {
+	return &SessionReader{body: body, br: bufio.NewReaderSize(body, 64<<10)}
+}
+
+// Close ends the response.
+func (r *SessionReader) Close() error { return r.body.Close() }
+
+// Frame is one unit of the stream: a batch of events, or a session's end.
+type Frame struct {
+	// Events holds a batch's events; empty for an end.
+	Events []session.Event
+	// End is set at the end of a session: ID, Complete and Truncated say
+	// which and how.
+	End                 bool
+	ID                  session.ID
+	Complete, Truncated bool
+}
+
+// NextBatch returns the next batch or end, skipping heartbeats. It returns
+// io.EOF at the end of the stream.
+func (r *SessionReader) NextBatch() (Frame, error) {
+	for {
+		typ, err := r.br.ReadByte()
+		if err != nil {
+			return Frame{}, err // io.EOF at a frame boundary is the end
+		}
+		n, err := binary.ReadUvarint(r.br)
+		if err != nil {
+			return Frame{}, fmt.Errorf("cache stream: frame length: %w", unexpected(err))
+		}
+		if n > maxFrameBytes {
+			return Frame{}, fmt.Errorf("cache stream: frame of %d bytes", n)
+		}
+		if uint64(cap(r.buf)) < n {
+			r.buf = make([]byte, n)
+		}
+		b := r.buf[:n]
+		if _, err := io.ReadFull(r.br, b); err != nil {
+			return Frame{}, fmt.Errorf("cache stream: frame body: %w", unexpected(err))
+		}
+		switch typ {
+		case frameBatch:
+			evs, err := session.DecodeBatch(b, nil)
+			if err != nil {
+				return Frame{}, fmt.Errorf("cache stream: %w", err)
+			}
+			return Frame{Events: evs, ID: evs[0].Session}, nil
+		case frameEnd:
+			if len(b) != 17 {
+				return Frame{}, fmt.Errorf("cache stream: end frame of %d bytes", len(b))
+			}
+			return Frame{End: true, ID: session.ID(b[:16]), Complete: b[16]&endComplete != 0, Truncated: b[16]&endTruncated != 0}, nil
+		case frameHeartbeat:
+			continue
+		case frameError:
+			return Frame{}, fmt.Errorf("cache stream: server error: %s", b)
+		default:
+			continue // a frame type from a later version
+		}
+	}
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Next returns the next whole session (its events up to its end frame). It
+// returns io.EOF at the end of the stream.
+func (r *SessionReader) Next() (*Session, error) {
+	var s *Session
+	for {
+		f, err := r.NextBatch()
+		if err != nil {
+			if errors.Is(err, io.EOF) && s != nil {
+				return nil, fmt.Errorf("cache stream: session %s: %w", s.ID, io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+		if s == nil {
+			s = &Session{ID: f.ID}
+		}
+		if f.ID != s.ID {
+			return nil, fmt.Errorf("cache stream: session %s interleaved with %s", f.ID, s.ID)
+		}
+		if f.End {
+			s.Complete, s.Truncated = f.Complete, f.Truncated
+			return s, nil
+		}
+		s.Events = append(s.Events, f.Events...)
+	}
+}

@@ -1,0 +1,29 @@
+// Package replaycache is the replay cache's core: it reads captured sessions
+// from a stream once, puts each session back together, keeps a rolling
+// window of whole sessions from their connect onward in memory, and hands
+// read-only snapshots of them to the code that serves warmers.
+//
+// Data enters through a stream.Consumer that the caller opens (normally with
+// stream.Start{Time: now - Window}, so that a restarted cache refills its
+// window within seconds) and passes to New; Run reads it until its context
+// is done. Each record is one event batch (package session). The cache
+// orders every session's events by sequence number, drops duplicates, waits
+// Options.GapWait for a missing event before cutting the session at the gap
+// (marked truncated), and never keeps a session whose open event it has not
+// seen. A corrupt record is counted and skipped.
+//
+// A session is held as the encoded, compressed event batches of the wire
+// format (docs/format.md), appended as the session grows, plus a small
+// summary: the bytes a server writes to a warmer are the bytes in memory.
+// Sessions whose connect is older than Options.Window are evicted, and the
+// least recently used ones are evicted while the cache holds more than
+// Options.MaxBytes.
+//
+// Data leaves through Get (a View: summary and batches, safe to write to a
+// network while ingestion goes on), Follow (a live session's batches as they
+// arrive), List and Select (summaries; Select picks sessions for coverage of
+// message kinds) and Status.
+//
+// The package does not serve HTTP, open or close the stream, or replay
+// anything: the server, cmd/preheat and package replayer do.
+package replaycache

@@ -1,0 +1,666 @@
+package replaycache
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
+
+	"github.com/preheatdev/preheat/session"
+)
+
+// ServerOptions configure a Server. The zero value is usable.
+type ServerOptions struct {
+	// Token, when set, must be presented as "Authorization: Bearer TOKEN"
+	// on every request but /healthz. Default none.
+	Token string
+	// SessionsPerSecond bounds the sessions served per second to all
+	// clients together. Default 5,000.
+	SessionsPerSecond float64
+	// ClientSessionsPerSecond bounds the sessions served per second to one
+	// client, identified by its X-Preheat-Client header or else its IP
+	// address. Default 200.
+	ClientSessionsPerSecond float64
+	// MaxRateWait is how long a request may wait for the rate limits before
+	// it is refused with 429. Default 2s.
+	MaxRateWait time.Duration
+	// WriteTimeout bounds each write to a client, so a client that stops
+	// reading is dropped instead of holding a goroutine. Default 30s.
+	WriteTimeout time.Duration
+	// Heartbeat is how often a follow stream that has nothing to send says
+	// it is alive. Default 15s.
+	Heartbeat time.Duration
+	// WriteMetrics writes Prometheus text exposition for /metrics; nil
+	// serves the cache's and the server's sets.
+	WriteMetrics func(w io.Writer)
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the server's metrics. Default a new set.
+	Metrics *metrics.Set
+}
+
+// maxClients bounds the per-client rate limiters kept; past it, idle ones
+// are forgotten.
+const maxClients = 10000
+
+// Server serves a Cache over HTTP/1.1 and HTTP/2:
+//
+//	GET  /healthz                    200 while the process runs
+//	GET  /metrics                    Prometheus metrics
+//	GET  /v1/status                  Status as JSON
+//	GET  /v1/sessions                summaries as JSON; filters as query parameters
+//	GET  /v1/sessions/{id}           one session's events; ?follow=1 streams a live one
+//	GET  /v1/select, POST /v1/select many sessions' events, picked by Select
+//
+// Events come in the framed batch format (docs/format.md, "Replay cache
+// stream"; the default) or, with ?format=jsonl, as JSON lines of
+// session.JSON. A slow client never blocks others or ingestion: it reads
+// immutable snapshots, each write has a deadline, and rate limits bound
+// what one client and all clients together are served.
+type Server struct {
+	cache *Cache
+	opts  ServerOptions
+	log   *slog.Logger
+	mux   *http.ServeMux
+
+	global  *rate.Limiter
+	mu      sync.Mutex
+	clients map[string]*clientLimiter
+
+	served   *metrics.Counter
+	limited  *metrics.Counter
+	refused  *metrics.Counter
+	requests func(route string) *metrics.Counter
+}
+
+type clientLimiter struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+// NewServer returns a server for cache.
+func NewServer(cache *Cache, opts *ServerOptions) *Server {
+	o := ServerOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.SessionsPerSecond <= 0 {
+		o.SessionsPerSecond = 5000
+	}
+	if o.ClientSessionsPerSecond <= 0 {
+		o.ClientSessionsPerSecond = 200
+	}
+	if o.MaxRateWait <= 0 {
+		o.MaxRateWait = 2 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.WriteMetrics == nil {
+		o.WriteMetrics = func(w io.Writer) {
+			cache.Metrics().WritePrometheus(w)
+			o.Metrics.WritePrometheus(w)
+		}
+	}
+	s := &Server{
+		cache:   cache,
+		opts:    o,
+		log:     o.Logger,
+		mux:     http.NewServeMux(),
+		global:  rate.NewLimiter(rate.Limit(o.SessionsPerSecond), max(1, int(o.SessionsPerSecond/10))),
+		clients: make(map[string]*clientLimiter),
+		served:  o.Metrics.NewCounter(`preheat_cache_sessions_served_total`),
+		limited: o.Metrics.NewCounter(`preheat_cache_requests_rate_limited_total`),
+		refused: o.Metrics.NewCounter(`preheat_cache_requests_unauthorized_total`),
+	}
+	s.requests = func(route string) *metrics.Counter {
+		return o.Metrics.GetOrCreateCounter(`preheat_cache_requests_total{route="` + route + `"}`)
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		o.WriteMetrics(w)
+	})
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("GET /v1/sessions", s.list)
+	s.mux.HandleFunc("GET /v1/sessions/{id}", s.one)
+	s.mux.HandleFunc("GET /v1/select", s.selectSessions)
+	s.mux.HandleFunc("POST /v1/select", s.selectSessions)
+	return s
+}
+
+// Metrics returns the set the server's metrics are registered in.
+func (s *Server) Metrics() *metrics.Set { return s.opts.Metrics }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Token != "" && r.URL.Path != "/healthz" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
+			s.refused.Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="preheat"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	s.requests("status").Inc()
+	writeJSON(w, http.StatusOK, s.cache.Status())
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	s.requests("sessions").Inc()
+	f, err := parseFilter(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Sessions []Summary `json:"sessions"`
+	}{s.cache.List(f)})
+}
+
+// parseFilter reads a Filter from query parameters: route,
+// min_client_frames, max_age (a Go duration), complete (true/false), limit.
+func parseFilter(r *http.Request) (Filter, error) {
+	q := r.URL.Query()
+	f := Filter{Route: q.Get("route")}
+	var err error
+	if v := q.Get("min_client_frames"); v != "" {
+		if f.MinClientFrames, err = strconv.Atoi(v); err != nil || f.MinClientFrames < 0 {
+			return f, fmt.Errorf("min_client_frames %q: want a whole number", v)
+		}
+	}
+	if v := q.Get("max_age"); v != "" {
+		if f.MaxAge, err = time.ParseDuration(v); err != nil || f.MaxAge < 0 {
+			return f, fmt.Errorf("max_age %q: want a duration such as 5m", v)
+		}
+	}
+	if v := q.Get("complete"); v != "" {
+		if f.CompleteOnly, err = strconv.ParseBool(v); err != nil {
+			return f, fmt.Errorf("complete %q: want true or false", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 0 {
+			return f, fmt.Errorf("limit %q: want a whole number", v)
+		}
+	}
+	return f, nil
+}
+
+// selectBody is the JSON body of POST /v1/select.
+type selectBody struct {
+	Mode            string   `json:"mode"`
+	Limit           int      `json:"limit"`
+	Covered         []string `json:"covered"`
+	Exclude         []string `json:"exclude"`
+	Route           string   `json:"route"`
+	MinClientFrames int      `json:"min_client_frames"`
+	MaxAge          string   `json:"max_age"`
+	CompleteOnly    bool     `json:"complete"`
+}
+
+// maxSelectBody bounds POST /v1/select's body.
+const maxSelectBody = 1 << 20
+
+func (s *Server) parseSelect(r *http.Request) (SelectRequest, error) {
+	var req SelectRequest
+	if r.Method == http.MethodPost {
+		var b selectBody
+		dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxSelectBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			return req, fmt.Errorf("select body: %w", err)
+		}
+		mode, err := ParseMode(b.Mode)
+		if err != nil {
+			return req, err
+		}
+		req = SelectRequest{Mode: mode, Covered: b.Covered, Filter: Filter{
+			Route: b.Route, MinClientFrames: b.MinClientFrames, CompleteOnly: b.CompleteOnly, Limit: b.Limit,
+		}}
+		if b.MaxAge != "" {
+			if req.MaxAge, err = time.ParseDuration(b.MaxAge); err != nil {
+				return req, fmt.Errorf("max_age %q: %w", b.MaxAge, err)
+			}
+		}
+		for _, x := range b.Exclude {
+			id, err := session.ParseID(x)
+			if err != nil {
+				return req, err
+			}
+			req.Exclude = append(req.Exclude, id)
+		}
+		return req, nil
+	}
+	f, err := parseFilter(r)
+	if err != nil {
+		return req, err
+	}
+	q := r.URL.Query()
+	mode, err := ParseMode(q.Get("mode"))
+	if err != nil {
+		return req, err
+	}
+	req = SelectRequest{Filter: f, Mode: mode}
+	if v := q.Get("covered"); v != "" {
+		req.Covered = strings.Split(v, ",")
+	}
+	return req, nil
+}
+
+func (s *Server) selectSessions(w http.ResponseWriter, r *http.Request) {
+	s.requests("select").Inc()
+	req, err := s.parseSelect(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	format, err := parseFormat(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	refs := s.cache.Select(req)
+	if err := s.admit(r, len(refs)); err != nil {
+		s.refuse(w, err)
+		return
+	}
+	out := newEventWriter(w, format, s.opts.WriteTimeout)
+	for _, ref := range refs {
+		v, ok := s.cache.Get(ref.ID)
+		if !ok {
+			continue // evicted since it was picked
+		}
+		if err := out.session(v); err != nil {
+			s.log.Debug("select: client write failed", "err", err)
+			return
+		}
+		s.served.Inc()
+	}
+}
+
+func (s *Server) one(w http.ResponseWriter, r *http.Request) {
+	s.requests("session").Inc()
+	id, err := session.ParseID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	format, err := parseFormat(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	q := r.URL.Query()
+	follow, _ := strconv.ParseBool(q.Get("follow"))
+	var from uint64
+	if v := q.Get("from"); v != "" {
+		if from, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("from %q: want a sequence number", v))
+			return
+		}
+	}
+	v, ok := s.cache.Get(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("session %s is not cached", id))
+		return
+	}
+	if err := s.admit(r, 1); err != nil {
+		s.refuse(w, err)
+		return
+	}
+	out := newEventWriter(w, format, s.opts.WriteTimeout)
+	s.served.Inc()
+	if !follow {
+		if from > 0 {
+			if err := s.fromSeq(out, v, from); err != nil {
+				out.fail(err)
+			}
+			return
+		}
+		out.session(v)
+		return
+	}
+	s.follow(r.Context(), out, id, from)
+}
+
+// fromSeq writes a snapshot's events from sequence number from on.
+func (s *Server) fromSeq(out *eventWriter, v View, from uint64) error {
+	var evs []session.Event
+	var buf []byte
+	for _, b := range v.Batches {
+		var err error
+		if evs, err = session.DecodeBatch(b, evs[:0]); err != nil {
+			return err
+		}
+		i := 0
+		for i < len(evs) && evs[i].Seq < from {
+			i++
+		}
+		if i == len(evs) {
+			continue
+		}
+		if i > 0 {
+			if buf, err = session.AppendBatch(buf[:0], evs[i:]); err != nil {
+				return err
+			}
+			b = buf
+		}
+		if err := out.batch(b); err != nil {
+			return err
+		}
+	}
+	return out.end(v.Summary)
+}
+
+// follow streams a live session until it ends, is evicted or the client
+// goes away, with heartbeats while nothing happens.
+func (s *Server) follow(ctx context.Context, out *eventWriter, id session.ID, from uint64) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	beats := time.NewTicker(s.opts.Heartbeat)
+	defer beats.Stop()
+	var wmu sync.Mutex // the heartbeat goroutine and Follow's calls write
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-beats.C:
+				wmu.Lock()
+				err := out.heartbeat()
+				wmu.Unlock()
+				if err != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	})
+	err := s.cache.Follow(ctx, id, from, func(b Batch) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return out.batch(b.Data)
+	})
+	close(done)
+	wg.Wait()
+	switch {
+	case err == nil:
+		v, _ := s.cache.Get(id)
+		out.end(v.Summary)
+	case errors.Is(err, context.Canceled):
+	default:
+		out.fail(err)
+	}
+}
+
+// admit waits for the rate limits to allow n sessions to the client of r.
+func (s *Server) admit(r *http.Request, n int) error {
+	if n == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.MaxRateWait)
+	defer cancel()
+	lim := s.clientLimiter(r)
+	for _, l := range []*rate.Limiter{lim, s.global} {
+		if err := l.WaitN(ctx, min(n, l.Burst())); err != nil {
+			s.limited.Inc()
+			return fmt.Errorf("rate limited: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) refuse(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusTooManyRequests, err)
+}
+
+// clientLimiter returns the limiter of r's client.
+func (s *Server) clientLimiter(r *http.Request) *rate.Limiter {
+	id := r.Header.Get("X-Preheat-Client")
+	if id == "" {
+		id, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.clients[id]; c != nil {
+		c.last = now
+		return c.lim
+	}
+	if len(s.clients) >= maxClients {
+		for k, c := range s.clients {
+			if now.Sub(c.last) > time.Minute {
+				delete(s.clients, k)
+			}
+		}
+		if len(s.clients) >= maxClients {
+			return s.global // too many clients at once: they share the global limit
+		}
+	}
+	c := &clientLimiter{lim: rate.NewLimiter(rate.Limit(s.opts.ClientSessionsPerSecond), max(1, int(s.opts.ClientSessionsPerSecond/4))), last: now}
+	s.clients[id] = c
+	return c.lim
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, struct {
+		Error string `json:"error"`
+	}{err.Error()})
+}
+
+// The formats events are served in.
+const (
+	formatBatches = "batches"
+	formatJSONL   = "jsonl"
+
+	// BatchesContentType is the media type of the framed batch format.
+	BatchesContentType = "application/vnd.preheat.batches.v1"
+	// JSONLinesContentType is the media type of JSON lines.
+	JSONLinesContentType = "application/x-ndjson"
+)
+
+func parseFormat(r *http.Request) (string, error) {
+	switch f := r.URL.Query().Get("format"); f {
+	case "", formatBatches:
+		return formatBatches, nil
+	case formatJSONL:
+		return formatJSONL, nil
+	default:
+		return "", fmt.Errorf("format %q: want batches or jsonl", f)
+	}
+}
+
+// Frame types of the framed batch format.
+const (
+	frameBatch     = 1 // an event batch
+	frameEnd       = 2 // a session's end: 16-byte id, flags byte
+	frameHeartbeat = 3 // nothing to send yet
+	frameError     = 4 // the server could not go on: UTF-8 message
+)
+
+// End flags.
+const (
+	endComplete  = 1 << 0
+	endTruncated = 1 << 1
+)
+
+// eventWriter writes sessions in one of the formats, each write bounded by
+// a deadline.
+type eventWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	format  string
+	timeout time.Duration
+	started bool
+	hdr     []byte
+	evs     []session.Event
+	enc     *json.Encoder
+}
+
+func newEventWriter(w http.ResponseWriter, format string, timeout time.Duration) *eventWriter {
+	ew := &eventWriter{w: w, rc: http.NewResponseController(w), format: format, timeout: timeout}
+	if format == formatJSONL {
+		ew.enc = json.NewEncoder(w)
+	}
+	return ew
+}
+
+func (ew *eventWriter) start() {
+	if ew.started {
+		return
+	}
+	ew.started = true
+	if ew.format == formatJSONL {
+		ew.w.Header().Set("Content-Type", JSONLinesContentType)
+	} else {
+		ew.w.Header().Set("Content-Type", BatchesContentType)
+	}
+	ew.w.WriteHeader(http.StatusOK)
+}
+
+func (ew *eventWriter) frame(typ byte, parts ...[]byte) error {
+	ew.start()
+	ew.rc.SetWriteDeadline(time.Now().Add(ew.timeout))
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	ew.hdr = binary.AppendUvarint(append(ew.hdr[:0], typ), uint64(n))
+	if _, err := ew.w.Write(ew.hdr); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if _, err := ew.w.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batch writes one encoded batch.
+func (ew *eventWriter) batch(data []byte) error {
+	if ew.format == formatJSONL {
+		ew.start()
+		evs, err := session.DecodeBatch(data, ew.evs[:0])
+		if err != nil {
+			return err
+		}
+		ew.evs = evs
+		ew.rc.SetWriteDeadline(time.Now().Add(ew.timeout))
+		for i := range evs {
+			if err := ew.enc.Encode(evs[i].ToJSON()); err != nil {
+				return err
+			}
+		}
+		return ew.rc.Flush()
+	}
+	if err := ew.frame(frameBatch, data); err != nil {
+		return err
+	}
+	return ew.rc.Flush()
+}
+
+// session writes a snapshot and its end.
+func (ew *eventWriter) session(v View) error {
+	for _, b := range v.Batches {
+		if err := ew.batch(b); err != nil {
+			return err
+		}
+	}
+	return ew.end(v.Summary)
+}
+
+// end marks the end of what is served of a session.
+func (ew *eventWriter) end(s Summary) error {
+	if ew.format == formatJSONL {
+		return nil // the close event, or the next session's open, says it
+	}
+	var flags byte
+	if s.Complete {
+		flags |= endComplete
+	}
+	if s.Truncated {
+		flags |= endTruncated
+	}
+	if err := ew.frame(frameEnd, s.ID[:], []byte{flags}); err != nil {
+		return err
+	}
+	return ew.rc.Flush()
+}
+
+func (ew *eventWriter) heartbeat() error {
+	if ew.format == formatJSONL {
+		ew.start()
+		ew.rc.SetWriteDeadline(time.Now().Add(ew.timeout))
+		if _, err := io.WriteString(ew.w, "\n"); err != nil {
+			return err
+		}
+		return ew.rc.Flush()
+	}
+	if err := ew.frame(frameHeartbeat); err != nil {
+		return err
+	}
+	return ew.rc.Flush()
+}
+
+// fail reports an error to the client: as the response when nothing was
+// written yet, else as an error frame (a JSON object in JSON lines).
+func (ew *eventWriter) fail(err error) {
+	if !ew.started {
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrEvicted):
+			code = http.StatusNotFound
+		case errors.Is(err, ErrTooManyFollowers):
+			code = http.StatusServiceUnavailable
+		}
+		ew.started = true
+		writeError(ew.w, code, err)
+		return
+	}
+	if ew.format == formatJSONL {
+		ew.enc.Encode(struct {
+			Error string `json:"error"`
+		}{err.Error()})
+		return
+	}
+	ew.frame(frameError, []byte(err.Error()))
+	ew.rc.Flush()
+}

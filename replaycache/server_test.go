@@ -1,0 +1,292 @@
+package replaycache_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/preheatdev/preheat/replaycache"
+	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/stream"
+)
+
+// served is a cache over a directory log holding sessions, served over
+// HTTP with a token.
+type served struct {
+	run      *cacheRun
+	srv      *httptest.Server
+	client   *replaycache.Client
+	sessions map[session.ID][]session.Event
+}
+
+func serveSessions(t *testing.T, n int, sopts *replaycache.ServerOptions) *served {
+	t.Helper()
+	dir, p := newLog(t, nil)
+	want := make(map[session.ID][]session.Event)
+	for _, evs := range corpusSessions(3, time.Now().Add(-time.Minute), n, 6) {
+		want[evs[0].Session] = evs
+		for i := 0; i < len(evs); i += 5 {
+			put(t, p, evs[i:min(i+5, len(evs))])
+		}
+	}
+	flush(t, p)
+	run := startCache(t, dir, stream.Start{Time: time.Now().Add(-time.Hour)}, nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for run.Status().Sessions < n || run.Status().Live > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache holds %+v, want %d complete sessions", run.Status(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	o := replaycache.ServerOptions{Token: "tok", Logger: quiet}
+	if sopts != nil {
+		o = *sopts
+		o.Token, o.Logger = "tok", quiet
+	}
+	srv := httptest.NewServer(replaycache.NewServer(run.Cache, &o))
+	t.Cleanup(srv.Close)
+	client, err := replaycache.NewClient(srv.URL, &replaycache.ClientOptions{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &served{run: run, srv: srv, client: client, sessions: want}
+}
+
+func TestServerAuth(t *testing.T) {
+	s := serveSessions(t, 3, nil)
+	anon, _ := replaycache.NewClient(s.srv.URL, nil)
+	_, err := anon.Status(context.Background())
+	var se *replaycache.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated status: %v", err)
+	}
+	if _, err := anon.Select(context.Background(), replaycache.SelectRequest{}); !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated select: %v", err)
+	}
+	resp, err := http.Get(s.srv.URL + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestServerListSelectSession(t *testing.T) {
+	const n = 20
+	s := serveSessions(t, n, nil)
+	ctx := context.Background()
+	st, err := s.client.Status(ctx)
+	if err != nil || st.Sessions != n {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	list, err := s.client.List(ctx, replaycache.Filter{Limit: 5})
+	if err != nil || len(list) != 5 {
+		t.Fatalf("list: %d %v", len(list), err)
+	}
+
+	r, err := s.client.Select(ctx, replaycache.SelectRequest{Mode: replaycache.Coverage, Filter: replaycache.Filter{Limit: n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	seen := map[session.ID]bool{}
+	for {
+		got, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[got.ID] {
+			t.Fatalf("session %s served twice in one request", got.ID)
+		}
+		seen[got.ID] = true
+		if !got.Complete || got.Truncated {
+			t.Fatalf("session %s: complete %v truncated %v", got.ID, got.Complete, got.Truncated)
+		}
+		sameEvents(t, got.Events, s.sessions[got.ID])
+	}
+	if len(seen) != n {
+		t.Fatalf("select served %d sessions, want %d", len(seen), n)
+	}
+
+	for id, want := range s.sessions {
+		r, err := s.client.Session(ctx, id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Next()
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameEvents(t, got.Events, want)
+		break
+	}
+	var se *replaycache.StatusError
+	if _, err := s.client.Session(ctx, session.NewID(), false); !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Fatalf("unknown session: %v", err)
+	}
+}
+
+func TestServerJSONLines(t *testing.T) {
+	s := serveSessions(t, 2, nil)
+	for id, want := range s.sessions {
+		req, _ := http.NewRequest("GET", s.srv.URL+"/v1/sessions/"+id.String()+"?format=jsonl", nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != replaycache.JSONLinesContentType {
+			t.Fatalf("content type %q", ct)
+		}
+		var got []session.Event
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var e session.Event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatalf("line %q: %v", sc.Text(), err)
+			}
+			got = append(got, e)
+		}
+		sameEvents(t, got, want)
+	}
+	req, _ := http.NewRequest("GET", s.srv.URL+"/v1/select?format=xml", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad format: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// TestServerFollow follows a live session while its events are put.
+func TestServerFollow(t *testing.T) {
+	dir, p := newLog(t, nil)
+	evs := corpusSessions(9, time.Now(), 1, 20)[0]
+	half := len(evs) / 2
+	put(t, p, evs[:half])
+	flush(t, p)
+	run := startCache(t, dir, stream.Start{Time: time.Now().Add(-time.Hour)}, nil)
+	id := evs[0].Session
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if v, ok := run.Get(id); ok && v.Events == half {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first half not cached")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	srv := httptest.NewServer(replaycache.NewServer(run.Cache, &replaycache.ServerOptions{Logger: quiet, Heartbeat: 20 * time.Millisecond}))
+	defer srv.Close()
+	client, _ := replaycache.NewClient(srv.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := client.Session(ctx, id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []session.Event
+	for len(got) < half {
+		f, err := r.NextBatch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, f.Events...)
+	}
+	for i := half; i < len(evs); i += 3 {
+		put(t, p, evs[i:min(i+3, len(evs))])
+		flush(t, p)
+	}
+	for {
+		f, err := r.NextBatch()
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(got), err)
+		}
+		if f.End {
+			if !f.Complete {
+				t.Fatal("end of a followed session not marked complete")
+			}
+			break
+		}
+		got = append(got, f.Events...)
+	}
+	sameEvents(t, got, evs)
+}
+
+// TestServerManyClientsAndASlowOne serves many concurrent clients while one
+// stops reading: the others are all served.
+func TestServerManyClientsAndASlowOne(t *testing.T) {
+	s := serveSessions(t, 30, &replaycache.ServerOptions{ClientSessionsPerSecond: 1e6, SessionsPerSecond: 1e6, WriteTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The slow client asks for everything and reads nothing.
+	slow, err := s.client.Select(ctx, replaycache.SelectRequest{Filter: replaycache.Filter{Limit: 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Go(func() {
+			c, _ := replaycache.NewClient(s.srv.URL, &replaycache.ClientOptions{Token: "tok", ClientID: string(rune('a' + i%26))})
+			r, err := c.Select(ctx, replaycache.SelectRequest{Mode: replaycache.Random, Filter: replaycache.Filter{Limit: 3}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer r.Close()
+			for range 3 {
+				got, err := r.Next()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got.Events) != len(s.sessions[got.ID]) {
+					errs <- errors.New("short session")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestServerRateLimit(t *testing.T) {
+	s := serveSessions(t, 5, &replaycache.ServerOptions{ClientSessionsPerSecond: 1, MaxRateWait: 50 * time.Millisecond})
+	ctx := context.Background()
+	limited := false
+	for range 5 {
+		r, err := s.client.Select(ctx, replaycache.SelectRequest{Filter: replaycache.Filter{Limit: 1}})
+		var se *replaycache.StatusError
+		if errors.As(err, &se) && se.Code == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+	}
+	if !limited {
+		t.Fatal("a client asking 5 times at 1 session/s was never refused")
+	}
+}
