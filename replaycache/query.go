@@ -14,39 +14,41 @@ import (
 
 // Summary describes a cached session.
 type Summary struct {
-	ID session.ID
+	ID session.ID `json:"session"`
 	// Route is the handshake's path and query, after redaction.
-	Route string
+	Route string `json:"route"`
 	// Start is the connect time, from the open event.
-	Start time.Time
+	Start time.Time `json:"start"`
 	// LastEvent is Start plus the offset of the latest frame or close held.
-	LastEvent time.Time
+	LastEvent time.Time `json:"last_event"`
 	// LastRecord is the stream time of the latest record with the
 	// session's events.
-	LastRecord time.Time
+	LastRecord time.Time `json:"last_record"`
 	// Events counts the events held, the open event included; they are
 	// sequence numbers 0 to Events-1 unless a kind unknown to this build
 	// was skipped.
-	Events int
+	Events int `json:"events"`
 	// NextSeq is the sequence number the session waits for next.
-	NextSeq uint64
+	NextSeq uint64 `json:"next_seq"`
 	// ClientFrames and ServerFrames count the messages of each side.
-	ClientFrames, ServerFrames int
+	ClientFrames int `json:"client_frames"`
+	ServerFrames int `json:"server_frames"`
 	// PayloadBytes is the size of the messages held.
-	PayloadBytes int64
+	PayloadBytes int64 `json:"payload_bytes"`
 	// Bytes is the memory the cache holds for the session.
-	Bytes int64
+	Bytes int64 `json:"bytes"`
 	// Kinds counts the client messages by kind, sorted by kind.
-	Kinds []KindCount
+	Kinds []KindCount `json:"kinds,omitempty"`
 	// Complete is set once the close event and everything before it is
 	// held. Truncated is set when the session was cut at a gap.
-	Complete, Truncated bool
+	Complete  bool `json:"complete"`
+	Truncated bool `json:"truncated"`
 }
 
 // KindCount is how many client messages of a kind a session has.
 type KindCount struct {
-	Kind  string
-	Count int
+	Kind  string `json:"kind"`
+	Count int    `json:"count"`
 }
 
 // View is a read-only snapshot of a session: its summary and its events as
@@ -219,16 +221,16 @@ type SelectRequest struct {
 
 // SessionRef is a session picked by Select.
 type SessionRef struct {
-	ID           session.ID
-	Route        string
-	Start        time.Time
-	ClientFrames int
-	Bytes        int64
-	Complete     bool
-	Truncated    bool
+	ID           session.ID `json:"session"`
+	Route        string     `json:"route"`
+	Start        time.Time  `json:"start"`
+	ClientFrames int        `json:"client_frames"`
+	Bytes        int64      `json:"bytes"`
+	Complete     bool       `json:"complete"`
+	Truncated    bool       `json:"truncated"`
 	// NewKinds are the kinds this session adds to Covered and to the
 	// sessions picked before it, in Coverage mode.
-	NewKinds []string
+	NewKinds []string `json:"new_kinds,omitempty"`
 }
 
 // maxCoverageCandidates bounds the sessions the greedy set cover looks at:
@@ -350,29 +352,33 @@ func coverage(cands []candidate, covered map[uint16]bool, names []string, n int)
 // Status describes the cache as a whole.
 type Status struct {
 	// Window and MaxBytes are the options in force.
-	Window   time.Duration
-	MaxBytes int64
+	Window   time.Duration `json:"window_ns"`
+	MaxBytes int64         `json:"max_bytes"`
 	// Sessions counts cached sessions; Live those neither complete nor
 	// truncated, Truncated those cut at a gap.
-	Sessions, Live, Truncated int
+	Sessions  int `json:"sessions"`
+	Live      int `json:"live"`
+	Truncated int `json:"truncated"`
 	// Bytes is the memory held for cached sessions, PayloadBytes the size
 	// of their messages.
-	Bytes, PayloadBytes int64
+	Bytes        int64 `json:"bytes"`
+	PayloadBytes int64 `json:"payload_bytes"`
 	// Oldest and Newest are the earliest and latest connect times cached.
-	Oldest, Newest time.Time
+	Oldest time.Time `json:"oldest,omitzero"`
+	Newest time.Time `json:"newest,omitzero"`
 	// Routes counts cached sessions by route path (without the query).
-	Routes map[string]int
+	Routes map[string]int `json:"routes"`
 	// Kinds counts client messages of cached sessions by kind.
-	Kinds map[string]int64
+	Kinds map[string]int64 `json:"kinds"`
 	// Partitions maps each partition read to the stream time of the last
 	// record read from it: now minus that is the lag of an active one.
-	Partitions map[string]time.Time
+	Partitions map[string]time.Time `json:"partitions"`
 	// Orphans counts sessions whose events are held while their open event
 	// is awaited, OrphanBytes their memory.
-	Orphans     int
-	OrphanBytes int64
+	Orphans     int   `json:"orphans"`
+	OrphanBytes int64 `json:"orphan_bytes"`
 	// Followers counts running Follow calls.
-	Followers int
+	Followers int `json:"followers"`
 }
 
 // Status returns the cache's state.
