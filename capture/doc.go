@@ -10,7 +10,11 @@
 // unmodified, half-closes included. Middleware does the same inside a Go
 // router by wrapping Hijack.
 //
-// Bytes are observed only after they have been forwarded. A Recorder parses
+// Bytes are observed only after they have been forwarded, stamped with the
+// time they were read: a session's events are in the order their bytes were
+// forwarded (an event waits, off the proxied path, while the other
+// direction parses an earlier chunk), and frame offsets are forward times.
+// A Recorder parses
 // them (package capture/wsframe: RFC 6455 frames and permessage-deflate),
 // redacts them (package capture/redact) before anything is buffered, and
 // batches each session's events (package session) for its exporter

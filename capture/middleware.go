@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Middleware returns a handler that records the websocket sessions next
@@ -118,7 +119,7 @@ type prefixReader struct {
 func (p *prefixReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if n > 0 {
-		p.tc.client(b[:n])
+		p.tc.client(b[:n], time.Now())
 	}
 	return n, err
 }
@@ -127,7 +128,7 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 func (c *tapConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.client(p[:n])
+		c.client(p[:n], time.Now())
 	}
 	if err != nil {
 		c.readEnded.Store(true)
@@ -135,7 +136,7 @@ func (c *tapConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *tapConn) client(b []byte) {
+func (c *tapConn) client(b []byte, at time.Time) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.wmu.Lock()
@@ -150,11 +151,11 @@ func (c *tapConn) client(b []byte) {
 		return
 	}
 	if rec != nil && len(c.pending) > 0 {
-		rec.Client(c.pending) // what came before the response, first
+		rec.Client(c.pending, at) // what came before the response, first
 	}
 	c.pending = nil
 	if rec != nil {
-		feedCopy(rec.Client, b)
+		feedCopy(rec.Client, b, at)
 	}
 }
 
@@ -165,14 +166,15 @@ const (
 
 // Write writes to the connection and records what was written.
 func (c *tapConn) Write(p []byte) (int, error) {
+	at := time.Now()
 	n, err := c.Conn.Write(p)
 	if n > 0 {
-		c.server(p[:n])
+		c.server(p[:n], at)
 	}
 	return n, err
 }
 
-func (c *tapConn) server(b []byte) {
+func (c *tapConn) server(b []byte, at time.Time) {
 	c.wmu.Lock()
 	if c.head != nil {
 		// Still inside the handler's raw HTTP response.
@@ -200,27 +202,44 @@ func (c *tapConn) server(b []byte) {
 		// Client bytes that arrived before the response go in first.
 		c.rmu.Lock()
 		if rec != nil && len(c.pending) > 0 {
-			rec.Client(c.pending)
+			rec.Client(c.pending, at)
 		}
 		c.pending = nil
 		c.rmu.Unlock()
 		c.wmu.Lock()
 	}
 	if c.rec != nil && len(b) > 0 {
-		feedCopy(c.rec.Server, b)
+		feedCopy(c.rec.Server, b, at)
 	}
 	c.wmu.Unlock()
 }
 
 // feedCopy passes a pooled copy of b to feed, which may modify it.
-func feedCopy(feed func([]byte), b []byte) {
+func feedCopy(feed func([]byte, time.Time), b []byte, at time.Time) {
 	for len(b) > 0 {
 		bp := pumpBuffers.Get().(*[]byte)
 		n := copy(*bp, b)
-		feed((*bp)[:n])
+		feed((*bp)[:n], at)
 		pumpBuffers.Put(bp)
 		b = b[n:]
 	}
+}
+
+// CloseWrite half-closes the connection when it can, as a handler such as
+// httputil.ReverseProxy expects of the conn it hijacked.
+func (c *tapConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// CloseRead shuts the reading side when the connection can.
+func (c *tapConn) CloseRead() error {
+	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return errors.ErrUnsupported
 }
 
 // Close closes the connection and ends the recording.

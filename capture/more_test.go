@@ -380,15 +380,22 @@ func TestTapStreamDown(t *testing.T) {
 	if recorded+dropped != before+after {
 		t.Fatalf("recorded %v + dropped %v != %d sessions opened", recorded, dropped, before+after)
 	}
-	if dropped == 0 {
+	// The budget shows as sessions dropped at their start or cut when it
+	// ran out; which, depends on how the waves overlap with the producer
+	// filling its buffer.
+	cut := counter(t, rec, `preheat_tap_sessions_cut_total{reason="budget"}`) + counter(t, rec, `preheat_tap_sessions_cut_total{reason="queue_full"}`)
+	if dropped+cut == 0 {
 		var b strings.Builder
 		pset.WritePrometheus(&b)
 		rec.Metrics().WritePrometheus(&b)
 		t.Log(b.String())
-		t.Fatalf("no session dropped with the stream down and a %d-byte budget", budget)
+		t.Fatalf("no session dropped or cut with the stream down and a %d-byte budget", budget)
 	}
-	if cut := counter(t, rec, `preheat_tap_sessions_cut_total{reason="budget"}`); cut > recorded {
-		t.Fatalf("%v sessions cut for the budget, only %v recorded", cut, recorded)
+	if cut > recorded {
+		t.Fatalf("%v sessions cut, only %v recorded", cut, recorded)
+	}
+	if st := rec.Status(); st.Recording != 0 || st.BufferBytes != 0 {
+		t.Fatalf("after Close: %d recordings, %d bytes still held", st.Recording, st.BufferBytes)
 	}
 	if m := maxUsed.Load(); m > budget+64<<10 {
 		t.Fatalf("capture held %d bytes, budget %d", m, budget)

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -97,10 +98,11 @@ type RecorderOptions struct {
 	// this old. Default 1s.
 	FlushInterval time.Duration
 	// BudgetBytes bounds the memory held for recorded data not yet handed
-	// to the stream producer. New sessions are admitted while less than
-	// three quarters of it is in use, so that sessions already recording
-	// can go on into the rest; a session that would exceed it is cut (it
-	// ends with a close event from the tap). Default 64 MiB.
+	// to the stream producer, and for the parsers' buffers of messages
+	// still arriving. New sessions are admitted while less than three
+	// quarters of it is in use, so that sessions already recording can go
+	// on into the rest; a session that would exceed it is cut (it ends
+	// with a close event from the tap). Default 64 MiB.
 	BudgetBytes int64
 	// Exporters is the number of goroutines that compress batches and put
 	// them into the stream. A session always uses the same one, so its
@@ -176,16 +178,18 @@ type Recorder struct {
 	active  map[*Recording]struct{}
 	closing bool
 
-	used     atomic.Int64 // bytes of pending and queued batches
-	qmu      sync.RWMutex // held for reading while sending to queues
-	qclosed  bool         // queues are closed; under qmu
-	queues   []chan *exportJob
-	ctx      context.Context // ends exporters' puts on Close
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopTick chan struct{}
-	closed   chan struct{}
-	once     sync.Once
+	used       atomic.Int64 // bytes of pending and queued batches and parser buffers
+	lastLog    atomic.Int64 // Unix nanoseconds of the last rate-limited log line
+	suppressed atomic.Int64 // lines left out since
+	qmu        sync.RWMutex // held for reading while sending to queues
+	qclosed    bool         // queues are closed; under qmu
+	queues     []chan *exportJob
+	ctx        context.Context // ends exporters' puts on Close
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	stopTick   chan struct{}
+	closed     chan struct{}
+	once       sync.Once
 
 	m recorderMetrics
 }
@@ -415,25 +419,30 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 			Start:       rec.start,
 		},
 	}
+	// The open event goes in before the recording is published, so that
+	// nothing (a shutdown, say) can record anything before it.
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	rec.appendLocked(&open, 0)
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
+		r.used.Add(-rec.held)
+		writerPool.Put(rec.w)
+		rec.w, rec.held, rec.finished = nil, 0, true
 		r.m.skipped("shutting_down")
 		return nil
 	}
 	r.active[rec] = struct{}{}
 	r.mu.Unlock()
-	rec.mu.Lock()
-	rec.appendLocked(&open, 0)
-	rec.mu.Unlock()
 	r.m.recorded.Inc()
 	return rec
 }
 
 // maxInflate bounds how far one compressed message may inflate, and so how
-// much of it the parser holds: 16 times MaxMessageBytes (4 MiB by default).
+// much of it the parser holds: 4 times MaxMessageBytes (1 MiB by default).
 // A longer message stops the session's recording, not its proxying.
-func (r *Recorder) maxInflate() int { return 16 * r.opts.MaxMessageBytes }
+func (r *Recorder) maxInflate() int { return 4 * r.opts.MaxMessageBytes }
 
 // admit returns why a session on path is not recorded, or "".
 func (r *Recorder) admit(p *Policy, id session.ID, path string) string {
@@ -485,8 +494,11 @@ type Recording struct {
 
 	// parsers[0] parses client bytes and is used only by Client;
 	// parsers[1] server bytes, only by Server.
-	parsers [2]*wsframe.Parser
-	stopped atomic.Bool // no more events are recorded
+	parsers    [2]*wsframe.Parser
+	stopped    atomic.Bool     // no more events are recorded
+	inflight   [2]atomic.Int64 // Unix nanoseconds of each direction's chunk being forwarded and parsed; 0 for none
+	at         [2]time.Time    // when the bytes being parsed were forwarded, per direction
+	parserHeld [2]int64        // budget bytes charged for each parser's buffers
 
 	mu        sync.Mutex
 	w         *session.BatchWriter // pending events; nil when there are none
@@ -495,8 +507,11 @@ type Recording struct {
 	bytes     int
 	held      int64          // budget bytes accounted for w
 	oldest    time.Time      // when w's first pending event was added
-	closing   *session.Event // the first close frame seen, not yet recorded
+	closing   *session.Event // the first close frame forwarded, not yet recorded
+	closingAt time.Time      // when it was forwarded
 	closedDir [2]bool        // which sides have sent a close frame
+	waiting   []waiting      // events held back for the other direction
+	waitDir   int            // the direction of the events held back
 	closed    bool           // a close event was recorded
 	ended     bool           // the connection is over
 	finished  bool           // removed from the recorder
@@ -505,23 +520,76 @@ type Recording struct {
 // ID returns the session's id.
 func (s *Recording) ID() session.ID { return s.id }
 
-// Client records bytes the client sent, already forwarded. It may modify b.
-func (s *Recording) Client(b []byte) { s.feed(0, b) }
+// Client records bytes the client sent, forwarded at the time at. It may
+// modify b.
+func (s *Recording) Client(b []byte, at time.Time) { s.feed(0, b, at) }
 
-// Server records bytes the server sent, already forwarded. It may modify b.
-func (s *Recording) Server(b []byte) { s.feed(1, b) }
+// Server records bytes the server sent, forwarded at the time at. It may
+// modify b.
+func (s *Recording) Server(b []byte, at time.Time) { s.feed(1, b, at) }
 
-func (s *Recording) feed(dir int, b []byte) {
+// clientMark and serverMark note that a chunk read at the time at is being
+// forwarded and will be fed next. Events of the other direction forwarded
+// later wait for it, so that the session's order is the order bytes were
+// forwarded in, not the order the two directions happen to be parsed in.
+// They never block.
+func (s *Recording) clientMark(at time.Time) { s.inflight[0].Store(at.UnixNano()) }
+func (s *Recording) serverMark(at time.Time) { s.inflight[1].Store(at.UnixNano()) }
+
+// waiting is an event held back until the other direction's chunk in
+// flight is parsed.
+type waiting struct {
+	ev      session.Event
+	payload int
+}
+
+// maxWaiting bounds the events held back; past it they are recorded at
+// once, in parse order.
+const maxWaiting = 256
+
+// commitLocked records ev, an event of direction dir forwarded at at, or
+// holds it while the other direction has an earlier chunk in flight.
+func (s *Recording) commitLocked(dir int, at time.Time, ev *session.Event, payload int) bool {
+	if o := s.inflight[1-dir].Load(); o != 0 && o < at.UnixNano() && len(s.waiting) < maxWaiting {
+		ev.Payload = bytes.Clone(ev.Payload)
+		s.waiting = append(s.waiting, waiting{ev: *ev, payload: payload})
+		s.waitDir = dir
+		return true
+	}
+	return s.appendLocked(ev, payload)
+}
+
+// releaseLocked records the events held back.
+func (s *Recording) releaseLocked() {
+	for i := range s.waiting {
+		w := &s.waiting[i]
+		s.appendLocked(&w.ev, w.payload)
+	}
+	clear(s.waiting)
+	s.waiting = s.waiting[:0]
+}
+
+func (s *Recording) feed(dir int, b []byte, at time.Time) {
 	p := s.parsers[dir]
 	if p == nil {
 		return
 	}
 	if s.stopped.Load() {
-		p.Release()
-		s.parsers[dir] = nil
+		s.releaseParser(dir)
 		return
 	}
+	s.at[dir] = at
 	err := p.Feed(b, func(m *wsframe.Message) { s.message(dir, m) })
+	// This chunk is parsed: what the other direction held back for it goes
+	// in now.
+	s.mu.Lock()
+	if s.inflight[dir].Load() == at.UnixNano() {
+		s.inflight[dir].Store(0)
+	}
+	if len(s.waiting) > 0 && s.inflight[1-s.waitDir].Load() == 0 {
+		s.releaseLocked()
+	}
+	s.mu.Unlock()
 	if err != nil {
 		reason := "parse"
 		var fe *wsframe.Error
@@ -529,13 +597,38 @@ func (s *Recording) feed(dir int, b []byte) {
 			reason = "parse_" + fe.Reason
 		}
 		s.cut(reason)
+		s.releaseParser(dir)
+		return
+	}
+	// What the parser holds of a message still arriving counts against the
+	// budget like recorded events do.
+	if held := int64(p.Held()); held != s.parserHeld[dir] {
+		used := s.r.used.Add(held - s.parserHeld[dir])
+		s.parserHeld[dir] = held
+		if used > s.r.opts.BudgetBytes && held > 0 {
+			s.cut("budget")
+			s.releaseParser(dir)
+		}
+	}
+}
+
+// releaseParser releases a direction's parser and gives back the budget it
+// held. Only the goroutine feeding that direction, or End, calls it.
+func (s *Recording) releaseParser(dir int) {
+	if p := s.parsers[dir]; p != nil {
 		p.Release()
 		s.parsers[dir] = nil
+	}
+	if s.parserHeld[dir] != 0 {
+		s.r.used.Add(-s.parserHeld[dir])
+		s.parserHeld[dir] = 0
 	}
 }
 
 func (s *Recording) message(dir int, m *wsframe.Message) {
-	offset := time.Since(s.start)
+	at := s.at[dir]
+	// Bytes forwarded with the handshake's end count from the connect.
+	offset := max(0, at.Sub(s.start))
 	switch m.Opcode {
 	case wsframe.OpText, wsframe.OpBinary:
 	case wsframe.OpClose:
@@ -548,12 +641,15 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 		if s.closed || s.stopped.Load() {
 			return
 		}
-		if s.closing == nil {
+		// The side whose close frame was forwarded first started the
+		// closing handshake, whichever direction is parsed first.
+		if s.closing == nil || at.Before(s.closingAt) {
 			side := sideClient
 			if dir == 1 {
 				side = sideServer
 			}
 			s.closing = &session.Event{Offset: offset, Code: m.CloseCode, Reason: m.CloseReason, ClosedBy: side}
+			s.closingAt = at
 		}
 		s.closedDir[dir] = true
 		if s.closedDir[0] && s.closedDir[1] {
@@ -607,7 +703,7 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 		s.cutLocked("bytes")
 		return
 	}
-	if !s.appendLocked(&ev, len(payload)) {
+	if !s.commitLocked(dir, at, &ev, len(payload)) {
 		return
 	}
 	s.frames++
@@ -616,30 +712,47 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 	s.r.m.bytes[dir].Add(len(payload))
 }
 
-// appendLocked records ev with the next sequence number, within the budget;
-// over the budget it cuts the session instead and returns false.
+// appendLocked records ev with the next sequence number, within the budget
+// and the stream's record size; past either it cuts the session instead and
+// returns false. Open and close events are always recorded: a session was
+// admitted with room for them, and they keep it whole.
 func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
-	// The encoded size is the payload plus a few bytes of framing; charge
-	// the budget before the copy is made.
 	if s.finished {
 		return false
 	}
+	edge := ev.Kind == session.KindOpen || ev.Kind == session.KindClose
 	need := int64(payload + 32)
-	if s.r.used.Add(need) > s.r.opts.BudgetBytes && ev.Kind != session.KindClose {
-		s.r.used.Add(-need)
-		s.cutLocked("budget")
-		return false
+	if !edge {
+		// A batch must fit in one stream record. When the queue has no room
+		// for the pending one, the session cannot grow: cut it, keeping what
+		// it has whole.
+		if s.w != nil && s.w.Len()+int(need) > maxPendingBody {
+			s.flushLocked()
+			if s.w != nil && s.w.Events() > 0 {
+				s.cutLocked("queue_full")
+				return false
+			}
+		}
+		if s.r.used.Add(need) > s.r.opts.BudgetBytes {
+			s.r.used.Add(-need)
+			s.cutLocked("budget")
+			return false
+		}
+	} else {
+		s.r.used.Add(need)
 	}
-	ev.Session, ev.Seq = s.id, s.seq
 	if s.w == nil {
 		s.w = writerPool.Get().(*session.BatchWriter)
 		s.w.Reset()
 	}
+	ev.Session, ev.Seq = s.id, s.seq
 	before := s.w.Len()
 	if err := s.w.Append(ev); err != nil {
 		s.r.used.Add(-need)
-		s.r.log.Error("encode event", "session", s.key, "err", err)
-		s.cutLocked("encode")
+		s.r.logf(slog.LevelError, "encode event", "session", s.key, "err", err)
+		if !edge {
+			s.cutLocked("encode")
+		}
 		return false
 	}
 	s.seq++
@@ -653,6 +766,10 @@ func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
 	}
 	return true
 }
+
+// maxPendingBody bounds a pending batch's body so that, encoded, it fits in
+// one stream record with room for a close event.
+const maxPendingBody = stream.MaxRecordBytes - 8<<10
 
 // cut stops recording the session: it ends with a close event from the tap
 // whose reason says why, and the connection goes on unrecorded.
@@ -672,24 +789,21 @@ func (s *Recording) cutLocked(reason string) {
 
 // closeLocked records the session's close event and stops recording.
 func (s *Recording) closeLocked(ev session.Event, reason string) {
+	s.stopped.Store(true)
+	s.releaseLocked()
 	if !s.closed {
+		s.closed = true
 		ev.Kind = session.KindClose
 		s.appendLocked(&ev, len(ev.Reason))
-		s.closed = true
 	}
-	s.stopped.Store(true)
 	s.flushLocked()
 }
 
 // End records the end of the connection; side is who hung up first. It
 // releases the parsers: call it once both directions are done.
 func (s *Recording) End(side session.Side) {
-	for i, p := range s.parsers {
-		if p != nil {
-			p.Release()
-			s.parsers[i] = nil
-		}
-	}
+	s.releaseParser(0)
+	s.releaseParser(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
@@ -790,6 +904,24 @@ func (r *Recorder) flushDue(all bool) {
 	}
 }
 
+// logf logs at most one line every logEvery, so that an outage of the
+// stream (which the metrics count exactly) does not flood the logs; the next
+// line says how many were left out.
+func (r *Recorder) logf(level slog.Level, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := r.lastLog.Load()
+	if now-last < int64(logEvery) || !r.lastLog.CompareAndSwap(last, now) {
+		r.suppressed.Add(1)
+		return
+	}
+	if n := r.suppressed.Swap(0); n > 0 {
+		args = append(args, "similar_suppressed", n)
+	}
+	r.log.Log(context.Background(), level, msg, args...)
+}
+
+const logEvery = 10 * time.Second
+
 // flushAll cuts every session still recording, marks it ended and flushes
 // it. It returns how many sessions still have batches that found no room in
 // their queue.
@@ -827,7 +959,7 @@ func (r *Recorder) export(q chan *exportJob) {
 		}
 		if err != nil {
 			r.m.failed.Inc()
-			r.log.Warn("export batch", "session", job.key, "events", job.w.Events(), "err", err)
+			r.logf(slog.LevelWarn, "export batch", "session", job.key, "events", job.w.Events(), "err", err)
 		} else {
 			r.m.exported.Inc()
 			r.m.exportLat.UpdateDuration(job.flushed)
@@ -866,6 +998,9 @@ func (r *Recorder) Close(ctx context.Context) error {
 			close(q)
 		}
 		r.qmu.Unlock()
+		// What still found no room is lost now: count it and give its
+		// budget back.
+		r.flushAll()
 		stop := context.AfterFunc(ctx, r.cancel)
 		r.wg.Wait()
 		stop()

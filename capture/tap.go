@@ -38,6 +38,12 @@ type TapOptions struct {
 	// RewriteHost sends the upstream's host as the Host header. By default
 	// the client's Host header is forwarded unchanged.
 	RewriteHost bool
+	// TrustForwarded keeps the client's X-Forwarded-For, -Host and -Proto
+	// and Forwarded headers (appending the client's address to
+	// X-Forwarded-For), for a tap behind a load balancer that sets them.
+	// By default they are replaced, on plain requests and upgrades alike,
+	// so that a client cannot claim another address.
+	TrustForwarded bool
 	// Transport carries plain (non-upgrade) requests. Default: a clone of
 	// http.DefaultTransport with TLSClientConfig and up to 256 idle
 	// connections to the upstream.
@@ -151,6 +157,14 @@ func NewTap(upstream string, rec *Recorder, opts *TapOptions) (*Tap, error) {
 			if !o.RewriteHost {
 				pr.Out.Host = host
 			}
+			if o.TrustForwarded {
+				// Rewrite starts without them; put the client's back.
+				for _, h := range forwardedHeaders {
+					if v, ok := pr.In.Header[h]; ok {
+						pr.Out.Header[h] = v
+					}
+				}
+			}
 			pr.SetXForwarded()
 		},
 		Transport:     o.Transport,
@@ -213,8 +227,10 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	out := r.Clone(ctx)
 	out.URL.Scheme, out.URL.Host = t.upstream.Scheme, t.upstream.Host
 	out.URL.Path, out.URL.RawPath = joinPath(t.upstream, r.URL)
-	if t.upstream.RawQuery != "" {
+	if t.upstream.RawQuery != "" && r.URL.RawQuery != "" {
 		out.URL.RawQuery = t.upstream.RawQuery + "&" + r.URL.RawQuery
+	} else if t.upstream.RawQuery != "" {
+		out.URL.RawQuery = t.upstream.RawQuery
 	}
 	if t.opts.RewriteHost {
 		out.Host = t.upstream.Host
@@ -233,7 +249,7 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // keep Go's default user agent out
 	}
-	setForwarded(out, r)
+	setForwarded(out, r, t.opts.TrustForwarded)
 
 	up, err := t.dialUpstream(ctx)
 	if err != nil {
@@ -244,6 +260,8 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	deadline, _ := ctx.Deadline()
 	up.SetDeadline(deadline)
+	// A client that goes away during the handshake ends it now.
+	stopWatch := context.AfterFunc(ctx, func() { up.SetDeadline(time.Now()) })
 	if err := out.Write(up); err != nil {
 		up.Close()
 		t.failures("upstream_write").Inc()
@@ -263,6 +281,11 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		// all, as a plain response and end. The dial deadline still bounds
 		// reading it.
 		t.relayRefusal(w, up, raw, rest, out)
+		return
+	}
+	if !stopWatch() {
+		up.Close()
+		t.failures("client_gone").Inc()
 		return
 	}
 	up.SetDeadline(time.Time{})
@@ -292,9 +315,11 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if t.rec != nil {
 		rec = t.rec.Begin(r, resp.Header)
 	}
-	var observeClient, observeServer func([]byte)
+	teeClient := &tee{mark: func(time.Time) {}, see: func(b []byte, _ time.Time) { t.wsBytes[0].Add(len(b)) }}
+	teeServer := &tee{mark: func(time.Time) {}, see: func(b []byte, _ time.Time) { t.wsBytes[1].Add(len(b)) }}
 	if rec != nil {
-		observeClient, observeServer = rec.Client, rec.Server
+		teeClient = &tee{mark: rec.clientMark, see: func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); rec.Client(b, at) }}
+		teeServer = &tee{mark: rec.serverMark, see: func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); rec.Server(b, at) }}
 	}
 	sp := &spliced{client: client, upstream: up}
 	if !t.track(sp) {
@@ -305,7 +330,7 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	clientFirst, err := splice(client, up, clientPending, rest, counted(t.wsBytes[0], observeClient), counted(t.wsBytes[1], observeServer))
+	clientFirst, err := splice(client, up, clientPending, rest, teeClient, teeServer)
 	t.untrack(sp)
 	if rec != nil {
 		side := sideServer
@@ -336,16 +361,6 @@ func (t *Tap) relayRefusal(w http.ResponseWriter, up net.Conn, raw, rest []byte,
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
 	t.failures(fmt.Sprintf("upstream_status_%dxx", resp.StatusCode/100)).Inc()
-}
-
-// counted wraps observe so that c counts the bytes it sees.
-func counted(c *metrics.Counter, observe func([]byte)) func([]byte) {
-	return func(b []byte) {
-		c.Add(len(b))
-		if observe != nil {
-			observe(b)
-		}
-	}
 }
 
 func isClosedErr(err error) bool {
@@ -439,11 +454,20 @@ func singleJoiningSlash(a, b string) string {
 	return a + b
 }
 
-// setForwarded sets the X-Forwarded headers on out as
-// httputil.ProxyRequest.SetXForwarded does.
-func setForwarded(out, in *http.Request) {
+// forwardedHeaders are the client's claims about where a request came from.
+var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
+
+// setForwarded sets the X-Forwarded headers on out as the plain-request
+// path (httputil.ReverseProxy with Rewrite and SetXForwarded) does: the
+// client's own are dropped unless trusted.
+func setForwarded(out, in *http.Request, trust bool) {
+	if !trust {
+		for _, h := range forwardedHeaders {
+			out.Header.Del(h)
+		}
+	}
 	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		if prior := out.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			ip = strings.Join(prior, ", ") + ", " + ip
 		}
 		out.Header.Set("X-Forwarded-For", ip)

@@ -571,3 +571,17 @@ func (p *Parser) releaseBuffers() {
 		p.out = nil
 	}
 }
+
+// Held returns the bytes the parser holds between calls: the open message's
+// buffer, an inflate buffer and the context takeover window. Callers that
+// bound memory charge it.
+func (p *Parser) Held() int {
+	n := cap(p.window)
+	if p.buf != nil {
+		n += cap(*p.buf)
+	}
+	if p.out != nil {
+		n += cap(*p.out)
+	}
+	return n
+}

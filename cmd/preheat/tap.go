@@ -34,6 +34,7 @@ type tapOptions struct {
 	upstreamCA               string
 	upstreamInsecure         bool
 	rewriteHost              bool
+	trustForwarded           bool
 	capture                  bool
 	tapID                    string
 	sample                   float64
@@ -96,6 +97,7 @@ SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
 			fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates to verify an https/wss upstream with; default the system roots")
 			fs.BoolVar(&o.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify the upstream's TLS certificate")
 			fs.BoolVar(&o.rewriteHost, "rewrite-host", false, "send the upstream's host as Host instead of the client's")
+			fs.BoolVar(&o.trustForwarded, "trust-forwarded", false, "keep the client's X-Forwarded-* and Forwarded headers (behind a load balancer that sets them)")
 			fs.BoolVar(&o.capture, "capture", true, "start with capture on (it can be switched at run time on the admin listener)")
 			fs.StringVar(&o.tapID, "tap-id", "", "name of this tap in captured sessions; default the host name")
 			fs.Float64Var(&o.sample, "sample", 1, "fraction of sessions to record, 0 to 1")
@@ -239,6 +241,7 @@ func runTap(ctx context.Context, e *env, args []string) error {
 	tap, err := capture.NewTap(o.upstream, rec, &capture.TapOptions{
 		TLSClientConfig: upstreamTLS,
 		RewriteHost:     o.rewriteHost,
+		TrustForwarded:  o.trustForwarded,
 		Logger:          e.log,
 		Metrics:         tapSet,
 	})
