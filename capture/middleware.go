@@ -44,7 +44,8 @@ type hijackWriter struct {
 }
 
 func (h *hijackWriter) WriteHeader(code int) {
-	if h.status == 0 {
+	// Informational answers (103 Early Hints) come before the real one.
+	if h.status == 0 && (code == http.StatusSwitchingProtocols || code >= 200) {
 		h.status = code
 		if code == http.StatusSwitchingProtocols {
 			h.header = h.ResponseWriter.Header().Clone()
@@ -106,6 +107,7 @@ type tapConn struct {
 	head      []byte     // the raw response written so far, until its end; under wmu
 	rec       *Recording // set once the 101 response is seen
 	pending   []byte     // client bytes read before the response was seen; under rmu
+	overflow  bool       // pending outgrew its bound: do not record; under rmu
 	closeOnce sync.Once
 }
 
@@ -144,10 +146,13 @@ func (c *tapConn) client(b []byte, at time.Time) {
 	c.wmu.Unlock()
 	if !seen {
 		// The response has not been seen yet: keep what the client sent
-		// (bounded) for when it is.
-		if len(c.pending)+len(b) <= maxPendingClientBytes {
-			c.pending = append(c.pending, b...)
+		// for when it is. Past the bound the session cannot be recorded
+		// whole, so it is not recorded at all.
+		if c.overflow || len(c.pending)+len(b) > maxPendingClientBytes {
+			c.overflow, c.pending = true, nil
+			return
 		}
+		c.pending = append(c.pending, b...)
 		return
 	}
 	if rec != nil && len(c.pending) > 0 {
@@ -176,42 +181,52 @@ func (c *tapConn) Write(p []byte) (int, error) {
 
 func (c *tapConn) server(b []byte, at time.Time) {
 	c.wmu.Lock()
-	if c.head != nil {
-		// Still inside the handler's raw HTTP response.
-		from := max(0, len(c.head)-3)
-		if len(c.head)+len(b) > maxResponseHeadBytes {
-			c.head = nil // not a response we can read: do not record
-			c.wmu.Unlock()
-			return
+	if c.head == nil {
+		if c.rec != nil && len(b) > 0 {
+			feedCopy(c.rec.Server, b, at)
 		}
-		c.head = append(c.head, b...)
-		i := bytes.Index(c.head[from:], []byte("\r\n\r\n"))
-		if i < 0 {
-			c.wmu.Unlock()
-			return
-		}
-		end := from + i + 4
-		head, rest := c.head[:end], c.head[end:]
-		c.head = nil
-		if resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), c.h.req); err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
-			c.rec = c.h.rec.Begin(c.h.req, resp.Header)
-		}
-		b = rest
-		rec := c.rec
 		c.wmu.Unlock()
-		// Client bytes that arrived before the response go in first.
-		c.rmu.Lock()
-		if rec != nil && len(c.pending) > 0 {
-			rec.Client(c.pending, at)
-		}
-		c.pending = nil
-		c.rmu.Unlock()
-		c.wmu.Lock()
-	}
-	if c.rec != nil && len(b) > 0 {
-		feedCopy(c.rec.Server, b, at)
+		return
 	}
 	c.wmu.Unlock()
+
+	// Still inside the handler's raw HTTP response: both directions wait
+	// (locks in their usual order) until it is read and the recording, if
+	// any, has begun with the client bytes that came before it.
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.head == nil { // another write finished the response meanwhile
+		if c.rec != nil && len(b) > 0 {
+			feedCopy(c.rec.Server, b, at)
+		}
+		return
+	}
+	from := max(0, len(c.head)-3)
+	if len(c.head)+len(b) > maxResponseHeadBytes {
+		c.head, c.pending = nil, nil // not a response we can read: do not record
+		return
+	}
+	c.head = append(c.head, b...)
+	i := bytes.Index(c.head[from:], []byte("\r\n\r\n"))
+	if i < 0 {
+		return
+	}
+	end := from + i + 4
+	head, rest := c.head[:end], c.head[end:]
+	c.head = nil
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), c.h.req)
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols && !c.overflow {
+		c.rec = c.h.rec.Begin(c.h.req, resp.Header)
+	}
+	if c.rec != nil && len(c.pending) > 0 {
+		c.rec.Client(c.pending, at)
+	}
+	c.pending = nil
+	if c.rec != nil && len(rest) > 0 {
+		feedCopy(c.rec.Server, rest, at)
+	}
 }
 
 // feedCopy passes a pooled copy of b to feed, which may modify it.
