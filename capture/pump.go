@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,12 +24,10 @@ type tee struct {
 }
 
 // pump moves bytes from src to dst until src ends, writing each chunk to dst
-// before anything else sees it; then t sees the chunk (t may be nil). At the end of src it half-closes dst, so that
-// a peer's half-close passes through. It returns nil at a clean end of src.
-//
-// While src is idle pump holds no buffer: it waits for src to become
-// readable first (see waitReadable), then borrows a pooled buffer for one
-// read and write.
+// before anything else sees it; then t sees the chunk (t may be nil). At
+// the end of src it half-closes dst, so that a peer's half-close passes
+// through. It returns nil at a clean end of src. While src is idle pump
+// holds no buffer (see chunkReader).
 func pump(dst, src net.Conn, prefix []byte, t *tee) error {
 	if len(prefix) > 0 {
 		at := time.Now()
@@ -42,15 +41,9 @@ func pump(dst, src net.Conn, prefix []byte, t *tee) error {
 			t.see(prefix, at)
 		}
 	}
-	wait := readinessWaiter(src)
+	next := chunkReader(src)
 	for {
-		if wait != nil {
-			if err := wait(); err != nil {
-				return err
-			}
-		}
-		bp := pumpBuffers.Get().(*[]byte)
-		n, rerr := src.Read(*bp)
+		bp, n, rerr := next()
 		if n > 0 {
 			var at time.Time
 			if t != nil {
@@ -65,13 +58,24 @@ func pump(dst, src net.Conn, prefix []byte, t *tee) error {
 				t.see((*bp)[:n], at)
 			}
 		}
-		pumpBuffers.Put(bp)
+		if bp != nil {
+			pumpBuffers.Put(bp)
+		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
 				return closeWrite(dst)
 			}
 			return rerr
 		}
+	}
+}
+
+// plainChunkReader reads c into a pooled buffer with c.Read.
+func plainChunkReader(c net.Conn) func() (*[]byte, int, error) {
+	return func() (*[]byte, int, error) {
+		bp := pumpBuffers.Get().(*[]byte)
+		n, err := c.Read(*bp)
+		return bp, n, err
 	}
 }
 
@@ -90,35 +94,39 @@ func closeWrite(c net.Conn) error {
 
 // splice proxies a and b in both directions until both have ended or either
 // fails, then closes both. teeA sees bytes read from a, teeB bytes read from
-// b. Leftover bytes already read from a (aPending) or b (bPending)
-// are forwarded first. It reports whether a's read side ended first (its
-// peer closed or failed before b's did) and the first error that was not a
-// clean end.
+// b. Leftover bytes already read from a (aPending) or b (bPending) are
+// forwarded first. One direction runs on the calling goroutine, the other on
+// one splice starts and waits for. It reports whether a's read side ended
+// first (its peer closed or failed before b's did) and the first error that
+// was not a clean end.
 func splice(a, b net.Conn, aPending, bPending []byte, teeA, teeB *tee) (aFirst bool, err error) {
-	type result struct {
-		fromA bool
-		err   error
+	var first atomic.Int32 // 1 when a's side ended first, 2 when b's did
+	stop := func() {
+		// One direction failed: stop the other now rather than waiting
+		// for its peer.
+		now := time.Now()
+		a.SetDeadline(now)
+		b.SetDeadline(now)
 	}
-	done := make(chan result, 2)
-	go func() { done <- result{true, pump(b, a, aPending, teeA)} }()
-	go func() { done <- result{false, pump(a, b, bPending, teeB)} }()
-	for i := range 2 {
-		r := <-done
-		if i == 0 {
-			aFirst = r.fromA
+	done := make(chan error, 1)
+	go func() {
+		err := pump(b, a, aPending, teeA)
+		first.CompareAndSwap(0, 1)
+		if err != nil {
+			stop()
 		}
-		if r.err != nil && err == nil {
-			err = r.err
-			if i == 0 {
-				// One direction failed: stop the other now rather than
-				// waiting for its peer.
-				now := time.Now()
-				a.SetDeadline(now)
-				b.SetDeadline(now)
-			}
-		}
+		done <- err
+	}()
+	errB := pump(a, b, bPending, teeB)
+	first.CompareAndSwap(0, 2)
+	if errB != nil {
+		stop()
 	}
+	errA := <-done
 	a.Close()
 	b.Close()
-	return aFirst, err
+	if errA != nil && first.Load() == 1 || errB == nil {
+		return first.Load() == 1, errA
+	}
+	return first.Load() == 1, errB
 }

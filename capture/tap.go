@@ -67,6 +67,7 @@ type Tap struct {
 	rp       *httputil.ReverseProxy
 	dialer   *net.Dialer
 
+	wg       sync.WaitGroup // the goroutines proxying upgraded connections
 	mu       sync.Mutex
 	conns    map[*spliced]struct{}
 	closing  bool
@@ -330,18 +331,25 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	clientFirst, err := splice(client, up, clientPending, rest, teeClient, teeServer)
-	t.untrack(sp)
-	if rec != nil {
-		side := sideServer
-		if clientFirst {
-			side = sideClient
+	// The handler returns now, so that the request, the response writer and
+	// their buffers are freed: a proxied connection holds only its two
+	// conns, a goroutine per direction (this one and splice's) and no
+	// buffer while idle.
+	cancel()
+	t.wg.Go(func() {
+		clientFirst, err := splice(client, up, clientPending, rest, teeClient, teeServer)
+		if rec != nil {
+			side := sideServer
+			if clientFirst {
+				side = sideClient
+			}
+			rec.End(side)
 		}
-		rec.End(side)
-	}
-	if err != nil && !isClosedErr(err) {
-		t.log.Debug("websocket connection ended with an error", "err", err)
-	}
+		t.untrack(sp)
+		if err != nil && !isClosedErr(err) {
+			t.log.Debug("websocket connection ended with an error", "err", err)
+		}
+	})
 }
 
 // relayRefusal relays an upstream's non-101 answer to an upgrade request.
@@ -523,6 +531,7 @@ func (t *Tap) Shutdown(ctx context.Context) error {
 	t.mu.Unlock()
 	select {
 	case <-t.drained:
+		t.wg.Wait()
 		return nil
 	case <-ctx.Done():
 	}
@@ -535,5 +544,6 @@ func (t *Tap) Shutdown(ctx context.Context) error {
 	t.mu.Unlock()
 	t.log.Warn("shutdown deadline reached; closed open websocket sessions", "sessions", n)
 	<-t.drained
+	t.wg.Wait()
 	return ctx.Err()
 }

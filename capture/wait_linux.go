@@ -4,38 +4,56 @@ package capture
 
 import (
 	"errors"
+	"io"
 	"net"
+	"os"
 	"syscall"
 )
 
-// readinessWaiter returns a function that blocks until c has bytes to read,
-// has reached EOF or has failed, without holding a read buffer meanwhile. It
-// returns nil for connections that cannot be waited on this way (TLS keeps
-// its own buffers anyway), and the caller then simply reads.
-func readinessWaiter(c net.Conn) func() error {
+// chunkReader returns a function that reads c's next chunk into a pooled
+// buffer. The buffer is taken only for a read attempt and given back when
+// nothing is there yet, so an idle connection holds none; each chunk costs
+// one read syscall. Connections without a file descriptor (TLS) fall back
+// to Read into a pooled buffer.
+func chunkReader(c net.Conn) func() (*[]byte, int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil
+		return plainChunkReader(c)
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil
+		return plainChunkReader(c)
 	}
-	var one [1]byte
-	return func() error {
-		var perr error
+	return func() (*[]byte, int, error) {
+		var bp *[]byte
+		var n int
+		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
-			// Peek one byte without consuming it: data, EOF (n == 0) or an
-			// error all mean a read will not block. EAGAIN means wait.
+			if bp == nil {
+				bp = pumpBuffers.Get().(*[]byte)
+			}
 			for {
-				_, _, perr = syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-				if !errors.Is(perr, syscall.EINTR) {
+				n, rerr = syscall.Read(int(fd), *bp)
+				if !errors.Is(rerr, syscall.EINTR) {
 					break
 				}
 			}
-			return !errors.Is(perr, syscall.EAGAIN)
+			if errors.Is(rerr, syscall.EAGAIN) {
+				pumpBuffers.Put(bp)
+				bp = nil
+				return false // wait until readable
+			}
+			return true
 		})
-		// A peek error (such as a reset) is left for the read to report.
-		return err
+		if err == nil && rerr != nil {
+			err = os.NewSyscallError("read", rerr)
+		}
+		if n < 0 {
+			n = 0
+		}
+		if err == nil && n == 0 {
+			err = io.EOF
+		}
+		return bp, n, err
 	}
 }

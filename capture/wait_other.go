@@ -4,6 +4,6 @@ package capture
 
 import "net"
 
-// readinessWaiter is only implemented on Linux; elsewhere pump reads
-// directly and holds a buffer while a connection is idle.
-func readinessWaiter(net.Conn) func() error { return nil }
+// chunkReader reads into a pooled buffer; only Linux avoids holding it
+// while the connection is idle.
+func chunkReader(c net.Conn) func() (*[]byte, int, error) { return plainChunkReader(c) }
