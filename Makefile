@@ -9,7 +9,7 @@ BENCHTIME ?= 1s
 FUZZTIME ?= 30s
 KINESALITE := tools/kinesalite/node_modules/kinesalite/package.json
 
-.PHONY: all build demo test test-short vet fmt-check bench fuzz kinesalite clean
+.PHONY: all build demo test test-short vet fmt-check bench bench-tap fuzz kinesalite clean
 
 all: build
 
@@ -42,6 +42,11 @@ fmt-check:
 # Benchmarks; results in bench.txt, compare runs with benchstat.
 bench: kinesalite
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKGS) | tee bench.txt
+
+# The tap against nginx and a direct connection (needs nginx: apt-get install
+# nginx-light); about 3 minutes a round. See docs/benchmarks.md.
+bench-tap:
+	bash bench/tap.sh
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
