@@ -536,12 +536,18 @@ func (t *Tap) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	t.mu.Lock()
-	n := len(t.conns)
+	open := make([]*spliced, 0, len(t.conns))
 	for sp := range t.conns {
+		open = append(open, sp)
+	}
+	t.mu.Unlock()
+	n := len(open)
+	// Closed outside the lock: a TLS close may block sending close_notify,
+	// and the proxying goroutines untrack themselves under it.
+	for _, sp := range open {
 		sp.client.Close()
 		sp.upstream.Close()
 	}
-	t.mu.Unlock()
 	t.log.Warn("shutdown deadline reached; closed open websocket sessions", "sessions", n)
 	<-t.drained
 	t.wg.Wait()
