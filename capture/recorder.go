@@ -659,21 +659,25 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 	default:
 		return // ping and pong are not application messages
 	}
-	// Redaction writes into a pooled buffer; the batch copies the result,
-	// so nothing is kept per session between messages.
-	sp := scratchPool.Get().(*[]byte)
-	defer func() { scratchPool.Put(sp) }()
+	// Most messages hold no configured key and go into the batch as they
+	// are; the others are redacted into a pooled buffer first (the batch
+	// copies the result, so nothing is kept per session between messages).
 	payload := m.Payload
-	var res redact.Result
-	if m.Opcode == wsframe.OpText {
-		*sp, res = s.redact.Payload((*sp)[:0], payload, m.Truncated)
-	} else {
-		*sp, res = s.redact.Binary((*sp)[:0], payload)
-	}
-	payload = *sp
-	s.r.m.redacted("field", res.Fields)
-	if res.Blanked {
-		s.r.m.redacted("blanked", 1)
+	binary := m.Opcode != wsframe.OpText
+	if !s.redact.Clean(payload, binary) {
+		sp := scratchPool.Get().(*[]byte)
+		defer func() { scratchPool.Put(sp) }()
+		var res redact.Result
+		if binary {
+			*sp, res = s.redact.Binary((*sp)[:0], payload)
+		} else {
+			*sp, res = s.redact.Payload((*sp)[:0], payload, m.Truncated)
+		}
+		payload = *sp
+		s.r.m.redacted("field", res.Fields)
+		if res.Blanked {
+			s.r.m.redacted("blanked", 1)
+		}
 	}
 	if m.Truncated {
 		s.r.m.truncated.Inc()

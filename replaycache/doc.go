@@ -24,6 +24,9 @@
 // arrive), List and Select (summaries; Select picks sessions for coverage of
 // message kinds) and Status.
 //
-// The package does not serve HTTP, open or close the stream, or replay
-// anything: the server, cmd/preheat and package replayer do.
+// Server serves a Cache over HTTP (status, listing, one session or a
+// selection, followed live; framed batches or JSON lines; bearer token,
+// rate limits, write deadlines), and Client is the Go client warmers and
+// load tests use. The package does not open or close the stream (cmd/preheat
+// does) or replay anything (package replayer does).
 package replaycache

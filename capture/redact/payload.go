@@ -37,6 +37,16 @@ func (r *Redactor) Payload(dst, src []byte, truncated bool) ([]byte, Result) {
 	return r.json(dst, src, 0)
 }
 
+// Clean reports whether a text payload, or with binary a binary one, can
+// pass unchanged: no configured key name can occur in it. Payload and Binary
+// then only copy it; a caller that can use src as it is may skip them.
+func (r *Redactor) Clean(src []byte, binary bool) bool {
+	if binary && r.keepBinary {
+		return true
+	}
+	return !r.pre.maybe(src)
+}
+
 // Binary appends to dst the redacted form of src, a binary message, and
 // returns the extended buffer and what was done. dst and src must not
 // overlap. Unless Options.KeepBinary is set, a payload that may contain a
