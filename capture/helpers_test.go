@@ -2,6 +2,8 @@ package capture_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -192,4 +194,10 @@ func dial(t *testing.T, ctx context.Context, url string, opts *websocket.DialOpt
 	}
 	c.SetReadLimit(8 << 20)
 	return c
+}
+
+// acceptKey is the Sec-WebSocket-Accept answer to key (RFC 6455 section 4.2.2).
+func acceptKey(key string) string {
+	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h[:])
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -138,8 +137,8 @@ func TestMiddlewareRawHijack(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		h := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(h[:]) + "\r\n\r\n")
+		accept := acceptKey(r.Header.Get("Sec-WebSocket-Key"))
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n")
 		brw.Write(frame(true, 1, []byte(`{"type":"hello"}`), false))
 		brw.Flush()
 		io.Copy(io.Discard, brw) // the client's frames, until it hangs up

@@ -15,9 +15,10 @@ const pumpBufferBytes = 32 << 10
 
 var pumpBuffers = sync.Pool{New: func() any { b := make([]byte, pumpBufferBytes); return &b }}
 
-// tee sees one direction's bytes for capture. mark is called with the time
-// a chunk was read, just before it is written on (it must not block); see
-// gets the chunk after it was written, and may modify it.
+// tee sees one direction's bytes for capture. mark, when set, is called
+// with the time a chunk was read, just before it is written on (it must not
+// block); see gets the chunk after it was written, with that time (zero
+// without mark), and may modify it.
 type tee struct {
 	mark func(at time.Time)
 	see  func(b []byte, at time.Time)
@@ -30,8 +31,9 @@ type tee struct {
 // holds no buffer (see chunkReader).
 func pump(dst, src net.Conn, prefix []byte, t *tee) error {
 	if len(prefix) > 0 {
-		at := time.Now()
-		if t != nil {
+		var at time.Time
+		if t != nil && t.mark != nil {
+			at = time.Now()
 			t.mark(at)
 		}
 		if _, err := dst.Write(prefix); err != nil {
@@ -46,7 +48,7 @@ func pump(dst, src net.Conn, prefix []byte, t *tee) error {
 		bp, n, rerr := next()
 		if n > 0 {
 			var at time.Time
-			if t != nil {
+			if t != nil && t.mark != nil {
 				at = time.Now()
 				t.mark(at)
 			}

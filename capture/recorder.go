@@ -653,7 +653,7 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 		}
 		s.closedDir[dir] = true
 		if s.closedDir[0] && s.closedDir[1] {
-			s.closeLocked(*s.closing, "")
+			s.closeLocked(*s.closing)
 		}
 		return
 	default:
@@ -788,11 +788,11 @@ func (s *Recording) cutLocked(reason string) {
 		return
 	}
 	s.r.m.cut(reason)
-	s.closeLocked(session.Event{Offset: time.Since(s.start), ClosedBy: sideTap, Reason: "preheat: " + reason}, reason)
+	s.closeLocked(session.Event{Offset: time.Since(s.start), ClosedBy: sideTap, Reason: "preheat: " + reason})
 }
 
 // closeLocked records the session's close event and stops recording.
-func (s *Recording) closeLocked(ev session.Event, reason string) {
+func (s *Recording) closeLocked(ev session.Event) {
 	s.stopped.Store(true)
 	s.releaseLocked()
 	if !s.closed {
@@ -815,7 +815,7 @@ func (s *Recording) End(side session.Side) {
 		if s.closing != nil {
 			ev = *s.closing
 		}
-		s.closeLocked(ev, "")
+		s.closeLocked(ev)
 	}
 	s.stopped.Store(true)
 	s.ended = true

@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -285,8 +283,8 @@ func TestReviewMiddlewareBreaksReverseProxyHalfClose(t *testing.T) {
 				received <- nil
 				return
 			}
-			h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", base64.StdEncoding.EncodeToString(h[:]))
+			accept := acceptKey(req.Header.Get("Sec-WebSocket-Key"))
+			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept)
 			c.Write(frame(true, 1, []byte("bye"), false))
 			c.(*net.TCPConn).CloseWrite()
 			got, _ := io.ReadAll(br)
@@ -493,8 +491,8 @@ func TestReviewCloseAttributedToWrongSide(t *testing.T) {
 		if err != nil {
 			return
 		}
-		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", base64.StdEncoding.EncodeToString(h[:]))
+		accept := acceptKey(req.Header.Get("Sec-WebSocket-Key"))
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept)
 		// Answer the client's close as soon as its 11 bytes (masked, with a
 		// 5-byte payload) arrive.
 		var tail []byte

@@ -316,8 +316,8 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if t.rec != nil {
 		rec = t.rec.Begin(r, resp.Header)
 	}
-	teeClient := &tee{mark: func(time.Time) {}, see: func(b []byte, _ time.Time) { t.wsBytes[0].Add(len(b)) }}
-	teeServer := &tee{mark: func(time.Time) {}, see: func(b []byte, _ time.Time) { t.wsBytes[1].Add(len(b)) }}
+	teeClient := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[0].Add(len(b)) }}
+	teeServer := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[1].Add(len(b)) }}
 	if rec != nil {
 		teeClient = &tee{mark: rec.clientMark, see: func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); rec.Client(b, at) }}
 		teeServer = &tee{mark: rec.serverMark, see: func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); rec.Server(b, at) }}

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -220,11 +218,11 @@ func newRawUpstream(t *testing.T, reply []byte) *rawUpstream {
 		if err != nil {
 			return
 		}
-		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		accept := acceptKey(req.Header.Get("Sec-WebSocket-Key"))
 		// Unusual but valid: header case and order as a real server may
 		// write them, and a header Go would canonicalize.
 		u.response = []byte("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nConnection: Upgrade\r\nsec-websocket-accept: " +
-			base64.StdEncoding.EncodeToString(h[:]) + "\r\nX-odd-CASE: kept\r\n\r\n")
+			accept + "\r\nX-odd-CASE: kept\r\n\r\n")
 		c.Write(u.response)
 		got, _ := io.ReadAll(br)
 		u.received <- got
