@@ -198,14 +198,23 @@ type Session struct {
 	// Complete is set when the close event and everything before it was
 	// served; Truncated when the cache cut the session at a gap.
 	Complete, Truncated bool
+	// Kinds names the kinds of the session's client messages, sorted, as
+	// the cache classified them; empty when the cache did not say.
+	Kinds []string
 }
 
 // SessionReader reads sessions from a cache's framed batch stream. Close
 // it when done.
 type SessionReader struct {
-	body io.ReadCloser
-	br   *bufio.Reader
-	buf  []byte
+	body  io.ReadCloser
+	br    *bufio.Reader
+	buf   []byte
+	kinds kindsFrame // the last kinds frame, for the session it names
+}
+
+type kindsFrame struct {
+	id    session.ID
+	names []string
 }
 
 func newSessionReader(body io.ReadCloser) *SessionReader {
@@ -262,12 +271,35 @@ func (r *SessionReader) NextBatch() (Frame, error) {
 			return Frame{End: true, ID: session.ID(b[:16]), Complete: b[16]&endComplete != 0, Truncated: b[16]&endTruncated != 0}, nil
 		case frameHeartbeat:
 			continue
+		case frameKinds:
+			k, err := decodeKinds(b)
+			if err != nil {
+				return Frame{}, err
+			}
+			r.kinds = k
+			continue
 		case frameError:
 			return Frame{}, fmt.Errorf("cache stream: server error: %s", b)
 		default:
 			continue // a frame type from a later version
 		}
 	}
+}
+
+func decodeKinds(b []byte) (kindsFrame, error) {
+	if len(b) < 16 {
+		return kindsFrame{}, fmt.Errorf("cache stream: kinds frame of %d bytes", len(b))
+	}
+	k := kindsFrame{id: session.ID(b[:16])}
+	for b = b[16:]; len(b) > 0; {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			return kindsFrame{}, errors.New("cache stream: malformed kinds frame")
+		}
+		k.names = append(k.names, string(b[w:w+int(n)]))
+		b = b[w+int(n):]
+	}
+	return k, nil
 }
 
 func unexpected(err error) error {
@@ -291,6 +323,9 @@ func (r *SessionReader) Next() (*Session, error) {
 		}
 		if s == nil {
 			s = &Session{ID: f.ID}
+			if r.kinds.id == f.ID {
+				s.Kinds = r.kinds.names
+			}
 		}
 		if f.ID != s.ID {
 			return nil, fmt.Errorf("cache stream: session %s interleaved with %s", f.ID, s.ID)

@@ -513,6 +513,7 @@ const (
 	frameEnd       = 2 // a session's end: 16-byte id, flags byte
 	frameHeartbeat = 3 // nothing to send yet
 	frameError     = 4 // the server could not go on: UTF-8 message
+	frameKinds     = 5 // a session's message kinds: 16-byte id, uvarint-prefixed names
 )
 
 // End flags.
@@ -530,6 +531,7 @@ type eventWriter struct {
 	timeout time.Duration
 	started bool
 	hdr     []byte
+	kbuf    []byte
 	evs     []session.Event
 	enc     *json.Encoder
 }
@@ -597,14 +599,32 @@ func (ew *eventWriter) batch(data []byte) error {
 	return ew.rc.Flush()
 }
 
-// session writes a snapshot and its end.
+// session writes a snapshot's kinds, its batches and its end.
 func (ew *eventWriter) session(v View) error {
+	if err := ew.kinds(v.Summary); err != nil {
+		return err
+	}
 	for _, b := range v.Batches {
 		if err := ew.batch(b); err != nil {
 			return err
 		}
 	}
 	return ew.end(v.Summary)
+}
+
+// kinds tells the client which message kinds a session holds, so that a
+// warmer can ask for sessions with kinds it has not covered yet.
+func (ew *eventWriter) kinds(s Summary) error {
+	if ew.format == formatJSONL || len(s.Kinds) == 0 {
+		return nil
+	}
+	b := append(ew.kbuf[:0], s.ID[:]...)
+	for _, k := range s.Kinds {
+		b = binary.AppendUvarint(b, uint64(len(k.Kind)))
+		b = append(b, k.Kind...)
+	}
+	ew.kbuf = b
+	return ew.frame(frameKinds, b)
 }
 
 // end marks the end of what is served of a session.

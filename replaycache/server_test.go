@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +114,9 @@ func TestServerListSelectSession(t *testing.T) {
 			t.Fatalf("session %s: complete %v truncated %v", got.ID, got.Complete, got.Truncated)
 		}
 		sameEvents(t, got.Events, s.sessions[got.ID])
+		if want := kindsOf(t, got.Events); !slices.Equal(got.Kinds, want) {
+			t.Fatalf("session %s: kinds %q, want %q", got.ID, got.Kinds, want)
+		}
 	}
 	if len(seen) != n {
 		t.Fatalf("select served %d sessions, want %d", len(seen), n)
@@ -289,4 +294,26 @@ func TestServerRateLimit(t *testing.T) {
 	if !limited {
 		t.Fatal("a client asking 5 times at 1 session/s was never refused")
 	}
+}
+
+// kindsOf classifies client messages as the cache does by default: "op",
+// else "type".
+func kindsOf(t *testing.T, evs []session.Event) []string {
+	t.Helper()
+	set := map[string]bool{}
+	for _, ev := range evs {
+		if ev.Kind != session.KindFrame || ev.Direction != session.ClientToServer {
+			continue
+		}
+		var m struct{ Op, Type string }
+		if err := json.Unmarshal(ev.Payload, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Op != "" {
+			set[m.Op] = true
+		} else if m.Type != "" {
+			set[m.Type] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,109 +12,125 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/coder/websocket"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/preheatdev/preheat/capture"
 	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/internal/coldserver"
 	"github.com/preheatdev/preheat/internal/corpus"
-	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/stream"
 	"github.com/preheatdev/preheat/stream/dirlog"
 )
 
 type demoOptions struct {
-	dir      string
-	sessions int
-	queries  int
-	parallel int
-	keep     bool
+	dir          string
+	keep         bool
+	report       string
+	clients      int
+	queries      int
+	think        time.Duration
+	scale        float64
+	firstTraffic time.Duration
+	window       time.Duration
+	minWarm      time.Duration
+	captureMax   time.Duration
+	deadline     time.Duration
 }
 
 func demoCommand() *command {
 	return &command{
 		name:    "demo",
 		summary: "run preheat end to end on one machine with embedded defaults",
-		usage:   "[--sessions 100] [--dir DIR]",
-		help: `Runs what preheat has built so far on this machine, with nothing to install.
+		usage:   "[--clients 16] [--first-traffic 20s] [--dir DIR] [--report DIR]",
+		help: `Runs the whole story on this machine, with nothing to install:
 
-Today that is capture: synthetic clients of a sync protocol talk to a small sync
-server through the tap, which records their sessions, redacted, into a local
-directory log. The demo then reads the stream back, checks every captured session
-against what its client really sent and received, and lists the sessions as
-'preheat inspect' would.
+ 1. Synthetic clients of a sync protocol talk to a simulated JVM sync server
+    (server A) through the tap, which records their sessions, redacted, into a
+    local directory log, until server A is warm.
+ 2. The replay cache reads that stream and serves whole sessions.
+ 3. A second simulated server (B) starts cold; 'preheat warm' replays cached
+    sessions against it, watches its scheduler jitter and JIT compile time until
+    they flatten, and releases it.
+ 4. A third (C) starts cold and is not warmed.
+ 5. The same real traffic then goes to each for --first-traffic: B right after its
+    release, C cold, and A (steady state). The demo prints their latency side by
+    side and writes the warm report (JSON and an HTML page of the curves).
 
-The rest of the story (the replay cache, a cold server warmed and released,
-compared with an unwarmed one) joins this demo as issues #4 and #5 land.`,
+The simulated servers model a JVM honestly (interpreted, C1 and C2 tiers per code
+path, a background compiler that burns CPU, safepoint pauses, a jitter task that
+shares the worker pool) but warm faster than a real one (--scale).`,
 		flags: func(fs *flag.FlagSet) any {
 			o := &demoOptions{}
 			fs.StringVar(&o.dir, "dir", "", "directory for the demo's stream; default a new temporary directory, removed afterwards")
-			fs.IntVar(&o.sessions, "sessions", 100, "number of synthetic client sessions")
-			fs.IntVar(&o.queries, "queries", 30, "queries each client sends")
-			fs.IntVar(&o.parallel, "parallel", 20, "clients connected at once")
 			fs.BoolVar(&o.keep, "keep", false, "keep the temporary stream directory for 'preheat inspect'")
+			fs.StringVar(&o.report, "report", "", "directory for the warm report; default a new temporary directory, kept")
+			fs.IntVar(&o.clients, "clients", 16, "synthetic clients connected at once")
+			fs.IntVar(&o.queries, "queries", 20, "queries per client session")
+			fs.DurationVar(&o.think, "think", 40*time.Millisecond, "each client's pause between a result and its next query")
+			fs.Float64Var(&o.scale, "scale", 0.25, "the simulated servers' warm-up work as a fraction of the default model's")
+			fs.DurationVar(&o.firstTraffic, "first-traffic", 20*time.Second, "how long each server's first traffic is measured")
+			fs.DurationVar(&o.window, "window", 10*time.Second, "the warm run's signal window")
+			fs.DurationVar(&o.minWarm, "min-warm", 10*time.Second, "the warm run's earliest release")
+			fs.DurationVar(&o.captureMax, "capture-max", 3*time.Minute, "longest the capture phase waits for server A to warm")
+			fs.DurationVar(&o.deadline, "deadline", 3*time.Minute, "the warm run's deadline")
 			return o
 		},
 		run: runDemo,
 	}
 }
 
-// demoServer is the demo's sync server: it answers a connect message, then
-// each query with a result of the query's kind.
-func demoServer(seed uint64) http.Handler {
-	var mu sync.Mutex
-	g := corpus.New(seed)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"sync.v3"}, CompressionMode: websocket.CompressionContextTakeover})
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		c.SetReadLimit(1 << 20)
-		for {
-			_, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			var q struct {
-				Type string `json:"type"`
-				ID   int    `json:"id"`
-				Op   string `json:"op"`
-			}
-			json.Unmarshal(msg, &q)
-			var reply []byte
-			if q.Type == "connect" {
-				reply = []byte(`{"type":"connected","id":0}`)
-			} else {
-				mu.Lock()
-				reply = g.Result(q.ID, q.Op)
-				mu.Unlock()
-			}
-			if err := c.Write(r.Context(), websocket.MessageText, reply); err != nil {
-				return
-			}
-		}
-	})
+// demoServer is one simulated sync server listening on loopback.
+type demoServer struct {
+	name string
+	sim  *coldserver.Server
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
 }
 
-// clientLog is what one demo client sent and received, in order.
-type clientLog struct {
-	sent, received [][]byte
+func startDemoServer(name string, scale float64, seed uint64) (*demoServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	sim := coldserver.New(&coldserver.Options{Scale: scale, Seed: seed})
+	d := &demoServer{name: name, sim: sim, ln: ln, done: make(chan struct{}),
+		srv: &http.Server{Handler: sim, ErrorLog: log.New(io.Discard, "", 0)}}
+	go func() {
+		defer close(d.done)
+		_ = d.srv.Serve(ln)
+	}()
+	return d, nil
+}
+
+func (d *demoServer) url() string     { return "ws://" + d.ln.Addr().String() + "/sync" }
+func (d *demoServer) metrics() string { return "http://" + d.ln.Addr().String() + "/metrics" }
+
+func (d *demoServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d.sim.Close() // ends the websocket handlers, which Shutdown does not wait for
+	_ = d.srv.Shutdown(ctx)
+	<-d.done
 }
 
 func runDemo(ctx context.Context, e *env, args []string) error {
 	o := e.opts.(*demoOptions)
-	if len(args) > 0 {
+	switch {
+	case len(args) > 0:
 		return usagef("unexpected arguments %q", args)
-	}
-	if o.sessions <= 0 || o.queries < 0 || o.parallel <= 0 {
-		return usagef("--sessions and --parallel must be positive, --queries not negative")
+	case o.clients <= 0 || o.queries <= 0:
+		return usagef("--clients and --queries must be positive")
+	case o.scale <= 0 || o.firstTraffic <= 0:
+		return usagef("--scale and --first-traffic must be positive")
 	}
 	dir := o.dir
 	if dir == "" {
@@ -128,220 +143,427 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 			defer os.RemoveAll(tmp)
 		}
 	}
-	out := e.stdout
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-
-	// The sync server, and the tap in front of it recording into the
-	// directory log. Their logs are kept quiet; the demo reports.
-	quiet := discardLog()
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+	reportDir := o.report
+	if reportDir == "" {
+		tmp, err := os.MkdirTemp("", "preheat-demo-report-")
+		if err != nil {
+			return err
+		}
+		reportDir = tmp
 	}
-	upSrv := &http.Server{Handler: demoServer(7), ErrorLog: log.New(io.Discard, "", 0)}
+	out := e.stdout
+	quiet := discardLog()
+	started := time.Now()
+	say := func(format string, args ...any) {
+		fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintf(out, "preheat demo: capture, cache, warm and release a cold server, then compare first traffic\n\n")
+
+	// Three simulated servers with the same code (seed), each its own JVM.
+	var servers []*demoServer
+	defer func() {
+		for _, s := range servers {
+			s.close()
+		}
+	}()
+	for _, name := range []string{"A", "B", "C"} {
+		s, err := startDemoServer(name, o.scale, 1)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s)
+	}
+	srvA, srvB, srvC := servers[0], servers[1], servers[2]
+
+	// The tap in front of server A, capturing into the directory log.
 	set := metrics.NewSet()
 	prod, err := dirlog.NewProducer(dir, &dirlog.ProducerOptions{Logger: quiet, Metrics: set})
 	if err != nil {
-		upLn.Close()
 		return err
 	}
 	rec, err := capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "demo-tap", Logger: quiet, Metrics: set})
 	if err != nil {
-		upLn.Close()
 		prod.Close(ctx)
 		return err
 	}
-	tap, err := capture.NewTap("ws://"+upLn.Addr().String(), rec, &capture.TapOptions{Logger: quiet, Metrics: set})
+	tap, err := capture.NewTap("ws://"+srvA.ln.Addr().String(), rec, &capture.TapOptions{Logger: quiet, Metrics: set})
 	if err != nil {
-		upLn.Close()
 		rec.Close(ctx)
 		prod.Close(ctx)
 		return err
 	}
 	tapLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		upLn.Close()
 		rec.Close(ctx)
 		prod.Close(ctx)
 		return err
 	}
 	tapSrv := &http.Server{Handler: tap, ErrorLog: log.New(io.Discard, "", 0)}
-	var servers errgroup.Group
-	servers.Go(func() error { upSrv.Serve(upLn); return nil })
-	servers.Go(func() error { tapSrv.Serve(tapLn); return nil })
-	fmt.Fprintf(out, "preheat demo\n\n  sync server   ws://%s\n  tap           ws://%s  (capturing into file://%s)\n\n", upLn.Addr(), tapLn.Addr(), dir)
+	tapDone := make(chan struct{})
+	go func() {
+		defer close(tapDone)
+		_ = tapSrv.Serve(tapLn)
+	}()
+	stopCapture := sync.OnceFunc(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = tapSrv.Shutdown(sctx)
+		_ = tap.Shutdown(sctx)
+		_ = rec.Close(sctx)
+		_ = prod.Close(sctx)
+		<-tapDone
+	})
+	defer stopCapture()
 
-	// Synthetic clients talk through the tap.
-	start := time.Now()
-	logs := make([]*clientLog, o.sessions)
-	var clients errgroup.Group
-	clients.SetLimit(o.parallel)
-	for i := range o.sessions {
-		clients.Go(func() error {
-			l, err := demoClient(ctx, "ws://"+tapLn.Addr().String()+"/sync?client=web", uint64(i)+1, o.queries)
-			logs[i] = l
-			return err
-		})
-	}
-	clientErr := clients.Wait()
-	elapsed := time.Since(start)
-
-	// Stop in order: the tap, then capture, then the stream.
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	tapSrv.Shutdown(sctx)
-	tap.Shutdown(sctx)
-	rec.Close(sctx)
-	closeErr := prod.Close(sctx)
-	upSrv.Shutdown(sctx)
-	servers.Wait()
-	if clientErr != nil {
-		return fmt.Errorf("client: %w", clientErr)
-	}
-	if closeErr != nil {
-		return fmt.Errorf("close stream: %w", closeErr)
-	}
-	messages := 0
-	for _, l := range logs {
-		messages += len(l.sent) + len(l.received)
-	}
-	fmt.Fprintf(out, "clients:  %d sessions, %d messages through the tap in %v (%.0f messages/s)\n",
-		o.sessions, messages, elapsed.Round(time.Millisecond), float64(messages)/elapsed.Seconds())
-
-	// Read the stream back and check it against what the clients saw.
-	cons, err := dirlog.NewConsumer(dir, stream.Start{StopAtEnd: true}, &dirlog.ConsumerOptions{Logger: quiet, Metrics: set})
+	// The replay cache, reading the stream as it is written.
+	cons, err := dirlog.NewConsumer(dir, stream.Start{}, &dirlog.ConsumerOptions{Logger: quiet, Metrics: set})
 	if err != nil {
 		return err
 	}
 	defer cons.Close()
-	ins := newInspector(session.ID{})
-	got := make(map[session.ID][]session.Event)
-	records, encoded := 0, 0
-	for {
-		r, err := cons.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read: %w", err)
-		}
-		records++
-		encoded += len(r.Data)
-		ins.add(r)
-		evs, err := session.DecodeBatch(r.Data, nil)
-		if err != nil {
-			return fmt.Errorf("record %s/%s: %w", r.Partition, r.Position, err)
-		}
-		got[evs[0].Session] = append(got[evs[0].Session], evs...)
-	}
-	payload, err := checkCaptured(logs, got)
+	cache := replaycache.New(cons, &replaycache.Options{Logger: quiet, Metrics: set})
+	cacheLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("captured sessions: %w", err)
-	}
-	fmt.Fprintf(out, "capture:  %d sessions, %s of messages in %d records, %s in the stream (%.2f bytes per payload byte)\n",
-		len(got), humanBytes(int64(payload)), records, humanBytes(int64(encoded)), float64(encoded)/float64(payload))
-	fmt.Fprintf(out, "          every session matches what its client sent and received; the connect token is redacted to %s\n\n", redact.Marker)
-	if err := ins.printList(out, false, 5); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n(the newest 5 of %d sessions)\n", len(got))
-	if o.keep || o.dir != "" {
-		fmt.Fprintf(out, "\nThe stream is kept: preheat inspect --stream file://%s\n", dir)
+	cacheSrv := &http.Server{Handler: replaycache.NewServer(cache, &replaycache.ServerOptions{Logger: quiet, Metrics: set}), ErrorLog: log.New(io.Discard, "", 0)}
+	cacheCtx, stopCache := context.WithCancel(context.Background())
+	var cacheWG sync.WaitGroup
+	cacheWG.Go(func() { _ = cache.Run(cacheCtx) })
+	cacheWG.Go(func() { _ = cacheSrv.Serve(cacheLn) })
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = cacheSrv.Shutdown(sctx)
+		stopCache()
+		cacheWG.Wait()
+	}()
+	cacheURL := "http://" + cacheLn.Addr().String()
+
+	fmt.Fprintf(out, "  server A  %s  behind the tap ws://%s (capturing into file://%s)\n", srvA.url(), tapLn.Addr(), dir)
+	fmt.Fprintf(out, "  server B  %s  cold; will be warmed\n", srvB.url())
+	fmt.Fprintf(out, "  server C  %s  cold; will not be warmed\n", srvC.url())
+	fmt.Fprintf(out, "  cache     %s\n\n", cacheURL)
+
+	// 1. Capture: clients through the tap until server A is warm.
+	say("capture: %d clients through the tap to server A until it is warm", o.clients)
+	load := newDemoLoad("ws://"+tapLn.Addr().String()+"/sync?client=web", o)
+	capCtx, stopLoad := context.WithTimeout(ctx, o.captureMax)
+	loadDone := make(chan *demoLatency, 1)
+	go func() { loadDone <- load.run(capCtx, 1) }()
+	tick := time.NewTicker(3 * time.Second)
+	for srvA.sim.State().WarmAt.IsZero() && capCtx.Err() == nil {
+		select {
+		case <-tick.C:
+			st := srvA.sim.State()
+			p50, p99 := load.window()
+			say("  server A: %d requests, paths interpreted/C1/C2 %d/%d/%d, compile %.0f ms so far, client latency p50 %s p99 %s",
+				st.Requests, st.Tiers[0], st.Tiers[1], st.Tiers[2], st.CompileMillis, fmtMS(p50), fmtMS(p99))
+		case <-capCtx.Done():
+		}
 	}
-	fmt.Fprint(out, `
-Next: the replay cache (issue #4) and warming a cold server (#5) join this demo as
-they land.
-`)
+	tick.Stop()
+	stopLoad()
+	captured := <-loadDone
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	stA := srvA.sim.State()
+	if stA.WarmAt.IsZero() {
+		say("server A did not finish warming within --capture-max; going on with what was captured")
+	} else {
+		say("server A is warm (by its own count) after %v; %d client sessions captured", stA.WarmAt.Sub(started).Round(100*time.Millisecond), captured.sessions.Load())
+	}
+	stopCapture()
+	if err := waitCache(ctx, cache, int(captured.sessions.Load())); err != nil {
+		return err
+	}
+	if err := checkRedacted(ctx, cacheURL); err != nil {
+		return err
+	}
+	say("cache: %d whole sessions held; connect tokens arrive redacted (%s)", cache.Status().Sessions, redact.Marker)
+
+	// 2. Warm server B from the cache.
+	say("warm: replaying cached sessions against server B until its jitter and compile time flatten")
+	wo := &warmOptions{
+		target: srvB.url(), metricsURL: srvB.metrics(), cacheURL: cacheURL,
+		report: reportDir, deadline: o.deadline, minWarm: o.minWarm, window: o.window, interval: time.Second,
+		onDeadline: "open", jitterMetric: "jvm_scheduler_jitter_seconds", jitterQuantile: 0.99,
+		compileMetric: "jvm_compilation_time_ms_total", rate: 400, concurrency: 8, correlate: "id",
+		responseTimeout: 10 * time.Second, mode: "coverage", progress: 3 * time.Second,
+		allowShortWindow: true, stopAfterRelease: true,
+	}
+	warmStart := time.Now()
+	res, err := warm(ctx, &env{stdout: out, stderr: e.stderr, log: demoLogger(out, started)}, wo)
+	if err != nil {
+		return fmt.Errorf("warm: %w", err)
+	}
+	stB := srvB.sim.State()
+	mutationsB := srvB.sim.Mutations() // before real traffic, which mutates
+	releasedAfter := res.Decision.At.Sub(warmStart)
+	say("warm: %s after %v: %s", res.Decision.Outcome, releasedAfter.Round(100*time.Millisecond), res.Decision.Reason)
+	say("warm: %d sessions replayed, %d messages sent, %d mutating messages not sent; server B saw %d mutations",
+		res.Stats.SessionsCompleted, res.Stats.MessagesSent, res.Stats.MessagesSkipped["mutating"], mutationsB)
+
+	// 3. First traffic: B right after release, then C cold, then A steady.
+	measure := func(s *demoServer) *demoLatency {
+		say("first traffic: %v of real clients to server %s", o.firstTraffic, s.name)
+		l := newDemoLoad(s.url()+"?client=web", o)
+		fctx, cancel := context.WithTimeout(ctx, o.firstTraffic)
+		defer cancel()
+		return l.run(fctx, 1000)
+	}
+	warmed := measure(srvB)
+	unwarmed := measure(srvC)
+	steady := measure(srvA)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	fmt.Fprintf(out, "\nFirst %v of traffic (%d clients, client-measured request latency):\n\n", o.firstTraffic, o.clients)
+	fmt.Fprintf(out, "  %-28s %9s %9s %9s %14s\n", "", "requests", "p50", "p99", "p99 vs steady")
+	sp99 := steady.quantile(99)
+	for _, row := range []struct {
+		name string
+		l    *demoLatency
+	}{{"server B, warmed by preheat", warmed}, {"server C, not warmed", unwarmed}, {"server A, steady state", steady}} {
+		fmt.Fprintf(out, "  %-28s %9d %9s %9s %13.1fx\n", row.name, row.l.count(), fmtMS(row.l.quantile(50)), fmtMS(row.l.quantile(99)),
+			float64(row.l.quantile(99))/float64(max(sp99, 1)))
+	}
+	fmt.Fprintln(out)
+	trueWarm := "not reached by the simulator's own count (95% of calls on C2 code over 10s)"
+	if !stB.WarmAt.IsZero() {
+		tw := stB.WarmAt.Sub(warmStart)
+		trueWarm = fmt.Sprintf("%v by the simulator's own count; release / true warm = %.2f", tw.Round(100*time.Millisecond), releasedAfter.Seconds()/tw.Seconds())
+	}
+	fmt.Fprintf(out, "Server B was released after %v (%s); true warm at %s.\n", releasedAfter.Round(100*time.Millisecond), res.Decision.Outcome, trueWarm)
+	if mutationsB > 0 {
+		return fmt.Errorf("server B received %d mutating messages during warm-up", mutationsB)
+	}
+	fmt.Fprintf(out, "No mutating message reached server B (%d were in the captured sessions and skipped).\n", res.Stats.MessagesSkipped["mutating"])
+	if len(res.ReportPaths) == 2 {
+		fmt.Fprintf(out, "\nWarm report: %s\n             %s\n", res.ReportPaths[1], res.ReportPaths[0])
+	}
+	if o.keep || o.dir != "" {
+		fmt.Fprintf(out, "The stream is kept: preheat inspect --stream file://%s\n", dir)
+	}
 	return nil
 }
 
-// demoClient runs one synthetic session: connect, then queries, each
-// awaiting its result.
-func demoClient(ctx context.Context, url string, seed uint64, queries int) (*clientLog, error) {
-	l := &clientLog{}
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"sync.v3"}, CompressionMode: websocket.CompressionContextTakeover})
-	if err != nil {
-		return l, err
-	}
-	defer c.CloseNow()
-	c.SetReadLimit(1 << 20)
-	g := corpus.New(seed)
-	msgs := [][]byte{g.Connect()}
-	for range queries {
-		msgs = append(msgs, g.Query(g.Kind()))
-	}
-	for _, m := range msgs {
-		if err := c.Write(ctx, websocket.MessageText, m); err != nil {
-			return l, err
+// waitCache waits until the cache holds n sessions or the stream's end is
+// reached (a few seconds at most).
+func waitCache(ctx context.Context, cache *replaycache.Cache, n int) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for cache.Status().Sessions < n && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
-		l.sent = append(l.sent, m)
-		_, reply, err := c.Read(ctx)
-		if err != nil {
-			return l, err
-		}
-		l.received = append(l.received, reply)
 	}
-	return l, c.Close(websocket.StatusNormalClosure, "done")
+	if cache.Status().Sessions == 0 {
+		return errors.New("cache: no whole sessions were captured")
+	}
+	return nil
 }
 
-// checkCaptured matches every client's log to one captured session: the
-// client's messages after redaction, the server's as received, a close from
-// the client. It returns the payload bytes captured.
-func checkCaptured(logs []*clientLog, got map[session.ID][]session.Event) (int, error) {
-	if len(got) != len(logs) {
-		return 0, fmt.Errorf("%d sessions captured, %d clients ran", len(got), len(logs))
-	}
-	rd, err := redact.New(nil)
+// checkRedacted reads one cached session back and checks its connect token
+// was redacted by the tap.
+func checkRedacted(ctx context.Context, cacheURL string) error {
+	c, err := replaycache.NewClient(cacheURL, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	key := func(sent [][]byte) string {
-		var b strings.Builder
-		for _, m := range sent {
-			r, _ := rd.Payload(nil, m, false)
-			b.Write(r)
-			b.WriteByte(0)
-		}
-		return b.String()
+	r, err := c.Select(ctx, replaycache.SelectRequest{Mode: replaycache.Newest, Filter: replaycache.Filter{Limit: 1}})
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
 	}
-	want := make(map[string]*clientLog, len(logs))
-	for _, l := range logs {
-		want[key(l.sent)] = l
+	defer r.Close()
+	s, err := r.Next()
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
 	}
-	payload := 0
-	for id, evs := range got {
-		var client, server [][]byte
-		for i, e := range evs {
-			if e.Seq != uint64(i) {
-				return 0, fmt.Errorf("session %s: event %d has sequence %d", id, i, e.Seq)
+	for _, ev := range s.Events {
+		if strings.Contains(string(ev.Payload), `"type":"connect"`) {
+			if strings.Contains(string(ev.Payload), `"tok_`) || !strings.Contains(string(ev.Payload), redact.Marker) {
+				return fmt.Errorf("cache: a connect token was not redacted: %s", ev.Payload)
 			}
-			if e.Kind == session.KindFrame {
-				payload += len(e.Payload)
-				if e.Direction == session.ClientToServer {
-					client = append(client, e.Payload)
-				} else {
-					server = append(server, e.Payload)
+			return nil
+		}
+	}
+	return errors.New("cache: a session without its connect message")
+}
+
+// demoLogger prints the warm run's progress lines compactly.
+func demoLogger(w io.Writer, started time.Time) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&prefixWriter{w: w, started: started}, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+type prefixWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	started time.Time
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "[%5.1fs]   ", time.Since(p.started).Seconds())
+	return p.w.Write(b)
+}
+
+// demoLoad is a fleet of synthetic clients: each runs sessions of a connect
+// and queries (every tenth a mutation), awaiting each answer and pausing
+// between them.
+type demoLoad struct {
+	url     string
+	clients int
+	queries int
+	think   time.Duration
+	lat     *demoLatency
+}
+
+func newDemoLoad(url string, o *demoOptions) *demoLoad {
+	return &demoLoad{url: url, clients: o.clients, queries: o.queries, think: o.think, lat: newDemoLatency()}
+}
+
+// demoLatency collects request latencies.
+type demoLatency struct {
+	sessions atomic.Int64
+	errors   atomic.Int64
+
+	mu     sync.Mutex
+	all    *hdrhistogram.Histogram
+	recent *hdrhistogram.Histogram
+}
+
+func newDemoLatency() *demoLatency {
+	return &demoLatency{all: hdrhistogram.New(1, int64(time.Minute), 2), recent: hdrhistogram.New(1, int64(time.Minute), 2)}
+}
+
+func (l *demoLatency) record(d time.Duration) {
+	v := min(max(int64(d), 1), int64(time.Minute))
+	l.mu.Lock()
+	_ = l.all.RecordValue(v)
+	_ = l.recent.RecordValue(v)
+	l.mu.Unlock()
+}
+
+func (l *demoLatency) quantile(q float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Duration(l.all.ValueAtQuantile(q))
+}
+
+func (l *demoLatency) count() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.all.TotalCount()
+}
+
+// window returns the p50 and p99 since its last call.
+func (d *demoLoad) window() (time.Duration, time.Duration) {
+	l := d.lat
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p50, p99 := time.Duration(l.recent.ValueAtQuantile(50)), time.Duration(l.recent.ValueAtQuantile(99))
+	l.recent.Reset()
+	return p50, p99
+}
+
+// run drives the clients until ctx ends and returns their latencies.
+func (d *demoLoad) run(ctx context.Context, seed uint64) *demoLatency {
+	var wg sync.WaitGroup
+	for i := range d.clients {
+		wg.Go(func() {
+			g := corpus.New(seed*1000 + uint64(i))
+			for ctx.Err() == nil {
+				if err := d.session(ctx, g); err != nil && ctx.Err() == nil {
+					d.lat.errors.Add(1)
+					select { // a refused dial must not spin
+					case <-ctx.Done():
+					case <-time.After(100 * time.Millisecond):
+					}
 				}
 			}
+		})
+	}
+	wg.Wait()
+	return d.lat
+}
+
+func (d *demoLoad) session(ctx context.Context, g *corpus.Generator) error {
+	c, _, err := websocket.Dial(ctx, d.url, &websocket.DialOptions{Subprotocols: []string{"sync.v3"}})
+	if err != nil {
+		return err
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(4 << 20)
+	if err := c.Write(ctx, websocket.MessageText, g.Connect()); err != nil {
+		return err
+	}
+	if _, err := awaitID(ctx, c, 0); err != nil {
+		return err
+	}
+	for q := range d.queries {
+		msg := g.Query(g.Kind())
+		if q%10 == 9 {
+			msg = g.Mutation() // real clients change things; warm-up must not
 		}
-		var k strings.Builder
-		for _, m := range client {
-			k.Write(m)
-			k.WriteByte(0)
+		id := g.LastID()
+		start := time.Now()
+		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+			return err
 		}
-		l := want[k.String()]
-		if l == nil {
-			return 0, fmt.Errorf("session %s matches no client's messages", id)
+		if _, err := awaitID(ctx, c, id); err != nil {
+			return err
 		}
-		if !slices.EqualFunc(server, l.received, bytes.Equal) {
-			return 0, fmt.Errorf("session %s: server messages differ from what the client received", id)
-		}
-		if evs[0].Kind != session.KindOpen || evs[len(evs)-1].Kind != session.KindClose || evs[len(evs)-1].ClosedBy != session.SideClient {
-			return 0, fmt.Errorf("session %s: not from open to the client's close", id)
+		d.lat.record(time.Since(start))
+		if d.think > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(d.think):
+			}
 		}
 	}
-	return payload, nil
+	d.lat.sessions.Add(1)
+	return c.Close(websocket.StatusNormalClosure, "done")
+}
+
+// awaitID reads until the reply with the given id, skipping pushed updates.
+func awaitID(ctx context.Context, c *websocket.Conn, id int) ([]byte, error) {
+	for {
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var m struct {
+			ID *int `json:"id"`
+		}
+		if json.Unmarshal(msg, &m) == nil && m.ID != nil && *m.ID == id {
+			return msg, nil
+		}
+	}
+}
+
+func fmtMS(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

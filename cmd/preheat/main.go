@@ -237,18 +237,6 @@ func versionCommand() *command {
 	}
 }
 
-func warmCommand() *command {
-	return &command{
-		name:    "warm",
-		summary: "replay sessions against a cold pod until it is warm, then release it",
-		usage:   "--target ws://... --metrics http://.../metrics --cache http://... [flags]",
-		help: `Replays captured sessions against a cold pod under rate and concurrency limits,
-watches its jitter and JIT compile-time signals until they flatten, then releases it
-(/readyz, exit status, or a webhook to the router).`,
-		issue: "issue #5 (warm)",
-	}
-}
-
 func loadtestCommand() *command {
 	return &command{
 		name:    "loadtest",

@@ -30,6 +30,11 @@ var Kinds = []string{
 
 // Generator produces sessions and messages from a seeded random source.
 type Generator struct {
+	// MutateRate is the fraction of a session's client messages, after the
+	// connect, that are mutations (see Mutation) instead of queries.
+	// Default 0: read-only sessions.
+	MutateRate float64
+
 	rng  *rand.Rand
 	zipf *rand.Zipf
 	user int
@@ -118,6 +123,19 @@ func (g *Generator) Update() []byte {
 	return append(b, `]}`...)
 }
 
+// MutatingTypes are the "type" values of the messages Mutation returns.
+var MutatingTypes = []string{"mutate", "write", "delete"}
+
+// Mutation returns a client message that changes state: its "type" is one
+// of MutatingTypes. The server answers it with an ack of the same id.
+func (g *Generator) Mutation() []byte {
+	g.seq++
+	typ := MutatingTypes[g.rng.IntN(len(MutatingTypes))]
+	return fmt.Appendf(nil,
+		`{"type":%q,"id":%d,"op":"tasks.update","params":{"object":%d,"changes":{"completed":%t,"name":"%s"}}}`,
+		typ, g.seq, g.objectID(), g.rng.IntN(2) == 0, words[g.rng.IntN(len(words))])
+}
+
 // LastID returns the id of the most recent query.
 func (g *Generator) LastID() int { return g.seq }
 
@@ -155,7 +173,8 @@ func (g *Generator) appendObject(b []byte) []byte {
 
 // Session returns the events of one whole synthetic session with n client
 // queries: the open event, the connect message, then queries answered by
-// results and now and then a pushed update, and a close.
+// results and now and then a pushed update, and a close. With MutateRate
+// set, some of the n client messages are mutations answered by acks.
 func (g *Generator) Session(start time.Time, n int) []session.Event {
 	id := session.ID{}
 	for i := range id {
@@ -182,6 +201,11 @@ func (g *Generator) Session(start time.Time, n int) []session.Event {
 	frame(session.ClientToServer, g.Connect())
 	frame(session.ServerToClient, []byte(`{"type":"connected","id":0,"session":"`+id.String()+`"}`))
 	for range n {
+		if g.MutateRate > 0 && g.rng.Float64() < g.MutateRate {
+			frame(session.ClientToServer, g.Mutation())
+			frame(session.ServerToClient, fmt.Appendf(nil, `{"type":"ack","id":%d}`, g.LastID()))
+			continue
+		}
 		kind := g.Kind()
 		frame(session.ClientToServer, g.Query(kind))
 		frame(session.ServerToClient, g.Result(g.LastID(), kind))

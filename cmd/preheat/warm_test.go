@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/preheatdev/preheat/internal/coldserver"
+	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/replaycache"
+	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/stream"
+	"github.com/preheatdev/preheat/stream/dirlog"
+)
+
+// serveCache puts sessions into a directory log and serves them from a
+// replay cache on loopback; it returns the cache's URL.
+func serveCache(t *testing.T, sessions [][]session.Event) string {
+	t.Helper()
+	dir := t.TempDir()
+	p, err := dirlog.NewProducer(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, evs := range sessions {
+		b, err := session.AppendBatch(nil, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Put(context.Background(), evs[0].Session.String(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := dirlog.NewConsumer(dir, stream.Start{}, &dirlog.ConsumerOptions{Logger: discardLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := replaycache.New(cons, &replaycache.Options{Logger: discardLog()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = cache.Run(ctx)
+	}()
+	srv := httptest.NewServer(replaycache.NewServer(cache, &replaycache.ServerOptions{Logger: discardLog()}))
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+		cons.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for cache.Status().Sessions < len(sessions) {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache holds %d sessions, want %d", cache.Status().Sessions, len(sessions))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return srv.URL
+}
+
+// corpusSessions returns n recent corpus sessions of q client messages,
+// with mutations at the given rate.
+func corpusSessions(seed uint64, n, q int, mutateRate float64) [][]session.Event {
+	g := corpus.New(seed)
+	g.MutateRate = mutateRate
+	var out [][]session.Event
+	start := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	for i := range n {
+		out = append(out, g.Session(start.Add(time.Duration(i)*time.Millisecond), q))
+	}
+	return out
+}
+
+func TestWarmDryRunNeverSendsMutations(t *testing.T) {
+	cache := serveCache(t, corpusSessions(3, 10, 20, 0.3))
+	code, out, errOut := preheat(t, "warm", "--cache", cache, "--dry-run", "--dry-run-sessions", "4")
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	sends, skips := 0, 0
+	for l := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		switch {
+		case strings.Contains(l, " send "):
+			sends++
+			for _, typ := range corpus.MutatingTypes {
+				if strings.Contains(l, `"type":"`+typ+`"`) {
+					t.Fatalf("dry run would send a mutation: %s", l)
+				}
+			}
+		case strings.Contains(l, " skip mutating "):
+			skips++
+		}
+	}
+	if sends == 0 || skips == 0 || !strings.Contains(out, "dry run: 4 sessions") {
+		t.Fatalf("dry run printed %d sends and %d mutating skips:\n%s", sends, skips, out)
+	}
+}
+
+func TestWarmUsage(t *testing.T) {
+	f := func(want string, args ...string) {
+		t.Helper()
+		code, _, errOut := preheat(t, append([]string{"warm"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("warm %q: exit %d, stderr %q; want 2 and %q", args, code, errOut, want)
+		}
+	}
+	base := []string{"--target", "ws://127.0.0.1:1/sync", "--metrics", "http://127.0.0.1:1/metrics", "--cache", "http://127.0.0.1:1"}
+	f("--cache is required", "--target", "ws://x")
+	f("--target is required", "--cache", "http://x", "--metrics", "http://x/metrics")
+	f("at least 10s", append(base, "--window", "5s")...)
+	f("--on-deadline", append(base, "--on-deadline", "maybe")...)
+	f("--mutating", append(base, "--mutating", "type")...)
+	f("--rewrite", append(base, "--rewrite", "token=bogus:x")...)
+	f("scheme must be ws or wss", "--target", "http://x", "--metrics", "http://x/metrics", "--cache", "http://x")
+	f("--header", append(base, "--header", "no colon")...)
+}
+
+// deadArgs point every dependency of a warm run at a closed port.
+func deadArgs(t *testing.T) []string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return []string{"warm", "--target", "ws://" + addr + "/sync", "--metrics", "http://" + addr + "/metrics",
+		"--cache", "http://" + addr, "--init", "--deadline", "3s", "--min-warm", "1s", "--progress", "0"}
+}
+
+func TestWarmDeadlineFailOpen(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "released.json")
+	start := time.Now()
+	code, out, errOut := preheat(t, append(deadArgs(t), "--ready-file", file)...)
+	if code != 0 {
+		t.Fatalf("fail-open warm with nothing reachable: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("run took %v past a 3s deadline", d)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dec struct {
+		Outcome string `json:"outcome"`
+		Release bool   `json:"release"`
+	}
+	if err := json.Unmarshal(b, &dec); err != nil || dec.Outcome != "deadline_open" || !dec.Release {
+		t.Fatalf("ready file %s: %+v %v", b, dec, err)
+	}
+	if !strings.Contains(errOut, "deadline_open") {
+		t.Fatalf("the log does not say why it released:\n%s", errOut)
+	}
+}
+
+func TestWarmDeadlineFailClosed(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "released.json")
+	code, out, errOut := preheat(t, append(deadArgs(t), "--on-deadline", "closed", "--ready-file", file)...)
+	if code != 1 {
+		t.Fatalf("fail-closed warm with nothing reachable: exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("fail-closed run wrote the ready file: %v", err)
+	}
+	if !strings.Contains(errOut, "deadline_closed") {
+		t.Fatalf("the log does not say why:\n%s", errOut)
+	}
+}
+
+// serveCold starts a test-size simulated cold server on loopback.
+func serveCold(t *testing.T) (*coldserver.Server, string) {
+	t.Helper()
+	sim := coldserver.New(&coldserver.Options{Scale: 0.2, WarmWindow: 2 * time.Second, Seed: 1})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(func() {
+		sim.Close()
+		srv.Close()
+	})
+	return sim, srv.Listener.Addr().String()
+}
+
+func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
+	cache := serveCache(t, corpusSessions(5, 300, 20, 0.1))
+	sim, addr := serveCold(t)
+	report := t.TempDir()
+	readyAddr, _ := startCommand(t, "warm: serving /readyz", "warm", "--target", "ws://"+addr+"/sync",
+		"--metrics", "http://"+addr+"/metrics", "--cache", cache, "--ready-addr", "127.0.0.1:0",
+		"--window", "10s", "--min-warm", "5s", "--deadline", "2m", "--rate", "400", "--concurrency", "8",
+		"--report", report, "--progress", "0")
+
+	// 503 while warming, then 200.
+	sawWarming := false
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + readyAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			sawWarming = true
+		} else if resp.StatusCode == http.StatusOK {
+			break
+		} else {
+			t.Fatalf("/readyz answered %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not released within the deadline")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st := sim.State()
+	if !sawWarming {
+		t.Fatal("/readyz never said 503 while warming")
+	}
+	if st.WarmAt.IsZero() {
+		t.Fatalf("released before the simulator was warm by its own count: %+v", st.Tiers)
+	}
+	if n := sim.Mutations(); n != 0 {
+		t.Fatalf("warm-up sent %d mutating messages", n)
+	}
+
+	// The report was written and says warm.
+	b, err := os.ReadFile(filepath.Join(report, "warm-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Outcome  string `json:"outcome"`
+		Released bool   `json:"released"`
+		Signals  []struct {
+			Name   string `json:"name"`
+			Points []any  `json:"points"`
+		} `json:"signals"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Outcome != "warm" || !rep.Released || len(rep.Signals) != 3 || len(rep.Signals[1].Points) == 0 {
+		t.Fatalf("report: %v %+v", err, rep)
+	}
+	if html, err := os.ReadFile(filepath.Join(report, "warm-report.html")); err != nil || !strings.Contains(string(html), "<svg") {
+		t.Fatalf("html report: %v", err)
+	}
+
+	// First real traffic: the released server against a cold twin.
+	_, coldAddr := serveCold(t)
+	first := func(addr string) time.Duration {
+		l := newDemoLoad("ws://"+addr+"/sync", &demoOptions{clients: 8, queries: 20})
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return l.run(ctx, 9).quantile(50)
+	}
+	warm, cold := first(addr), first(coldAddr)
+	t.Logf("first traffic p50: warmed %v, cold %v", warm, cold)
+	if warm*3 > cold {
+		t.Fatalf("first traffic p50 %v on the warmed server, %v on a cold one: want the warmed one at least 3x faster", warm, cold)
+	}
+}

@@ -1,0 +1,327 @@
+package readiness
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Signal identifies one warmth signal.
+type Signal int
+
+// The warmth signals, in report order.
+const (
+	// Jitter is the scheduler jitter, in seconds: how late a no-op task
+	// runs. It starts at hundreds of milliseconds and falls as the JVM warms.
+	Jitter Signal = iota
+	// Compile is the JIT compile time rate, in milliseconds per second.
+	Compile
+	// Latency is the replay's response latency quantile per interval, in
+	// milliseconds.
+	Latency
+
+	numSignals
+)
+
+var signalInfo = [numSignals]struct {
+	name, title, unit string
+}{
+	Jitter:  {"jitter_seconds", "Scheduler jitter", "s"},
+	Compile: {"compile_ms_per_second", "JIT compile time", "ms/s"},
+	Latency: {"replay_latency_ms", "Replay latency", "ms"},
+}
+
+// String returns the signal's report name, such as "jitter_seconds".
+func (s Signal) String() string {
+	if s < 0 || s >= numSignals {
+		return fmt.Sprintf("signal(%d)", int(s))
+	}
+	return signalInfo[s].name
+}
+
+// Outcomes of a run, as recorded in Decision.Outcome and Report.Outcome.
+const (
+	OutcomeWarm           = "warm"            // every present signal flattened
+	OutcomeDeadlineOpen   = "deadline_open"   // deadline hit, released anyway
+	OutcomeDeadlineClosed = "deadline_closed" // deadline hit, not released
+	OutcomeCanceled       = "canceled"        // the caller's context ended first
+	OutcomeFailed         = "failed"          // set by callers whose release failed
+)
+
+// Decision is the verdict of a run. While the target is still warming the
+// Outcome is empty and Reason says what is not flat yet.
+type Decision struct {
+	// Warm is set when the signals flattened.
+	Warm bool `json:"warm"`
+	// Release is set when the target should take traffic: warm, or the
+	// deadline under fail-open.
+	Release bool `json:"release"`
+	// Outcome is one of the Outcome* constants, or empty while warming.
+	Outcome string `json:"outcome"`
+	// Reason says in a sentence why, naming signals and values.
+	Reason string `json:"reason"`
+	// At is when the decision was taken.
+	At time.Time `json:"at"`
+}
+
+// SignalStatus is one signal's verdict at the latest evaluation.
+type SignalStatus struct {
+	Signal Signal
+	// Present is set when the signal is being judged: it has been seen, and
+	// for replay latency, it has been fed within the last window.
+	Present bool
+	// Flat is the verdict over the window ending at the evaluation.
+	Flat bool
+	// Value is the latest sample, NaN if none.
+	Value float64
+	// FlatAt is when the signal last turned flat; zero if it never did.
+	FlatAt time.Time
+	// Why explains the verdict in a few words.
+	Why string
+}
+
+type sample struct {
+	at time.Time
+	v  float64
+}
+
+type signalState struct {
+	samples []sample
+	present bool
+	flat    bool
+	flatAt  time.Time
+	why     string
+}
+
+// Detector decides when warmth signals have flattened. It does no I/O and
+// reads no clock: it is fed timestamped samples with Add and asked for a
+// verdict with Decide. It is not safe for concurrent use.
+//
+// A signal is flat at time t when, over the window (t-Window, t], it has been
+// observed since the window's start with at least MinSamples samples, its
+// 95th percentile is under its absolute limit, and it has no trend that is
+// both significant (Mann-Kendall, p < Alpha) and material (Theil-Sen slope
+// times Window above MaxDrift of its level). A falling compile rate does not
+// count as a trend once every sample in the window is under its limit: it
+// is settling, not warming. The target is warm when every
+// present signal has been flat at every evaluation for Hold, at least one
+// scraped signal (jitter or compile) is present, and MinWarm has passed.
+//
+// Absent signals are set aside: a signal never seen (no JIT, so no compile
+// metric; no replay running, so no latencies), and replay latency that has
+// had no sample for a whole window (the replay paused or ended). A scraped
+// signal that stops arriving (failed scrapes) is not set aside; it goes
+// stale and blocks release until it returns or the deadline.
+type Detector struct {
+	o         Options
+	start     time.Time
+	sig       [numSignals]signalState
+	flatSince time.Time
+	final     Decision
+}
+
+// NewDetector returns a detector for a run that started at start. It uses
+// the detection fields of opts (Interval, Window, Hold, MinWarm, MaxWarm,
+// MinSamples, Alpha, MaxDrift, the Max* limits and FailClosed), defaulted as
+// documented on Options.
+func NewDetector(start time.Time, opts *Options) *Detector {
+	return &Detector{o: opts.withDefaults(), start: start}
+}
+
+// Add records sample v of signal s taken at at. NaN and infinite values,
+// samples of unknown signals and samples older than the signal's newest are
+// dropped.
+func (d *Detector) Add(s Signal, at time.Time, v float64) {
+	if s < 0 || s >= numSignals || math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	st := &d.sig[s]
+	if n := len(st.samples); n > 0 && at.Before(st.samples[n-1].at) {
+		return
+	}
+	st.samples = append(st.samples, sample{at, v})
+}
+
+func (d *Detector) limit(s Signal) float64 {
+	var l float64
+	switch s {
+	case Jitter:
+		l = d.o.MaxJitter
+	case Compile:
+		l = d.o.MaxCompileRate
+	case Latency:
+		l = d.o.MaxLatency
+	}
+	return max(l, 0)
+}
+
+// judge returns whether s is present and flat at now, and why.
+func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why string) {
+	all := d.sig[s].samples
+	if len(all) == 0 {
+		return false, false, "never seen"
+	}
+	w := d.o.Window
+	newest := all[len(all)-1].at
+	if s == Latency && !newest.After(now.Add(-w)) {
+		return false, false, fmt.Sprintf("no replay latency for %v", now.Sub(newest).Round(time.Millisecond))
+	}
+	if first := all[0].at; first.After(now.Add(-w + d.o.Interval)) {
+		return true, false, fmt.Sprintf("observed for %v of a %v window", max(now.Sub(first), 0).Round(time.Millisecond), w)
+	}
+	if stale := max(w/4, 2*d.o.Interval); newest.Before(now.Add(-stale)) {
+		return true, false, fmt.Sprintf("no sample for %v", now.Sub(newest).Round(time.Millisecond))
+	}
+	lo := sort.Search(len(all), func(i int) bool { return all[i].at.After(now.Add(-w)) })
+	hi := sort.Search(len(all), func(i int) bool { return all[i].at.After(now) })
+	win := all[lo:hi]
+	if len(win) < d.o.MinSamples {
+		return true, false, fmt.Sprintf("%d samples in the window, %d needed", len(win), d.o.MinSamples)
+	}
+	xs := make([]float64, len(win))
+	ys := make([]float64, len(win))
+	for i, p := range win {
+		xs[i] = p.at.Sub(now).Seconds()
+		ys[i] = p.v
+	}
+	mk := mannKendall(ys)
+	slope := theilSen(xs, ys)
+	sorted := slices.Clone(ys)
+	slices.Sort(sorted)
+	med := median(sorted)
+	p95 := nearestRank(sorted, 0.95)
+	unit := signalInfo[s].unit
+	if l := d.limit(s); l > 0 && p95 > l {
+		return true, false, fmt.Sprintf("p95 %.4g %s over limit %.4g", p95, unit, l)
+	}
+	level := math.Abs(med)
+	if l := d.limit(s); l > 0 {
+		level = max(level, l/4)
+	}
+	drift := math.Abs(slope) * w.Seconds()
+	material := drift > d.o.MaxDrift*level
+	// A compile rate that is falling while every sample is already under
+	// its limit is not warming any more: it is settling. A JIT's late,
+	// rare-path compiles make exactly this shape in a rate taken over
+	// RateWindow (a bump well under the limit, decaying to zero), and
+	// holding the release for each of them would hold it for minutes.
+	settling := s == Compile && slope < 0 && d.limit(s) > 0 && sorted[len(sorted)-1] <= d.limit(s)
+	if mk.P < d.o.Alpha && material && !settling {
+		dir := "falling"
+		if slope > 0 {
+			dir = "rising"
+		}
+		return true, false, fmt.Sprintf("%s %.4g %s over the window from %.4g (Mann-Kendall p=%.2g)", dir, drift, unit, med, mk.P)
+	}
+	return true, true, fmt.Sprintf("flat at %.4g %s (p95 %.4g, drift %.2g, p=%.2g)", med, unit, p95, drift, mk.P)
+}
+
+// Decide evaluates every signal at now and returns the decision. Before the
+// run is decided the returned Outcome is empty; once it is (warm or
+// deadline), Decide keeps returning that decision. Call it with
+// non-decreasing times, typically once per Interval: the Hold counts
+// unbroken evaluations.
+func (d *Detector) Decide(now time.Time) Decision {
+	if d.final.Outcome != "" {
+		return d.final
+	}
+	allFlat, scraped := true, false
+	var flat, waiting, absent []string
+	for s := range numSignals {
+		st := &d.sig[s]
+		present, ok, why := d.judge(s, now)
+		st.present, st.why = present, why
+		if ok && !st.flat {
+			st.flatAt = now
+		}
+		st.flat = ok
+		line := fmt.Sprintf("%s %s", s, why)
+		switch {
+		case !present:
+			absent = append(absent, line)
+		case ok:
+			flat = append(flat, line)
+		default:
+			allFlat = false
+			waiting = append(waiting, line)
+		}
+		if present && s != Latency {
+			scraped = true
+		}
+	}
+	if !scraped {
+		allFlat = false
+		waiting = append(waiting, "no jitter or compile signal exposed")
+	}
+	if !allFlat {
+		d.flatSince = time.Time{}
+	} else if d.flatSince.IsZero() {
+		d.flatSince = now
+	}
+	elapsed := now.Sub(d.start)
+	if allFlat && now.Sub(d.flatSince) >= d.o.Hold && elapsed >= d.o.MinWarm {
+		d.final = Decision{Warm: true, Release: true, Outcome: OutcomeWarm, At: now,
+			Reason: fmt.Sprintf("warm after %v, every signal flat for %v: %s",
+				elapsed.Round(time.Millisecond), now.Sub(d.flatSince).Round(time.Millisecond), strings.Join(append(flat, absent...), "; "))}
+		return d.final
+	}
+	if elapsed >= d.o.MaxWarm {
+		why := strings.Join(waiting, "; ")
+		if why == "" {
+			why = fmt.Sprintf("flat for only %v", now.Sub(d.flatSince).Round(time.Millisecond))
+		}
+		d.final = Decision{Outcome: OutcomeDeadlineOpen, Release: true, At: now,
+			Reason: fmt.Sprintf("deadline %v reached before warm (%s); released anyway (fail open)", d.o.MaxWarm, why)}
+		if d.o.FailClosed {
+			d.final.Outcome, d.final.Release = OutcomeDeadlineClosed, false
+			d.final.Reason = fmt.Sprintf("deadline %v reached before warm (%s); not released (fail closed)", d.o.MaxWarm, why)
+		}
+		return d.final
+	}
+	reason := "warming: " + strings.Join(waiting, "; ")
+	if allFlat {
+		reason = fmt.Sprintf("warming: every signal flat for %v, holding for %v and until %v after start",
+			now.Sub(d.flatSince).Round(time.Millisecond), d.o.Hold, d.o.MinWarm)
+	}
+	return Decision{At: now, Reason: reason}
+}
+
+// FlatSince returns when the current unbroken stretch of every present
+// signal flat began, or zero if not every signal is flat.
+func (d *Detector) FlatSince() time.Time { return d.flatSince }
+
+// Signals returns each signal's verdict as of the latest Decide.
+func (d *Detector) Signals() []SignalStatus {
+	out := make([]SignalStatus, numSignals)
+	for s := range numSignals {
+		st := &d.sig[s]
+		out[s] = SignalStatus{Signal: s, Present: st.present, Flat: st.flat, FlatAt: st.flatAt, Why: st.why, Value: math.NaN()}
+		if n := len(st.samples); n > 0 {
+			out[s].Value = st.samples[n-1].v
+		}
+	}
+	return out
+}
+
+// Series returns every signal's samples and verdicts for a Report, with
+// times in seconds since the run's start. A signal never seen is Missing.
+func (d *Detector) Series() []Series {
+	out := make([]Series, numSignals)
+	for s := range numSignals {
+		st := &d.sig[s]
+		info := signalInfo[s]
+		sr := Series{Name: info.name, Title: info.title, Unit: info.unit, Threshold: d.limit(s), FlatAt: -1,
+			Missing: len(st.samples) == 0, Points: make([]Point, len(st.samples))}
+		if !st.flatAt.IsZero() {
+			sr.FlatAt = st.flatAt.Sub(d.start).Seconds()
+		}
+		for i, p := range st.samples {
+			sr.Points[i] = Point{T: p.at.Sub(d.start).Seconds(), V: p.v}
+		}
+		out[s] = sr
+	}
+	return out
+}

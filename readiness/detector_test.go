@@ -1,0 +1,240 @@
+package readiness
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 22, 19, 0, 0, 0, time.UTC)
+
+// signalsAt gives each signal's sample at sec seconds; NaN means none.
+type signalsAt func(sec float64, rng *rand.Rand) (jitter, compile, latency float64)
+
+// simulate feeds the detector one sample per second and decides each
+// second, until it decides or the deadline is well past. It returns the
+// final decision and, for each second, whether it had released by then.
+func simulate(t *testing.T, opts *Options, seed uint64, f signalsAt) (Decision, *Detector) {
+	t.Helper()
+	d := NewDetector(t0, opts)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for i := 0; i <= 3600; i++ {
+		now := t0.Add(time.Duration(i) * time.Second)
+		j, c, l := f(float64(i), rng)
+		d.Add(Jitter, now, j)
+		d.Add(Compile, now, c)
+		d.Add(Latency, now, l)
+		if dec := d.Decide(now); dec.Outcome != "" {
+			return dec, d
+		}
+	}
+	t.Fatal("detector never decided")
+	return Decision{}, nil
+}
+
+func noise(rng *rand.Rand, level, sd float64) float64 {
+	return max(0, level+sd*rng.NormFloat64())
+}
+
+func at(dec Decision) float64 { return dec.At.Sub(t0).Seconds() }
+
+func TestDetectorFlat(t *testing.T) {
+	dec, d := simulate(t, nil, 1, func(float64, *rand.Rand) (float64, float64, float64) { return 0.003, 0, 12 })
+	if dec.Outcome != OutcomeWarm || !dec.Warm || !dec.Release {
+		t.Fatalf("decision %+v, want warm", dec)
+	}
+	// Observed for a window (30s), then held flat for the window again.
+	if s := at(dec); s < 58 || s > 61 {
+		t.Errorf("released at %vs, want about MinWarm+Window = 60s", s)
+	}
+	for _, sr := range d.Series() {
+		if sr.FlatAt < 0 || sr.Missing {
+			t.Errorf("series %s: FlatAt %v Missing %v", sr.Name, sr.FlatAt, sr.Missing)
+		}
+	}
+	if !strings.Contains(dec.Reason, "jitter_seconds flat") {
+		t.Errorf("reason %q does not name the signals", dec.Reason)
+	}
+}
+
+func TestDetectorNoisyFlat(t *testing.T) {
+	for seed := range uint64(20) {
+		dec, _ := simulate(t, nil, seed, func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+			return noise(rng, 0.004, 0.0015), noise(rng, 3, 2), noise(rng, 15, 4)
+		})
+		if dec.Outcome != OutcomeWarm || at(dec) > 150 {
+			t.Errorf("seed %d: %s at %vs, want warm by 150s: %s", seed, dec.Outcome, at(dec), dec.Reason)
+		}
+	}
+}
+
+func TestDetectorDecayingThenFlat(t *testing.T) {
+	for seed := range uint64(10) {
+		dec, _ := simulate(t, nil, seed, func(s float64, rng *rand.Rand) (float64, float64, float64) {
+			j := noise(rng, 0.004, 0.001)
+			if s < 120 {
+				j += 0.8 * (120 - s) / 120 // falls linearly to the floor at 120s
+			}
+			c := 600*math.Exp(-s/15) + noise(rng, 1, 0.5)
+			return j, c, noise(rng, 20, 3) + 200*math.Exp(-s/20)
+		})
+		if dec.Outcome != OutcomeWarm {
+			t.Fatalf("seed %d: %+v, want warm", seed, dec)
+		}
+		// The window must clear the decay (120s+30s), then hold 30s.
+		if s := at(dec); s < 150 || s > 240 {
+			t.Errorf("seed %d: released at %vs, want after the decay ends (150s) and by 240s", seed, s)
+		}
+	}
+}
+
+// twoWaves returns compile rate waves: the first over [0, 20), a lull, a
+// second over [lullEnd, lullEnd+15), then quiet.
+func twoWaves(lullEnd float64) signalsAt {
+	return func(s float64, rng *rand.Rand) (float64, float64, float64) {
+		c := noise(rng, 0.5, 0.3)
+		switch {
+		case s < 20:
+			c = noise(rng, 300, 30)
+		case s >= lullEnd && s < lullEnd+15:
+			c = noise(rng, 200, 20)
+		}
+		return noise(rng, 0.004, 0.001), c, math.NaN()
+	}
+}
+
+func TestDetectorTwoWaveCompile(t *testing.T) {
+	f := func(lullEnd float64) {
+		t.Helper()
+		for seed := range uint64(5) {
+			dec, d := simulate(t, nil, seed, twoWaves(lullEnd))
+			secondEnd := lullEnd + 15
+			if s := at(dec); dec.Outcome != OutcomeWarm || s < secondEnd+30 || s > secondEnd+75 {
+				t.Errorf("lull to %vs, seed %d: %s at %vs, want warm after the second wave clears the window (%vs)",
+					lullEnd, seed, dec.Outcome, s, secondEnd+30)
+			}
+			if sr := d.Series()[Compile]; sr.FlatAt < secondEnd {
+				t.Errorf("compile last turned flat at %v, before the second wave ended", sr.FlatAt)
+			}
+		}
+	}
+	f(45) // lull of 25s, shorter than the 30s window
+	f(65) // lull of 45s: longer than the window, shorter than window+hold
+}
+
+func TestDetectorNeverWarm(t *testing.T) {
+	high := func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return noise(rng, 0.2, 0.02), noise(rng, 2, 1), 10
+	}
+	slowly := func(s float64, rng *rand.Rand) (float64, float64, float64) {
+		return noise(rng, 0.004, 0.001), noise(rng, 400-0.5*s, 5), 10
+	}
+	f := func(name string, sig signalsAt, failClosed bool, want string) {
+		t.Helper()
+		dec, _ := simulate(t, &Options{FailClosed: failClosed}, 7, sig)
+		if dec.Outcome != want || dec.Warm || dec.Release == failClosed {
+			t.Errorf("%s: %+v, want %s", name, dec, want)
+		}
+		if s := at(dec); s != 600 {
+			t.Errorf("%s: decided at %vs, want the 10m deadline", name, s)
+		}
+		if !strings.Contains(dec.Reason, "deadline") {
+			t.Errorf("%s: reason %q", name, dec.Reason)
+		}
+	}
+	f("steadily high, open", high, false, OutcomeDeadlineOpen)
+	f("steadily high, closed", high, true, OutcomeDeadlineClosed)
+	f("slowly decreasing, open", slowly, false, OutcomeDeadlineOpen)
+	f("slowly decreasing, closed", slowly, true, OutcomeDeadlineClosed)
+}
+
+func TestDetectorAbsentSignals(t *testing.T) {
+	nan := math.NaN()
+	f := func(name string, sig signalsAt, want string, missing ...Signal) {
+		t.Helper()
+		dec, d := simulate(t, nil, 3, sig)
+		if dec.Outcome != want {
+			t.Errorf("%s: %+v, want %s", name, dec, want)
+		}
+		series := d.Series()
+		for _, s := range missing {
+			if !series[s].Missing || len(series[s].Points) != 0 {
+				t.Errorf("%s: %s not missing", name, s)
+			}
+		}
+	}
+	f("no compile metric", func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return noise(rng, 0.004, 0.001), nan, noise(rng, 15, 2)
+	}, OutcomeWarm, Compile)
+	f("jitter only", func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return noise(rng, 0.004, 0.001), nan, nan
+	}, OutcomeWarm, Compile, Latency)
+	f("nothing", func(float64, *rand.Rand) (float64, float64, float64) { return nan, nan, nan },
+		OutcomeDeadlineOpen, Jitter, Compile, Latency)
+	f("latency only", func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return nan, nan, noise(rng, 15, 2)
+	}, OutcomeDeadlineOpen, Jitter, Compile)
+	f("replay stops", func(s float64, rng *rand.Rand) (float64, float64, float64) {
+		l := nan
+		if s < 20 {
+			l = 500 - 20*s // falling fast, then no more replay
+		}
+		return noise(rng, 0.004, 0.001), 0, l
+	}, OutcomeWarm)
+}
+
+func TestDetectorStaleScrapeBlocks(t *testing.T) {
+	// Jitter stops arriving from 40s to 100s (scrapes failing): no release
+	// then, though everything before was flat.
+	dec, _ := simulate(t, nil, 1, func(s float64, _ *rand.Rand) (float64, float64, float64) {
+		if s >= 40 && s < 100 {
+			return math.NaN(), math.NaN(), 10
+		}
+		return 0.003, 0, 10
+	})
+	if dec.Outcome != OutcomeWarm || at(dec) < 100 {
+		t.Errorf("%+v at %vs, want warm after scrapes return at 100s", dec, at(dec))
+	}
+}
+
+func TestDetectorJudge(t *testing.T) {
+	sig := Jitter
+	f := func(name string, vals func(i int) float64, wantFlat bool, wantWhy string) {
+		t.Helper()
+		d := NewDetector(t0, nil)
+		for i := range 31 {
+			d.Add(sig, t0.Add(time.Duration(i)*time.Second), vals(i))
+		}
+		_, flat, why := d.judge(sig, t0.Add(30*time.Second))
+		if flat != wantFlat || !strings.Contains(why, wantWhy) {
+			t.Errorf("%s: flat %v (%s), want %v (%s)", name, flat, why, wantFlat, wantWhy)
+		}
+	}
+	f("constant", func(int) float64 { return 0.01 }, true, "flat at 0.01")
+	f("over the limit", func(int) float64 { return 0.05 }, false, "over limit")
+	f("one spike tolerated", func(i int) float64 { return map[bool]float64{true: 0.3, false: 0.01}[i == 12] }, true, "flat")
+	f("falling under the limit", func(i int) float64 { return 0.019 - 0.0005*float64(i) }, false, "falling")
+	f("rising under the limit", func(i int) float64 { return 0.004 + 0.0005*float64(i) }, false, "rising")
+	f("tiny steady drift", func(i int) float64 { return 0.004 - 0.00001*float64(i) }, true, "flat")
+
+	// A compile rate settling under its limit (a late compile's bump in a
+	// rate over RateWindow, decaying) is flat; one still falling from above
+	// the limit, or rising under it, is not.
+	sig = Compile
+	f("compile settling under the limit", func(i int) float64 { return max(0, 15-1.5*float64(i)) }, true, "flat")
+	f("compile falling from over the limit", func(i int) float64 { return 300 - 10*float64(i) }, false, "over limit")
+	f("compile rising under the limit", func(i int) float64 { return 0.5 * float64(i) }, false, "rising")
+}
+
+func TestDetectorDecisionIsFinal(t *testing.T) {
+	d := NewDetector(t0, &Options{MaxWarm: 5 * time.Second})
+	for i := range 10 {
+		d.Decide(t0.Add(time.Duration(i) * time.Second))
+	}
+	dec := d.Decide(t0.Add(time.Hour))
+	if dec.Outcome != OutcomeDeadlineOpen || at(dec) != 5 {
+		t.Errorf("%+v, want the deadline decision at 5s kept", dec)
+	}
+}

@@ -1,0 +1,238 @@
+package readiness
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Default metric names, as exported by common JVM instrumentation.
+const (
+	DefaultJitterMetric  = "jvm_scheduler_jitter_seconds"
+	DefaultCompileMetric = "jvm_compilation_time_ms_total"
+)
+
+// Options configure a Watcher and the Detector inside it. A nil *Options is
+// valid and means every default; a zero field means its default.
+type Options struct {
+	// Interval is how often the target is scraped and the detector
+	// evaluated. Default 1s.
+	Interval time.Duration
+	// ScrapeTimeout bounds one scrape, connect to last byte. Default 5s; a
+	// cold JVM can be slow to answer, and a slow scrape only delays the next.
+	ScrapeTimeout time.Duration
+	// MaxBodyBytes bounds a scrape's body; a larger body is a counted scrape
+	// error. Default 16 MiB.
+	MaxBodyBytes int64
+	// Header is added to every scrape request. Default none.
+	Header http.Header
+	// BearerToken, if set, is sent as "Authorization: Bearer <token>" on
+	// scrapes. Default none.
+	BearerToken string
+	// HTTPClient performs scrapes. Default a client of its own with
+	// http.DefaultTransport; its Timeout is not needed (ScrapeTimeout
+	// applies).
+	HTTPClient *http.Client
+
+	// JitterMetric names the scheduler jitter family, in seconds: a
+	// histogram (classic le buckets, or VictoriaMetrics vmrange buckets in a
+	// <name>_bucket family), a summary, or a gauge. Default
+	// DefaultJitterMetric.
+	JitterMetric string
+	// JitterQuantile is the quantile taken from a jitter histogram over
+	// each scrape interval's bucket deltas, or picked from a summary.
+	// Default 0.99.
+	JitterQuantile float64
+	// JitterLabels, if set, keeps only the jitter series carrying all these
+	// label values. Default every series: histograms are summed, gauges
+	// take the maximum.
+	JitterLabels map[string]string
+	// CompileMetric names the JIT compile time counter, in milliseconds.
+	// Its rate over each interval, in ms/s, is the compile signal; when the
+	// family is absent the target has no JIT and the signal is missing.
+	// Default DefaultCompileMetric.
+	CompileMetric string
+	// CompileLabels, if set, keeps only the compile series carrying all
+	// these label values. Default every series, summed.
+	CompileLabels map[string]string
+	// LatencyQuantile is the quantile of the replay latencies observed in
+	// each interval that forms the latency signal. Default 0.5: the median
+	// is steady enough to judge with few observations per interval.
+	LatencyQuantile float64
+
+	// RateWindow is the span the compile rate is measured over at each
+	// interval, like PromQL's rate(x[10s]): the counter's increase across
+	// it, divided by its length. (Jitter is measured over each interval
+	// alone: smoothing it would make the trend test see trends in noise.)
+	// A JIT compiles in bursts
+	// (one C2 compile is tens to hundreds of milliseconds of work), so a
+	// rate over one scrape interval swings between zero and far over any
+	// limit; over 10 s, an occasional late compile of a rare path reads as
+	// the trickle it is, while a wave still stands out. Default 10s, but
+	// at most Window.
+	RateWindow time.Duration
+	// Window is the sliding window each signal is judged over. It must be
+	// longer than the lull between JIT compile waves (C1, then C2), or a
+	// lull looks flat. Default 30s. The library accepts any positive
+	// window, so that tests can run fast; the CLI rejects less than 10s.
+	Window time.Duration
+	// Hold is how long every present signal must stay judged flat, at every
+	// evaluation without a break, before the target is warm. Together with
+	// Window it means a lull shorter than Window+Hold cannot release.
+	// Default Window; negative means no hold.
+	Hold time.Duration
+	// MinWarm is the earliest release after the run starts. Default 30s.
+	MinWarm time.Duration
+	// MaxWarm is the deadline: the run ends then, warm or not, under the
+	// FailClosed policy. Default 10m.
+	MaxWarm time.Duration
+	// MinSamples is how many samples a signal needs inside the window to be
+	// judged. Default half the samples the window holds at Interval, but
+	// at least 5 (the fewest for which Mann-Kendall can be significant).
+	MinSamples int
+	// Alpha is the Mann-Kendall significance level. Default 0.01, not the
+	// textbook 0.05: the test is repeated every Interval and every present
+	// signal must pass it at every evaluation through Hold, so at 0.05 pure
+	// noise around a constant reset the hold often enough to double the
+	// median release time in the noisy-flat test; real warm-up decays are
+	// far more significant than 0.01.
+	Alpha float64
+	// MaxDrift is the largest change across the window, estimated by the
+	// Theil-Sen slope times Window, that is not a trend, as a fraction of
+	// the signal's level (its median, but at least a quarter of its
+	// threshold). Default 0.15.
+	MaxDrift float64
+	// MaxJitter is the limit, in seconds, that the jitter signal's 95th
+	// percentile over the window must be under. Default 0.02: a warm JVM's
+	// scheduler jitter p99 is a few milliseconds and a cold one's hundreds
+	// of milliseconds to seconds, and 20ms leaves room for GC pauses.
+	// Negative means no limit.
+	MaxJitter float64
+	// MaxCompileRate is the limit, in milliseconds of JIT compile time per
+	// second, that the compile signal's 95th percentile over the window
+	// must be under. Default 20: 2% of one core, where a cold JVM compiles
+	// at hundreds to thousands of ms/s and a warm one only trickles
+	// recompilations. Negative means no limit.
+	MaxCompileRate float64
+	// MaxLatency is the limit, in milliseconds, for the replay latency
+	// signal. Default 0, no limit: latency depends on the application, so
+	// only its flatness is judged.
+	MaxLatency float64
+	// FailClosed makes the deadline not release the target (outcome
+	// "deadline_closed"). Default false, fail open (outcome
+	// "deadline_open"): warming is an optimisation, and a target that never
+	// becomes ready would stall a rolling deploy on a broken metrics
+	// endpoint; a cold pod serves slowly but serves.
+	FailClosed bool
+
+	// Logger receives scrape error streaks and decisions. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the preheat_readiness_* metrics. Default a private
+	// set that nobody serves.
+	Metrics *metrics.Set
+}
+
+// withDefaults returns a copy of o with every unset field defaulted.
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Interval, time.Second)
+	def(&c.ScrapeTimeout, 5*time.Second)
+	def(&c.Window, 30*time.Second)
+	def(&c.Hold, c.Window)
+	def(&c.RateWindow, min(10*time.Second, c.Window))
+	def(&c.MinWarm, 30*time.Second)
+	def(&c.MaxWarm, 10*time.Minute)
+	if c.Hold < 0 {
+		c.Hold = 0
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 16 << 20
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	if c.JitterMetric == "" {
+		c.JitterMetric = DefaultJitterMetric
+	}
+	if c.JitterQuantile == 0 {
+		c.JitterQuantile = 0.99
+	}
+	if c.CompileMetric == "" {
+		c.CompileMetric = DefaultCompileMetric
+	}
+	if c.LatencyQuantile == 0 {
+		c.LatencyQuantile = 0.5
+	}
+	if c.MinSamples == 0 && c.Interval > 0 {
+		c.MinSamples = max(5, int(c.Window/c.Interval)/2)
+	}
+	if c.Alpha == 0 {
+		c.Alpha = 0.01
+	}
+	if c.MaxDrift == 0 {
+		c.MaxDrift = 0.15
+	}
+	if c.MaxJitter == 0 {
+		c.MaxJitter = 0.02
+	}
+	if c.MaxCompileRate == 0 {
+		c.MaxCompileRate = 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	return c
+}
+
+// validate reports the first unusable setting of a defaulted copy.
+func (c *Options) validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"interval", c.Interval}, {"scrape timeout", c.ScrapeTimeout}, {"window", c.Window}, {"rate window", c.RateWindow}, {"max warm", c.MaxWarm}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v must be positive", d.name, d.v))
+		}
+	}
+	if c.MinWarm < 0 {
+		errs = append(errs, fmt.Errorf("min warm %v must not be negative", c.MinWarm))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("max body bytes %d must not be negative", c.MaxBodyBytes))
+	}
+	for _, q := range []struct {
+		name string
+		v    float64
+	}{{"jitter quantile", c.JitterQuantile}, {"latency quantile", c.LatencyQuantile}, {"alpha", c.Alpha}} {
+		if !(q.v > 0 && q.v < 1) {
+			errs = append(errs, fmt.Errorf("%s %v must be between 0 and 1", q.name, q.v))
+		}
+	}
+	if c.MaxDrift < 0 {
+		errs = append(errs, fmt.Errorf("max drift %v must not be negative", c.MaxDrift))
+	}
+	if c.MinSamples < 2 {
+		errs = append(errs, fmt.Errorf("min samples %d must be at least 2", c.MinSamples))
+	} else if c.Interval > 0 && int64(c.Window/c.Interval) < int64(c.MinSamples) {
+		errs = append(errs, fmt.Errorf("window %v holds %d samples at interval %v, fewer than min samples %d",
+			c.Window, c.Window/c.Interval, c.Interval, c.MinSamples))
+	}
+	return errors.Join(errs...)
+}

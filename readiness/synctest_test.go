@@ -1,0 +1,146 @@
+package readiness
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// pipeListener connects an in-process HTTP server and client over net.Pipe,
+// whose blocking is durable inside a synctest bubble, unlike a socket's.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
+
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// inBubble serves h over pipes for the duration of f, which gets a client.
+func inBubble(t *testing.T, h http.Handler, f func(*http.Client)) {
+	t.Helper()
+	l := newPipeListener()
+	srv := &http.Server{Handler: h}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(l)
+	}()
+	tr := &http.Transport{DialContext: l.dial}
+	f(&http.Client{Transport: tr})
+	tr.CloseIdleConnections()
+	_ = srv.Close()
+	<-served
+}
+
+// TestWatcherDefaultsSynctest runs a whole warm-up with the default
+// options (1s scrapes, 30s window and hold, 10m deadline) in fake time: a
+// JVM whose jitter falls for two minutes and whose JIT compiles in two
+// waves with a 20s lull between them.
+func TestWatcherDefaultsSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		compiled := func(s float64) float64 { // ms of compile time by s seconds
+			c1 := min(s, 60) * 300
+			c2 := min(max(s-80, 0), 20) * 150
+			return c1 + c2
+		}
+		jvm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s := time.Since(start).Seconds()
+			jitter := 0.003 + 0.5*max(120-s, 0)/120
+			fmt.Fprintf(w, "# TYPE jvm_scheduler_jitter_seconds gauge\njvm_scheduler_jitter_seconds %g\n", jitter)
+			fmt.Fprintf(w, "# TYPE jvm_compilation_time_ms_total counter\njvm_compilation_time_ms_total %g\n", compiled(s))
+		})
+		inBubble(t, jvm, func(c *http.Client) {
+			w, err := NewWatcher("http://jvm.test/metrics", &Options{HTTPClient: c, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := w.Run(context.Background())
+			if err != nil || d.Outcome != OutcomeWarm {
+				t.Fatalf("Run = %+v, %v", d, err)
+			}
+			// Jitter falls under its 20ms limit at 116s and reaches its
+			// floor at 120s. From 144s the window holds one sample over
+			// the limit (the p95 tolerates one in 20) and is mostly at
+			// the floor (Theil-Sen slope 0): flat, then held for 30s.
+			if el := d.At.Sub(start); el < 170*time.Second || el > 185*time.Second {
+				t.Errorf("warm after %v, want about 175s: %s", el, d.Reason)
+			}
+			r := w.Report()
+			if fa := r.Signals[Compile].FlatAt; fa < 100 {
+				t.Errorf("compile last turned flat at %vs, before the second wave ended at 100s", fa)
+			}
+			if n := len(r.Signals[Jitter].Points); n < 170 {
+				t.Errorf("%d jitter points", n)
+			}
+		})
+	})
+}
+
+// TestWatcherDeadlineSynctest runs into the default 10m deadline against a
+// target that answers 500 to every scrape.
+func TestWatcherDeadlineSynctest(t *testing.T) {
+	for _, closed := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			start := time.Now()
+			broken := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "crashing", 500) })
+			inBubble(t, broken, func(c *http.Client) {
+				w, err := NewWatcher("http://jvm.test/metrics", &Options{HTTPClient: c, FailClosed: closed, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := w.Run(context.Background())
+				want := OutcomeDeadlineOpen
+				if closed {
+					want = OutcomeDeadlineClosed
+				}
+				if err != nil || d.Outcome != want || d.Release == closed {
+					t.Errorf("Run = %+v, %v; want %s", d, err, want)
+				}
+				if el := time.Since(start); el != 10*time.Minute {
+					t.Errorf("ended after %v, want the 10m deadline", el)
+				}
+				if st := w.Status(); st.ScrapeErrors != st.Scrapes || st.Scrapes < 590 {
+					t.Errorf("status %+v", st)
+				}
+			})
+		})
+	}
+}

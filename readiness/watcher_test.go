@@ -1,0 +1,345 @@
+package readiness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// fastOptions scale the defaults down so a run takes a fraction of a second.
+func fastOptions(set *metrics.Set, log *slog.Logger) *Options {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Options{
+		Interval: 20 * time.Millisecond, ScrapeTimeout: 500 * time.Millisecond,
+		Window: 200 * time.Millisecond, Hold: 100 * time.Millisecond, MinWarm: 100 * time.Millisecond,
+		MaxWarm: 10 * time.Second, MinSamples: 5, Metrics: set, Logger: log,
+	}
+}
+
+// target serves the exposition body(n) for the n-th scrape, from 1.
+func target(t *testing.T, body func(n int) (status int, text string)) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, text := body(int(n.Add(1)))
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.WriteHeader(status)
+		io.WriteString(w, text)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func metricValue(set *metrics.Set, name string) float64 {
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
+func runWatcher(t *testing.T, url string, o *Options) (*Watcher, Decision, error) {
+	t.Helper()
+	w, err := NewWatcher(url, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := w.Run(ctx)
+	return w, d, err
+}
+
+func TestWatcherClassicHistogram(t *testing.T) {
+	var hdrErr atomic.Value
+	var scrapes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != acceptHeader || r.Header.Get("Authorization") != "Bearer s3cret" || r.Header.Get("X-Pod") != "p1" {
+			hdrErr.Store(fmt.Sprintf("headers %v", r.Header))
+		}
+		n := float64(scrapes.Add(1))
+		io.WriteString(w, classicJitter("", 90*n, 100*n, 1000+100*n, 1000+100*n))
+		fmt.Fprintf(w, "# TYPE jvm_compilation_time_ms_total counter\njvm_compilation_time_ms_total 777\n")
+	}))
+	defer srv.Close()
+	set := metrics.NewSet()
+	o := fastOptions(set, nil)
+	o.BearerToken = "s3cret"
+	o.MaxJitter = 0.1 // the interval's p99 is 0.091
+	o.Header = http.Header{"X-Pod": {"p1"}}
+	w, err := NewWatcher(srv.URL+"/metrics", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // the replayer, and a progress line
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				w.ObserveLatency(time.Now(), 12*time.Millisecond)
+				_ = w.Status()
+			}
+		}
+	})
+	d, err := w.Run(ctx)
+	close(stop)
+	wg.Wait()
+	if err != nil || d.Outcome != OutcomeWarm || !d.Release {
+		t.Fatalf("Run = %+v, %v; want warm", d, err)
+	}
+	if e := hdrErr.Load(); e != nil {
+		t.Error(e)
+	}
+	r := w.Report()
+	if r.Outcome != OutcomeWarm || !r.Released || !r.ReleasedAt.Equal(d.At) || r.MetricsURL != srv.URL+"/metrics" || r.Reason == "" {
+		t.Errorf("report header %+v", r)
+	}
+	names := []string{"jitter_seconds", "compile_ms_per_second", "replay_latency_ms"}
+	for i, s := range r.Signals {
+		if s.Name != names[i] || s.Missing || len(s.Points) == 0 || s.FlatAt < 0 {
+			t.Errorf("series %d: %s missing %v points %d flat at %v", i, s.Name, s.Missing, len(s.Points), s.FlatAt)
+		}
+	}
+	for _, p := range r.Signals[Jitter].Points {
+		if math.Abs(p.V-0.091) > 1e-6 {
+			t.Errorf("jitter p99 %v at %v, want 0.091 from the interval's deltas", p.V, p.T)
+		}
+	}
+	for _, p := range r.Signals[Compile].Points {
+		if p.V != 0 {
+			t.Errorf("compile rate %v of a constant counter", p.V)
+		}
+	}
+	for _, p := range r.Signals[Latency].Points {
+		if math.Abs(p.V-12) > 12*0.05 {
+			t.Errorf("latency p50 %v, want 12ms within 5%%", p.V)
+		}
+	}
+	marks := fmt.Sprint(r.Marks)
+	for _, m := range []string{"flat: jitter_seconds", "flat: compile_ms_per_second", "flat: replay_latency_ms", "released"} {
+		if !strings.Contains(marks, m) {
+			t.Errorf("marks %s lack %q", marks, m)
+		}
+	}
+	if st := w.Status(); st.Decision.Outcome != OutcomeWarm || st.Scrapes == 0 || len(st.Signals) != 3 {
+		t.Errorf("status %+v", st)
+	}
+	if metricValue(set, `preheat_readiness_releases_total{outcome="warm"}`) != 1 || metricValue(set, "preheat_readiness_scrapes_total") == 0 {
+		t.Errorf("metrics not counted")
+	}
+}
+
+func TestWatcherGaugeCounterReset(t *testing.T) {
+	srv, _ := target(t, func(n int) (int, string) {
+		c := 1000.0
+		if n >= 5 {
+			c = 3 // the process restarted
+		}
+		return 200, fmt.Sprintf("# TYPE jvm_scheduler_jitter_seconds gauge\njvm_scheduler_jitter_seconds{s=\"a\"} 0.002\njvm_scheduler_jitter_seconds{s=\"b\"} 0.004\n"+
+			"jvm_compilation_time_ms_total %g\n", c)
+	})
+	w, d, err := runWatcher(t, srv.URL, fastOptions(nil, nil))
+	if err != nil || d.Outcome != OutcomeWarm {
+		t.Fatalf("Run = %+v, %v", d, err)
+	}
+	r := w.Report()
+	for _, p := range r.Signals[Jitter].Points {
+		if p.V != 0.004 {
+			t.Errorf("jitter %v, want the max gauge 0.004", p.V)
+		}
+	}
+	var spike bool
+	for _, p := range r.Signals[Compile].Points {
+		if p.V < 0 {
+			t.Errorf("compile rate %v < 0 across the reset", p.V)
+		}
+		spike = spike || p.V > 0
+	}
+	if !spike {
+		t.Error("the reset's 3ms were not counted")
+	}
+	if !r.Signals[Latency].Missing {
+		t.Error("latency not missing without observations")
+	}
+}
+
+func TestWatcherMissingCompile(t *testing.T) {
+	srv, _ := target(t, func(int) (int, string) { return 200, "jvm_scheduler_jitter_seconds 0.001\nother_metric 5\n" })
+	w, d, err := runWatcher(t, srv.URL, fastOptions(nil, nil))
+	if err != nil || d.Outcome != OutcomeWarm {
+		t.Fatalf("Run = %+v, %v", d, err)
+	}
+	if r := w.Report(); !r.Signals[Compile].Missing || r.Signals[Compile].FlatAt != -1 {
+		t.Errorf("compile series %+v, want missing", r.Signals[Compile])
+	}
+}
+
+func TestWatcherScrapeErrors(t *testing.T) {
+	var logs bytes.Buffer
+	set := metrics.NewSet()
+	srv, _ := target(t, func(n int) (int, string) {
+		switch {
+		case n >= 3 && n < 8:
+			return 500, "boom"
+		case n >= 8 && n < 10:
+			return 200, "jvm_scheduler_jitter_seconds{ garbage\n"
+		}
+		return 200, "jvm_scheduler_jitter_seconds 0.001\n"
+	})
+	o := fastOptions(set, slog.New(slog.NewTextHandler(&logs, nil)))
+	w, d, err := runWatcher(t, srv.URL, o)
+	if err != nil || d.Outcome != OutcomeWarm {
+		t.Fatalf("Run = %+v, %v", d, err)
+	}
+	if got := metricValue(set, `preheat_readiness_scrape_errors_total{reason="status"}`); got != 5 {
+		t.Errorf("status errors %v, want 5", got)
+	}
+	if got := metricValue(set, `preheat_readiness_scrape_errors_total{reason="parse"}`); got != 2 {
+		t.Errorf("parse errors %v, want 2", got)
+	}
+	if n := strings.Count(logs.String(), "scrape failed"); n != 1 {
+		t.Errorf("logged %d scrape failures for one streak:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "scrapes recovered"); n != 1 {
+		t.Errorf("logged %d recoveries", n)
+	}
+	if st := w.Status(); st.ScrapeErrors != 7 {
+		t.Errorf("status counts %d errors", st.ScrapeErrors)
+	}
+}
+
+func TestWatcherDeadline(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	big, _ := target(t, func(int) (int, string) { return 200, strings.Repeat("# padding\n", 100) })
+	proto, _ := target(t, func(int) (int, string) { return 200, "" })
+	proto.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+		w.Write([]byte{1, 2, 3})
+	})
+	cold, _ := target(t, func(int) (int, string) { return 200, "jvm_scheduler_jitter_seconds 0.5\n" })
+	f := func(name, url, reason string, failClosed bool, want string) {
+		t.Helper()
+		set := metrics.NewSet()
+		o := fastOptions(set, nil)
+		o.MaxWarm, o.ScrapeTimeout, o.MaxBodyBytes, o.FailClosed = 400*time.Millisecond, 100*time.Millisecond, 500, failClosed
+		start := time.Now()
+		w, d, err := runWatcher(t, url, o)
+		if err != nil || d.Outcome != want || d.Release == failClosed || d.Warm {
+			t.Errorf("%s: Run = %+v, %v; want %s", name, d, err, want)
+		}
+		if el := time.Since(start); el < o.MaxWarm {
+			t.Errorf("%s: ended after %v, before the deadline", name, el)
+		}
+		if reason != "" && metricValue(set, fmt.Sprintf("preheat_readiness_scrape_errors_total{reason=%q}", reason)) == 0 {
+			t.Errorf("%s: no %s errors counted", name, reason)
+		}
+		if metricValue(set, fmt.Sprintf("preheat_readiness_outcomes_total{outcome=%q}", want)) != 1 {
+			t.Errorf("%s: outcome not counted", name)
+		}
+		r := w.Report()
+		if r.Released != !failClosed || r.Outcome != want || !strings.Contains(fmt.Sprint(r.Marks), "deadline") {
+			t.Errorf("%s: report %+v", name, r)
+		}
+	}
+	f("server down, open", down.URL, "connect", false, OutcomeDeadlineOpen)
+	f("server down, closed", down.URL, "connect", true, OutcomeDeadlineClosed)
+	f("hanging", hang.URL, "timeout", false, OutcomeDeadlineOpen)
+	f("too large", big.URL, "too_large", true, OutcomeDeadlineClosed)
+	f("protobuf", proto.URL, "format", false, OutcomeDeadlineOpen)
+	f("never cools", cold.URL, "", true, OutcomeDeadlineClosed)
+}
+
+func TestWatcherCanceled(t *testing.T) {
+	srv, _ := target(t, func(int) (int, string) { return 200, "jvm_scheduler_jitter_seconds 0.5\n" })
+	w, err := NewWatcher(srv.URL, fastOptions(nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	d, err := w.Run(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || d.Outcome != OutcomeCanceled || d.Release {
+		t.Errorf("Run = %+v, %v; want canceled", d, err)
+	}
+	if _, err := w.Run(context.Background()); err == nil {
+		t.Error("second Run did not fail")
+	}
+	if r := w.Report(); r.Outcome != OutcomeCanceled || r.Released {
+		t.Errorf("report %+v", r)
+	}
+}
+
+func TestNewWatcherErrors(t *testing.T) {
+	for _, c := range []struct {
+		url string
+		o   *Options
+	}{
+		{"localhost:9090", nil},
+		{"ftp://x/metrics", nil},
+		{"http://", nil},
+		{"http://x/metrics", &Options{Window: -time.Second}},
+		{"http://x/metrics", &Options{JitterQuantile: 1.5}},
+		{"http://x/metrics", &Options{MinSamples: 1}},
+		{"http://x/metrics", &Options{Window: 2 * time.Second}},
+	} {
+		if _, err := NewWatcher(c.url, c.o); err == nil {
+			t.Errorf("NewWatcher(%q, %+v) did not fail", c.url, c.o)
+		}
+	}
+	if _, err := NewWatcher("http://127.0.0.1:9/metrics", nil); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestLatencies(t *testing.T) {
+	var l latencies
+	l.observe(t0, time.Millisecond) // before begin: dropped
+	l.begin(t0)
+	l.observe(t0.Add(-time.Second), time.Millisecond) // before the start: dropped
+	if _, ok := l.take(0.5); ok {
+		t.Fatal("observations before the start counted")
+	}
+	for i := 1; i <= 100; i++ {
+		l.observe(t0, time.Duration(i)*time.Millisecond)
+	}
+	l.observe(t0, -time.Second)
+	l.observe(t0, 0)
+	l.observe(t0, 100*time.Hour)
+	if got, _ := l.take(0.5); math.Abs(got-51) > 51*0.05 {
+		t.Errorf("p50 %v, want about 51", got)
+	}
+	if _, ok := l.take(0.5); ok {
+		t.Error("take did not reset")
+	}
+	if l.observed() != 102 {
+		t.Errorf("observed %d", l.observed())
+	}
+}

@@ -1,0 +1,214 @@
+package replayer_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/preheatdev/preheat/internal/leaktest"
+	"github.com/preheatdev/preheat/session"
+)
+
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
+// received is one message a test target got.
+type received struct {
+	at      time.Time
+	conn    int
+	payload string
+}
+
+// target is a websocket server that records what replays send it.
+type target struct {
+	// reply, when set, answers a message after delay; nil resp sends none.
+	reply func(msg []byte) (resp []byte, delay time.Duration)
+	// drop, when set, says to close the connection abruptly on its n-th
+	// message (1-based) for connection number conn.
+	drop func(conn, n int) bool
+	// dropCode, when set, closes dropped connections with this status
+	// instead of abruptly.
+	dropCode websocket.StatusCode
+	// refuse, when set, answers every upgrade with this HTTP status.
+	refuse int
+	// protocols are the subprotocols accepted.
+	protocols []string
+
+	mu        sync.Mutex
+	msgs      []received
+	conns     int
+	active    int
+	maxActive int
+	headers   []http.Header
+	urls      []string
+	protos    []string
+}
+
+func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if t.refuse != 0 {
+		http.Error(w, "no", t.refuse)
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: t.protocols})
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	t.mu.Lock()
+	t.conns++
+	n := t.conns
+	t.active++
+	t.maxActive = max(t.maxActive, t.active)
+	t.headers = append(t.headers, r.Header.Clone())
+	t.urls = append(t.urls, r.URL.String())
+	t.protos = append(t.protos, c.Subprotocol())
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.active--
+		t.mu.Unlock()
+	}()
+	var replies sync.WaitGroup
+	defer replies.Wait()
+	ctx, cancel := context.WithCancel(r.Context()) // ends pending replies with the connection
+	defer cancel()
+	for i := 1; ; i++ {
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		t.mu.Lock()
+		t.msgs = append(t.msgs, received{at: time.Now(), conn: n, payload: string(msg)})
+		t.mu.Unlock()
+		if t.drop != nil && t.drop(n, i) {
+			if t.dropCode != 0 {
+				c.Close(t.dropCode, "dropped")
+			}
+			return
+		}
+		if t.reply == nil {
+			continue
+		}
+		resp, delay := t.reply(msg)
+		if resp == nil {
+			continue
+		}
+		replies.Go(func() {
+			tm := time.NewTimer(delay)
+			defer tm.Stop()
+			select {
+			case <-tm.C:
+				_ = c.Write(ctx, websocket.MessageText, resp)
+			case <-ctx.Done():
+			}
+		})
+	}
+}
+
+func (t *target) received() []received {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]received(nil), t.msgs...)
+}
+
+// pipeNet connects an http.Client to an http.Server over net.Pipe, so that
+// a replay runs inside a testing/synctest bubble with fake time.
+type pipeNet struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeNet() *pipeNet { return &pipeNet{conns: make(chan net.Conn), done: make(chan struct{})} }
+
+func (p *pipeNet) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeNet) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return nil
+}
+
+func (p *pipeNet) Addr() net.Addr { return pipeAddr{} }
+
+func (p *pipeNet) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	a, b := net.Pipe()
+	select {
+	case p.conns <- b:
+		return a, nil
+	case <-p.done:
+		return nil, errors.New("pipe network closed")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// servePipe serves h over a pipe network and returns a client dialling it.
+// Everything is shut down when the test ends.
+func servePipe(t *testing.T, h http.Handler) *http.Client {
+	p := newPipeNet()
+	srv := &http.Server{Handler: h}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(p)
+	}()
+	tr := &http.Transport{DialContext: p.DialContext}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		p.Close()
+		<-done
+	})
+	return &http.Client{Transport: tr}
+}
+
+// serveLoopback serves h on a real 127.0.0.1 listener and returns its
+// ws:// URL.
+func serveLoopback(t *testing.T, h http.Handler) string {
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return "ws" + s.URL[len("http"):]
+}
+
+// recorded builds a session: connect at offset 0, then client messages at
+// the given offsets (ms), each with a server reply 1ms later.
+func recorded(start time.Time, msgs []string, offsetsMS []int) []session.Event {
+	id := session.NewID()
+	evs := []session.Event{{Session: id, Kind: session.KindOpen, Open: &session.Info{
+		Route: "/sync?client=web", Subprotocol: "sync.v3", Start: start,
+		Header: http.Header{"User-Agent": {"test/1"}, "Cookie": {"sid=__preheat_redacted__"}},
+	}}}
+	seq := uint64(0)
+	for i, m := range msgs {
+		seq++
+		off := time.Duration(offsetsMS[i]) * time.Millisecond
+		evs = append(evs, session.Event{Session: id, Seq: seq, Kind: session.KindFrame,
+			Direction: session.ClientToServer, Opcode: session.Text, Offset: off, Payload: []byte(m)})
+		seq++
+		evs = append(evs, session.Event{Session: id, Seq: seq, Kind: session.KindFrame,
+			Direction: session.ServerToClient, Opcode: session.Text, Offset: off + time.Millisecond, Payload: []byte(`{"type":"result"}`)})
+	}
+	seq++
+	last := time.Duration(offsetsMS[len(offsetsMS)-1]) * time.Millisecond
+	return append(evs, session.Event{Session: id, Seq: seq, Kind: session.KindClose, Offset: last + 10*time.Millisecond, Code: 1000, ClosedBy: session.SideClient})
+}

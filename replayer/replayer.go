@@ -1,0 +1,982 @@
+package replayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/session"
+)
+
+// Source yields the sessions to replay.
+type Source interface {
+	// Next returns the events of the next session, its open event first.
+	// It returns io.EOF when there are no more; any other error ends Run.
+	Next(ctx context.Context) ([]session.Event, error)
+}
+
+// Options configures a Replayer. The zero value (or nil) is usable.
+type Options struct {
+	// Header is added to every handshake, replacing recorded values of the
+	// same name: the warm-up credential, say. Default none.
+	Header http.Header
+	// RecordedHeaders names the recorded handshake headers that are sent
+	// again when Header does not set them. Values the tap redacted are
+	// never sent. Default User-Agent and Accept-Language.
+	RecordedHeaders []string
+	// Speed scales the recorded pace: 1 replays at the recorded pace, 2 at
+	// twice it. Default 0: as fast as the limits allow.
+	Speed float64
+	// Rate bounds the client messages sent per second across all sessions.
+	// Default 200; negative means no limit.
+	Rate float64
+	// Burst is how many messages may go at once under Rate. Default Rate/10,
+	// at least 1.
+	Burst int
+	// Concurrency bounds the sessions replayed at once. Default 16.
+	Concurrency int
+	// Correlate is a dotted path to the JSON field that ties a response to
+	// its request (such as "id"). A server message carrying the same value
+	// as a sent client message answers it, and its latency is measured.
+	// Default "": latency is the time from a client message to the next
+	// server message.
+	Correlate string
+	// ResponseTimeout is how long a sent message waits for its response
+	// before it counts as a timeout, and how long a session waits for the
+	// last responses before closing. Default 10s.
+	ResponseTimeout time.Duration
+	// DialTimeout bounds each websocket handshake. Default 10s.
+	DialTimeout time.Duration
+	// SessionTimeout bounds one replayed session from dial to close.
+	// Default 5m.
+	SessionTimeout time.Duration
+	// ReadLimit bounds one message read from the target, in bytes; a
+	// larger one fails the session. Default 16 MiB.
+	ReadLimit int64
+	// Safety lists the rules that mark a client message as mutating; such
+	// messages are never sent. Nil means DefaultSafetyRules; an empty,
+	// non-nil slice means no rules.
+	Safety []SafetyRule
+	// SendUnchecked sends messages the safety rules cannot inspect (binary
+	// messages, text that is not a JSON object). Default false: with any
+	// safety rule in force they are skipped and counted, because nothing
+	// shows they do not mutate.
+	SendUnchecked bool
+	// Rewrite lists the rules applied to client messages, in order, before
+	// the safety check.
+	Rewrite []RewriteRule
+	// DropRedacted skips client messages that still hold the tap's
+	// redaction marker after rewriting. Default false: they are sent, and
+	// counted.
+	DropRedacted bool
+	// DryRun, when set, makes Run print each session's plan (every client
+	// message it would send or skip, and why) to DryRun instead of
+	// connecting to the target.
+	DryRun io.Writer
+	// NoBackoff turns off adaptive back-off: Rate is held whatever the
+	// target's latency and errors. Default false.
+	NoBackoff bool
+	// BackoffLatency is the factor by which the p90 response latency of
+	// the last 3 seconds may exceed the best such p90 of the last minute
+	// before the rate backs off. Default 2.
+	BackoffLatency float64
+	// BackoffFloor is how far above the best p90 latency the recent p90
+	// must also be before the rate backs off, so that noise in fast
+	// responses (1ms becoming 2ms) is not taken for queueing. Default 5ms.
+	BackoffFloor time.Duration
+	// BackoffErrors is the fraction of failed sessions and timed-out
+	// messages in the last second above which the rate backs off.
+	// Default 0.05.
+	BackoffErrors float64
+	// MinRate is the floor adaptive back-off does not go below, in messages
+	// per second. Default Rate/20.
+	MinRate float64
+	// OnResponse, when set, is called with each measured response. It
+	// must be quick and safe for concurrent use.
+	OnResponse func(Response)
+	// OnSessionEnd, when set, is called as each session taken by Run ends.
+	// It must be quick and safe for concurrent use.
+	OnSessionEnd func(SessionResult)
+	// KindFields are the top-level JSON fields, tried in order, whose value
+	// names a request's kind in Response.Kind. Default ["op", "type"], as
+	// the replay cache classifies messages.
+	KindFields []string
+	// HTTPClient performs the handshakes. Default a client with
+	// DialTimeout on each dial.
+	HTTPClient *http.Client
+	// Logger receives one line per failed session and per back-off change.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the replay's counters. Default a new set.
+	Metrics *metrics.Set
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if len(c.KindFields) == 0 {
+		c.KindFields = []string{"op", "type"}
+	}
+	if len(c.RecordedHeaders) == 0 {
+		c.RecordedHeaders = []string{"User-Agent", "Accept-Language"}
+	}
+	if c.Speed < 0 {
+		return c, fmt.Errorf("speed %v: must not be negative", c.Speed)
+	}
+	if c.Rate == 0 {
+		c.Rate = 200
+	}
+	if c.Burst <= 0 {
+		c.Burst = max(1, int(c.Rate/10))
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.ResponseTimeout <= 0 {
+		c.ResponseTimeout = 10 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 5 * time.Minute
+	}
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = 16 << 20
+	}
+	if c.Safety == nil {
+		c.Safety = DefaultSafetyRules
+	}
+	c.Safety = append([]SafetyRule(nil), c.Safety...)
+	for i := range c.Safety {
+		if err := c.Safety[i].compile(); err != nil {
+			return c, err
+		}
+	}
+	c.Rewrite = append([]RewriteRule(nil), c.Rewrite...)
+	for i := range c.Rewrite {
+		if err := c.Rewrite[i].compile(); err != nil {
+			return c, fmt.Errorf("rewrite rule %s: %w", c.Rewrite[i], err)
+		}
+	}
+	if c.BackoffLatency <= 1 {
+		c.BackoffLatency = 2
+	}
+	if c.BackoffFloor <= 0 {
+		c.BackoffFloor = 5 * time.Millisecond
+	}
+	if c.BackoffErrors <= 0 {
+		c.BackoffErrors = 0.05
+	}
+	if c.MinRate <= 0 {
+		c.MinRate = max(c.Rate/20, 1)
+	}
+	if c.HTTPClient == nil {
+		d := &net.Dialer{Timeout: c.DialTimeout}
+		c.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, Proxy: http.ProxyFromEnvironment}}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	return c, nil
+}
+
+// Replayer replays sessions against one target. It is safe for concurrent
+// use, but one Run at a time is what it is built for.
+type Replayer struct {
+	target      *url.URL
+	opts        Options
+	correlate   path
+	kindPaths   []path
+	log         *slog.Logger
+	limiter     *rate.Limiter
+	m           replayMetrics
+	stats       counters
+	hist        latencyWindow
+	failStreak  atomic.Int64
+	active      atomic.Int64
+	limitMilli  atomic.Int64 // current rate limit × 1000, for Stats
+	fixedLimits bool
+}
+
+// New returns a Replayer of sessions against target, a ws:// or wss:// URL.
+// When target has no path (or "/"), each session's recorded route is used.
+func New(target string, opts *Options) (*Replayer, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("parse target %q: %w", target, err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return nil, fmt.Errorf("target %q: scheme must be ws or wss", target)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("target %q: no host", target)
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &Replayer{target: u, opts: o, log: o.Logger}
+	for _, f := range o.KindFields {
+		p, err := parsePath(f)
+		if err != nil {
+			return nil, fmt.Errorf("kind field: %w", err)
+		}
+		r.kindPaths = append(r.kindPaths, p)
+	}
+	if o.Correlate != "" {
+		if r.correlate, err = parsePath(o.Correlate); err != nil {
+			return nil, fmt.Errorf("correlate: %w", err)
+		}
+	}
+	limit := rate.Limit(o.Rate)
+	if o.Rate < 0 {
+		limit = rate.Inf
+	}
+	r.fixedLimits = o.Rate < 0 || o.NoBackoff
+	r.limiter = rate.NewLimiter(limit, o.Burst)
+	r.limitMilli.Store(int64(o.Rate * 1000))
+	r.m = newReplayMetrics(o.Metrics, r)
+	return r, nil
+}
+
+// Stats is a snapshot of a replay's counters.
+type Stats struct {
+	// SessionsStarted counts sessions taken from the source.
+	SessionsStarted uint64 `json:"sessions_started"`
+	// SessionsCompleted counts sessions that sent every planned message
+	// and closed normally.
+	SessionsCompleted uint64 `json:"sessions_completed"`
+	// SessionsFailed counts sessions that ended early, by reason.
+	SessionsFailed map[string]uint64 `json:"sessions_failed"`
+	// Active is the number of sessions being replayed now.
+	Active int64 `json:"active"`
+	// MessagesSent counts client messages sent to the target.
+	MessagesSent uint64 `json:"messages_sent"`
+	// MessagesSkipped counts client messages not sent, by reason:
+	// "mutating", "unchecked", "truncated", "redacted".
+	MessagesSkipped map[string]uint64 `json:"messages_skipped"`
+	// ServerMessages counts messages received from the target.
+	ServerMessages uint64 `json:"server_messages"`
+	// Responses counts latencies measured; Timeouts the sent messages that
+	// had no response within ResponseTimeout.
+	Responses uint64 `json:"responses"`
+	Timeouts  uint64 `json:"timeouts"`
+	// LatencyP50 and LatencyP99 are over every response of the run.
+	LatencyP50 time.Duration `json:"latency_p50_ns"`
+	LatencyP99 time.Duration `json:"latency_p99_ns"`
+	// RateLimit is the message rate allowed now, after back-off; negative
+	// when unlimited.
+	RateLimit float64 `json:"rate_limit"`
+}
+
+// Response is one measured response.
+type Response struct {
+	// At is when the response arrived.
+	At time.Time
+	// Latency is the time from its request being sent.
+	Latency time.Duration
+	// Kind is the request's kind (see Options.KindFields); "" if unknown.
+	Kind string
+}
+
+// SessionResult says how one replayed session ended.
+type SessionResult struct {
+	// ID is the recorded session's id.
+	ID session.ID
+	// Failure is "" when the session completed: every planned message was
+	// sent and the session closed normally. Otherwise it names why not:
+	// "connect" (no connection: refused, unreachable, timed out),
+	// "handshake" (the target answered the upgrade with an error status),
+	// "write", "closed_by_target" (see CloseCode), "timeout" (the session
+	// outlived SessionTimeout or the run ended), "no_open",
+	// "nothing_to_send" or "connect_skipped" (the filters left no connect).
+	Failure string
+	// Err is the error behind Failure.
+	Err error
+	// Status is the HTTP status of a failed handshake.
+	Status int
+	// CloseCode is the close status the target sent when it closed the
+	// session early; -1 when it sent none or did not close.
+	CloseCode int
+	// Sent counts the messages sent; Skipped those the filters held back.
+	Sent, Skipped int
+	// Started is when the session began (its dial); Duration how long it
+	// ran.
+	Started  time.Time
+	Duration time.Duration
+}
+
+// Stats returns the replay's counters so far.
+func (r *Replayer) Stats() Stats {
+	s := r.stats.snapshot()
+	s.Active = r.active.Load()
+	s.LatencyP50, s.LatencyP99 = r.hist.quantiles(50, 99)
+	s.RateLimit = float64(r.limitMilli.Load()) / 1000
+	return s
+}
+
+// Run replays sessions from src until src returns io.EOF and every started
+// session has ended (it then returns nil), src fails (its error), or ctx
+// ends (ctx's error, after the sessions in flight have stopped). Failing
+// sessions are counted and replaced by the next from src.
+func (r *Replayer) Run(ctx context.Context, src Source) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel has stopped the controller
+	defer cancel()
+	if !r.fixedLimits && r.opts.DryRun == nil {
+		wg.Go(func() { r.control(ctx) })
+	}
+	slots := make(chan struct{}, r.opts.Concurrency)
+	var runErr error
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := r.dialBackoff(ctx); err != nil {
+			return err
+		}
+		evs, err := src.Next(ctx)
+		if err != nil {
+			<-slots
+			if !errors.Is(err, io.EOF) {
+				runErr = fmt.Errorf("session source: %w", err)
+				if ctx.Err() != nil {
+					runErr = ctx.Err()
+				}
+			}
+			break
+		}
+		r.stats.started.Add(1)
+		wg.Go(func() {
+			defer func() { <-slots }()
+			res := r.replay(ctx, evs)
+			if r.opts.OnSessionEnd != nil {
+				r.opts.OnSessionEnd(res)
+			}
+		})
+	}
+	// Wait for the sessions in flight before reporting the source's end.
+	for range r.opts.Concurrency {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return runErr
+}
+
+// dialBackoff waits after consecutive failed handshakes, so that a target
+// that is down is not dialled in a hot loop: 100ms doubling to 5s.
+func (r *Replayer) dialBackoff(ctx context.Context) error {
+	n := r.failStreak.Load()
+	if n == 0 {
+		return nil
+	}
+	d := 100 * time.Millisecond << min(n-1, 6)
+	d = min(d, 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// step is one client message of a session's plan.
+type step struct {
+	kind    string
+	seq     uint64
+	offset  time.Duration
+	binary  bool
+	payload []byte
+}
+
+// plan turns a session's client frames into the messages to send, applying
+// rewrites and the safety filter. skipped counts by reason.
+func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, dry io.Writer) ([]step, map[string]int) {
+	rw := rewriter{rules: r.opts.Rewrite, marker: redact.Marker, shift: now.Sub(info.Start)}
+	var steps []step
+	skipped := map[string]int{}
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Kind != session.KindFrame || ev.Direction != session.ClientToServer {
+			continue
+		}
+		var reason string
+		payload := ev.Payload
+		switch {
+		case ev.Truncated:
+			reason = "truncated"
+		case ev.Opcode == session.Binary:
+			if len(r.opts.Safety) > 0 && !r.opts.SendUnchecked {
+				reason = "unchecked"
+			}
+		default:
+			payload = rw.apply(payload)
+			reason = r.check(payload)
+		}
+		if reason == "" && r.opts.DropRedacted && strings.Contains(string(payload), redact.Marker) {
+			reason = "redacted"
+		}
+		if dry != nil {
+			printStep(dry, evs[0].Session, ev, payload, reason)
+		}
+		if reason != "" {
+			skipped[reason]++
+			continue
+		}
+		steps = append(steps, step{kind: r.kindOf(payload, ev.Opcode), seq: ev.Seq, offset: ev.Offset, binary: ev.Opcode == session.Binary, payload: payload})
+	}
+	return steps, skipped
+}
+
+// kindOf names a request's kind by the first of KindFields it has.
+func (r *Replayer) kindOf(msg []byte, op session.Opcode) string {
+	if op == session.Binary {
+		return ""
+	}
+	for _, p := range r.kindPaths {
+		if raw, ok, err := lookup(msg, p); err == nil && ok {
+			if v, ok := scalar(raw); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// check returns why the safety rules forbid sending msg, or "".
+func (r *Replayer) check(msg []byte) string {
+	for i := range r.opts.Safety {
+		hit, err := r.opts.Safety[i].matches(msg)
+		if err != nil {
+			if r.opts.SendUnchecked {
+				return ""
+			}
+			return "unchecked"
+		}
+		if hit {
+			return "mutating"
+		}
+	}
+	return ""
+}
+
+func printStep(w io.Writer, id session.ID, ev *session.Event, payload []byte, reason string) {
+	action := "send"
+	if reason != "" {
+		action = "skip " + reason
+	}
+	body := string(payload)
+	if ev.Opcode == session.Binary {
+		body = fmt.Sprintf("<binary %d bytes>", len(payload))
+	}
+	fmt.Fprintf(w, "%s +%.3fs %s %s\n", id, ev.Offset.Seconds(), action, body)
+}
+
+// Replay plays one session against the target, under the rate limit but
+// outside Run's concurrency limit, and returns how it ended. Its counters go
+// into Stats like Run's sessions. It is safe to call from many goroutines:
+// a load generator with its own arrival schedule calls it directly.
+func (r *Replayer) Replay(ctx context.Context, evs []session.Event) SessionResult {
+	r.stats.started.Add(1)
+	return r.replay(ctx, evs)
+}
+
+// replay plays one session against the target and counts how it ended.
+func (r *Replayer) replay(ctx context.Context, evs []session.Event) SessionResult {
+	res := SessionResult{CloseCode: -1, Started: time.Now()}
+	defer func() { res.Duration = time.Since(res.Started) }()
+	if len(evs) == 0 || evs[0].Kind != session.KindOpen || evs[0].Open == nil {
+		return r.fail(ctx, res, "no_open", nil)
+	}
+	res.ID = evs[0].Session
+	info := evs[0].Open
+	steps, skipped := r.plan(info, evs, time.Now(), r.opts.DryRun)
+	for reason, n := range skipped {
+		r.stats.skip(reason, n)
+		r.m.skipped(reason).Add(n)
+		res.Skipped += n
+	}
+	if r.opts.DryRun != nil {
+		r.stats.completed.Add(1)
+		return res
+	}
+	if len(steps) == 0 {
+		return r.fail(ctx, res, "nothing_to_send", nil)
+	}
+	if first := firstClient(evs); first < 0 || steps[0].seq != evs[first].Seq {
+		// The connect did not survive the filter: the rest is meaningless.
+		return r.fail(ctx, res, "connect_skipped", nil)
+	}
+	r.active.Add(1)
+	defer r.active.Add(-1)
+	sctx, cancel := context.WithTimeout(ctx, r.opts.SessionTimeout)
+	defer cancel()
+	r.play(sctx, info, steps, &res)
+	if res.Failure != "" {
+		return r.fail(ctx, res, res.Failure, res.Err)
+	}
+	r.stats.completed.Add(1)
+	r.m.completed.Inc()
+	return res
+}
+
+func firstClient(evs []session.Event) int {
+	for i := range evs {
+		if evs[i].Kind == session.KindFrame && evs[i].Direction == session.ClientToServer {
+			return i
+		}
+	}
+	return -1
+}
+
+// fail records a failed session in res and counts it, unless the run (ctx)
+// is ending, which is not the session's fault: that is reported as
+// "timeout" and not counted.
+func (r *Replayer) fail(ctx context.Context, res SessionResult, reason string, err error) SessionResult {
+	res.Failure, res.Err = reason, err
+	if ctx.Err() != nil {
+		res.Failure = "timeout"
+		return res
+	}
+	r.stats.failed(reason)
+	r.m.failed(reason).Inc()
+	r.hist.errors.Add(1)
+	if reason == "connect" || reason == "handshake" {
+		r.failStreak.Add(1)
+	}
+	if err != nil {
+		r.log.Debug("replay session failed", "session", res.ID, "reason", reason, "err", err)
+	}
+	return res
+}
+
+// play dials the target and sends steps, recording in res how it went.
+func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, res *SessionResult) {
+	dctx, dcancel := context.WithTimeout(ctx, r.opts.DialTimeout)
+	conn, resp, err := websocket.Dial(dctx, r.url(info), r.dialOptions(info))
+	dcancel()
+	if err != nil {
+		res.Failure, res.Err = "connect", fmt.Errorf("dial: %w", err)
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			res.Failure, res.Status = "handshake", resp.StatusCode
+		}
+		return
+	}
+	r.failStreak.Store(0)
+	conn.SetReadLimit(r.opts.ReadLimit)
+
+	w := &waiter{r: r, pending: make(map[string]pendingReq)}
+	readDone := make(chan error, 1)
+	var reader sync.WaitGroup
+	defer reader.Wait() // after CloseNow has ended the read
+	defer conn.CloseNow()
+	reader.Go(func() { readDone <- r.read(ctx, conn, w) })
+	failed := func(reason string, err error) {
+		res.Failure, res.Err = reason, err
+		if code := websocket.CloseStatus(err); code != -1 {
+			res.CloseCode = int(code)
+		}
+	}
+
+	start := time.Now()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for _, st := range steps {
+		if r.opts.Speed > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(st.offset) / r.opts.Speed))); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					failed("timeout", ctx.Err())
+					return
+				case err := <-readDone:
+					failed("closed_by_target", err)
+					return
+				}
+			}
+		}
+		if err := r.limiter.Wait(ctx); err != nil {
+			failed("timeout", err)
+			return
+		}
+		typ := websocket.MessageText
+		if st.binary {
+			typ = websocket.MessageBinary
+		}
+		w.sent(st.payload, st.kind)
+		wctx, wcancel := context.WithTimeout(ctx, r.opts.ResponseTimeout)
+		err := conn.Write(wctx, typ, st.payload)
+		wcancel()
+		if err != nil {
+			failed("write", fmt.Errorf("write: %w", err))
+			return
+		}
+		res.Sent++
+		r.stats.sent.Add(1)
+		r.m.sent.Inc()
+		r.hist.sent.Add(1)
+		w.expire(time.Now())
+	}
+	// Wait for the last responses, then close.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(r.opts.ResponseTimeout)
+	for w.outstanding() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			failed("timeout", ctx.Err())
+			return
+		case err := <-readDone:
+			failed("closed_by_target", err)
+			return
+		}
+	}
+	w.expire(time.Now().Add(r.opts.ResponseTimeout + time.Second)) // all that remain timed out
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	closed := make(chan error, 1)
+	go func() { closed <- conn.Close(websocket.StatusNormalClosure, "replay done") }()
+	select {
+	case <-closed:
+	case <-cctx.Done():
+		conn.CloseNow()
+		<-closed
+	}
+	<-readDone
+}
+
+func (r *Replayer) url(info *session.Info) string {
+	u := *r.target
+	if (u.Path == "" || u.Path == "/") && u.RawQuery == "" && info.Route != "" {
+		if ru, err := url.Parse(info.Route); err == nil {
+			u.Path, u.RawPath, u.RawQuery = ru.Path, ru.RawPath, ru.RawQuery
+		}
+	}
+	return u.String()
+}
+
+func (r *Replayer) dialOptions(info *session.Info) *websocket.DialOptions {
+	h := http.Header{}
+	for _, name := range r.opts.RecordedHeaders {
+		for _, v := range info.Header.Values(name) {
+			if !strings.Contains(v, redact.Marker) {
+				h.Add(name, v)
+			}
+		}
+	}
+	for name, vs := range r.opts.Header {
+		h[http.CanonicalHeaderKey(name)] = append([]string(nil), vs...)
+	}
+	o := &websocket.DialOptions{HTTPClient: r.opts.HTTPClient, HTTPHeader: h, CompressionMode: websocket.CompressionDisabled}
+	if info.Subprotocol != "" {
+		o.Subprotocols = []string{info.Subprotocol}
+	}
+	if strings.Contains(info.Extensions, "permessage-deflate") {
+		o.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	return o
+}
+
+// read receives the target's messages until the connection ends, matching
+// responses to requests. It returns nil on a normal close.
+func (r *Replayer) read(ctx context.Context, conn *websocket.Conn, w *waiter) error {
+	for {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
+				return nil
+			}
+			return err
+		}
+		now := time.Now()
+		r.stats.server.Add(1)
+		r.m.received.Inc()
+		if d, kind, ok := w.received(msg, now); ok {
+			r.observe(Response{At: now, Latency: d, Kind: kind})
+		}
+	}
+}
+
+func (r *Replayer) observe(resp Response) {
+	r.stats.responses.Add(1)
+	r.m.latency.Update(resp.Latency.Seconds())
+	r.hist.record(resp.Latency)
+	if r.opts.OnResponse != nil {
+		r.opts.OnResponse(resp)
+	}
+}
+
+// maxPending bounds the requests one session waits on; past it the oldest
+// is counted as a timeout.
+const maxPending = 4096
+
+// waiter matches one session's responses to its requests.
+type waiter struct {
+	r       *Replayer
+	mu      sync.Mutex
+	pending map[string]pendingReq // correlation value → request
+	next    []pendingReq          // uncorrelated: requests awaiting the next server message
+}
+
+type pendingReq struct {
+	at   time.Time
+	kind string
+}
+
+func (w *waiter) sent(msg []byte, kind string) {
+	p := pendingReq{at: time.Now(), kind: kind}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.r.correlate == nil {
+		if len(w.next) < maxPending {
+			w.next = append(w.next, p)
+		}
+		return
+	}
+	raw, ok, err := lookup(msg, w.r.correlate)
+	if err != nil || !ok {
+		return
+	}
+	if len(w.pending) >= maxPending {
+		w.timeoutOldestLocked()
+	}
+	w.pending[string(raw)] = p
+}
+
+func (w *waiter) timeoutOldestLocked() {
+	var oldest string
+	var at time.Time
+	for k, p := range w.pending {
+		if at.IsZero() || p.at.Before(at) {
+			oldest, at = k, p.at
+		}
+	}
+	delete(w.pending, oldest)
+	w.r.timeout()
+}
+
+// received returns the latency and kind of the request a server message
+// answers, if any.
+func (w *waiter) received(msg []byte, now time.Time) (time.Duration, string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.r.correlate == nil {
+		if len(w.next) == 0 {
+			return 0, "", false
+		}
+		p := w.next[0]
+		w.next = w.next[:0] // one server message answers everything before it
+		return now.Sub(p.at), p.kind, true
+	}
+	raw, ok, err := lookup(msg, w.r.correlate)
+	if err != nil || !ok {
+		return 0, "", false
+	}
+	p, ok := w.pending[string(raw)]
+	if !ok {
+		return 0, "", false
+	}
+	delete(w.pending, string(raw))
+	return now.Sub(p.at), p.kind, true
+}
+
+// expire counts requests sent before now minus ResponseTimeout as timeouts.
+func (w *waiter) expire(now time.Time) {
+	cut := now.Add(-w.r.opts.ResponseTimeout)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, p := range w.pending {
+		if p.at.Before(cut) {
+			delete(w.pending, k)
+			w.r.timeout()
+		}
+	}
+	if len(w.next) > 0 && w.next[0].at.Before(cut) {
+		w.next = w.next[:0]
+		w.r.timeout()
+	}
+}
+
+func (w *waiter) outstanding() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending) + len(w.next)
+}
+
+func (r *Replayer) timeout() {
+	r.stats.timeouts.Add(1)
+	r.m.timeouts.Inc()
+	r.hist.errors.Add(1)
+}
+
+// counters are the replay's totals.
+type counters struct {
+	started, completed, sent, server, responses, timeouts atomic.Uint64
+
+	mu      sync.Mutex
+	failure map[string]uint64
+	skipped map[string]uint64
+}
+
+func (c *counters) failed(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failure == nil {
+		c.failure = map[string]uint64{}
+	}
+	c.failure[reason]++
+}
+
+func (c *counters) skip(reason string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.skipped == nil {
+		c.skipped = map[string]uint64{}
+	}
+	c.skipped[reason] += uint64(n)
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		SessionsStarted:   c.started.Load(),
+		SessionsCompleted: c.completed.Load(),
+		MessagesSent:      c.sent.Load(),
+		ServerMessages:    c.server.Load(),
+		Responses:         c.responses.Load(),
+		Timeouts:          c.timeouts.Load(),
+		SessionsFailed:    map[string]uint64{},
+		MessagesSkipped:   map[string]uint64{},
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.failure {
+		s.SessionsFailed[k] = v
+	}
+	for k, v := range c.skipped {
+		s.MessagesSkipped[k] = v
+	}
+	return s
+}
+
+// latencyWindow keeps the run's latency histogram and the last three
+// seconds', which adaptive back-off reads.
+type latencyWindow struct {
+	sent, errors atomic.Uint64
+
+	mu     sync.Mutex
+	all    *hdrhistogram.Histogram
+	recent [3]*hdrhistogram.Histogram // recent[0] is the current second
+	span   *hdrhistogram.Histogram    // their merge, reused
+}
+
+const (
+	histMin = int64(time.Microsecond)
+	histMax = int64(10 * time.Minute)
+)
+
+func (h *latencyWindow) record(d time.Duration) {
+	v := min(max(int64(d), histMin), histMax)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.initLocked()
+	_ = h.all.RecordValue(v) // v is within the range
+	_ = h.recent[0].RecordValue(v)
+}
+
+func (h *latencyWindow) initLocked() {
+	if h.all == nil {
+		h.all = hdrhistogram.New(histMin, histMax, 2)
+		for i := range h.recent {
+			h.recent[i] = hdrhistogram.New(histMin, histMax, 2)
+		}
+		h.span = hdrhistogram.New(histMin, histMax, 2)
+	}
+}
+
+func (h *latencyWindow) quantiles(a, b float64) (time.Duration, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.all == nil {
+		return 0, 0
+	}
+	return time.Duration(h.all.ValueAtQuantile(a)), time.Duration(h.all.ValueAtQuantile(b))
+}
+
+// takeRecent returns the p90 latency and the count of responses over the
+// last three calls' seconds, and starts a new second.
+func (h *latencyWindow) takeRecent() (time.Duration, int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.initLocked()
+	span := h.span
+	span.Reset()
+	for _, r := range h.recent {
+		span.Merge(r)
+	}
+	oldest := h.recent[len(h.recent)-1]
+	copy(h.recent[1:], h.recent[:len(h.recent)-1])
+	oldest.Reset()
+	h.recent[0] = oldest
+	return time.Duration(span.ValueAtQuantile(90)), span.TotalCount()
+}
+
+// replayMetrics are the replay's metrics in its set.
+type replayMetrics struct {
+	set                      *metrics.Set
+	sent, received, timeouts *metrics.Counter
+	completed                *metrics.Counter
+	latency                  *metrics.Histogram
+}
+
+func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
+	s.NewGauge("preheat_replay_sessions_active", func() float64 { return float64(r.active.Load()) })
+	s.NewGauge("preheat_replay_rate_limit", func() float64 { return float64(r.limitMilli.Load()) / 1000 })
+	return replayMetrics{
+		set:       s,
+		sent:      s.NewCounter("preheat_replay_messages_sent_total"),
+		received:  s.NewCounter("preheat_replay_server_messages_total"),
+		timeouts:  s.NewCounter("preheat_replay_response_timeouts_total"),
+		completed: s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),
+		latency:   s.NewHistogram("preheat_replay_response_seconds"),
+	}
+}
+
+func (m *replayMetrics) skipped(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`preheat_replay_messages_skipped_total{reason="` + reason + `"}`)
+}
+
+func (m *replayMetrics) failed(reason string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`preheat_replay_sessions_total{result="failed",reason="` + reason + `"}`)
+}

@@ -1,0 +1,488 @@
+package replayer_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/replayer"
+	"github.com/preheatdev/preheat/session"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func newReplayer(t *testing.T, url string, o replayer.Options) *replayer.Replayer {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = quiet
+	}
+	r, err := replayer.New(url, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func queries(n int) []string {
+	out := []string{`{"type":"connect","id":0,"token":"__preheat_redacted__"}`}
+	for i := 1; i < n; i++ {
+		out = append(out, fmt.Sprintf(`{"type":"query","id":%d,"op":"tasks.get"}`, i))
+	}
+	return out
+}
+
+// echoID answers every message with its id after d.
+func echoID(d time.Duration) func([]byte) ([]byte, time.Duration) {
+	return func(msg []byte) ([]byte, time.Duration) {
+		var m struct{ ID json.RawMessage }
+		if json.Unmarshal(msg, &m) != nil || m.ID == nil {
+			return nil, 0
+		}
+		return fmt.Appendf(nil, `{"type":"result","id":%s}`, m.ID), d
+	}
+}
+
+func TestReplayPacingAndOrder(t *testing.T) {
+	f := func(speed float64, offsets []int) {
+		t.Helper()
+		synctest.Test(t, func(t *testing.T) {
+			tg := &target{protocols: []string{"sync.v3"}}
+			client := servePipe(t, tg)
+			r := newReplayer(t, "ws://pod", replayer.Options{Speed: speed, Rate: -1, HTTPClient: client})
+			msgs := queries(len(offsets))
+			evs := recorded(time.Now().Add(-time.Hour), msgs, offsets)
+			if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+				t.Fatal(err)
+			}
+			got := tg.received()
+			if len(got) != len(msgs) {
+				t.Fatalf("speed %v: target got %d messages, want %d", speed, len(got), len(msgs))
+			}
+			for i, m := range got {
+				if m.payload != msgs[i] {
+					t.Fatalf("speed %v: message %d is %s, want %s", speed, i, m.payload, msgs[i])
+				}
+				want := time.Duration(float64(time.Duration(offsets[i])*time.Millisecond) / speed)
+				if d := m.at.Sub(got[0].at); d != want {
+					t.Fatalf("speed %v: message %d sent at +%v, want +%v", speed, i, d, want)
+				}
+			}
+			if st := r.Stats(); st.SessionsCompleted != 1 || st.MessagesSent != uint64(len(msgs)) {
+				t.Fatalf("speed %v: stats %+v", speed, st)
+			}
+		})
+	}
+	f(1, []int{0, 100, 250, 1000, 1001, 5000})
+	f(2, []int{0, 100, 250, 1000, 1001, 5000})
+	f(0.5, []int{0, 40, 80})
+}
+
+func TestReplayRateAndConcurrencyLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := &target{}
+		client := servePipe(t, tg)
+		const sessions, perSession = 12, 10
+		var src [][]session.Event
+		for range sessions {
+			src = append(src, recorded(time.Now(), queries(perSession), make([]int, perSession)))
+		}
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: 20, Burst: 1, Concurrency: 3, NoBackoff: true, HTTPClient: client})
+		start := time.Now()
+		if err := r.Run(t.Context(), replayer.NewSliceSource(src)); err != nil {
+			t.Fatal(err)
+		}
+		got := tg.received()
+		if len(got) != sessions*perSession {
+			t.Fatalf("target got %d messages, want %d", len(got), sessions*perSession)
+		}
+		// 120 messages at 20/s with a burst of 1: the last goes at 119/20 s.
+		if d, want := got[len(got)-1].at.Sub(start), 119*time.Second/20; d < want {
+			t.Fatalf("120 messages took %v, want at least %v at 20/s", d, want)
+		}
+		for i := 1; i < len(got); i++ {
+			if gap := got[i].at.Sub(got[i-1].at); gap < 50*time.Millisecond {
+				t.Fatalf("messages %d and %d %v apart, faster than 20/s", i-1, i, gap)
+			}
+		}
+		tg.mu.Lock()
+		maxActive := tg.maxActive
+		tg.mu.Unlock()
+		if maxActive != 3 {
+			t.Fatalf("at most %d sessions at once, want exactly the limit 3", maxActive)
+		}
+		// Within each connection, order is the recorded order.
+		perConn := map[int][]string{}
+		for _, m := range got {
+			perConn[m.conn] = append(perConn[m.conn], m.payload)
+		}
+		for c, ms := range perConn {
+			if !slices.Equal(ms, queries(perSession)) {
+				t.Fatalf("connection %d got %q", c, ms)
+			}
+		}
+	})
+}
+
+func TestReplayMeasuresCorrelatedLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := &target{reply: echoID(50 * time.Millisecond)}
+		client := servePipe(t, tg)
+		var mu sync.Mutex
+		var seen []time.Duration
+		var kinds []string
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: -1, Correlate: "id", HTTPClient: client,
+			OnResponse: func(resp replayer.Response) {
+				mu.Lock()
+				seen = append(seen, resp.Latency)
+				kinds = append(kinds, resp.Kind)
+				mu.Unlock()
+			}})
+		evs := recorded(time.Now(), queries(5), []int{0, 10, 20, 30, 40})
+		if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+			t.Fatal(err)
+		}
+		st := r.Stats()
+		if st.Responses != 5 || st.Timeouts != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+		for _, d := range seen {
+			if d != 50*time.Millisecond {
+				t.Fatalf("latency %v, want the target's 50ms", d)
+			}
+		}
+		slices.Sort(kinds)
+		if want := []string{"connect", "tasks.get", "tasks.get", "tasks.get", "tasks.get"}; !slices.Equal(kinds, want) {
+			t.Fatalf("response kinds %q, want %q", kinds, want)
+		}
+		if st.LatencyP50 < 49*time.Millisecond || st.LatencyP50 > 51*time.Millisecond {
+			t.Fatalf("p50 %v", st.LatencyP50)
+		}
+	})
+}
+
+func TestReplayCountsTimeouts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Answers only even ids.
+		tg := &target{reply: func(msg []byte) ([]byte, time.Duration) {
+			var m struct{ ID int }
+			_ = json.Unmarshal(msg, &m)
+			if m.ID%2 == 1 {
+				return nil, 0
+			}
+			return fmt.Appendf(nil, `{"id":%d}`, m.ID), time.Millisecond
+		}}
+		client := servePipe(t, tg)
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: -1, Correlate: "id", ResponseTimeout: 2 * time.Second, HTTPClient: client})
+		evs := recorded(time.Now(), queries(6), []int{0, 1, 2, 3, 4, 5})
+		if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.Stats(); st.Responses != 3 || st.Timeouts != 3 || st.SessionsCompleted != 1 {
+			t.Fatalf("stats %+v, want 3 responses (ids 0, 2, 4) and 3 timeouts", st)
+		}
+	})
+}
+
+func TestReplayUncorrelatedLatencyIsTimeToNextMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := &target{reply: echoID(30 * time.Millisecond)}
+		client := servePipe(t, tg)
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Speed: 1, Rate: -1, HTTPClient: client})
+		evs := recorded(time.Now(), queries(3), []int{0, 100, 200})
+		if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.Stats(); st.Responses != 3 || st.LatencyP99 < 29*time.Millisecond || st.LatencyP99 > 31*time.Millisecond {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+func TestReplayHandshake(t *testing.T) {
+	tg := &target{protocols: []string{"sync.v3"}, reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	r := newReplayer(t, url, replayer.Options{Rate: -1, Header: http.Header{"Authorization": {"Bearer warm-up"}}})
+	evs := recorded(time.Now(), queries(2), []int{0, 1})
+	if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+		t.Fatal(err)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if len(tg.urls) != 1 || tg.urls[0] != "/sync?client=web" {
+		t.Fatalf("target without a path dialled %q, want the recorded route", tg.urls)
+	}
+	h := tg.headers[0]
+	if h.Get("Authorization") != "Bearer warm-up" || h.Get("User-Agent") != "test/1" || h.Get("Cookie") != "" {
+		t.Fatalf("handshake headers %v: want the configured credential, the recorded user agent, no redacted cookie", h)
+	}
+	if tg.protos[0] != "sync.v3" {
+		t.Fatalf("subprotocol %q, want the recorded sync.v3", tg.protos[0])
+	}
+}
+
+func TestReplayNeverSendsMutatingMessages(t *testing.T) {
+	tg := &target{reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	g := corpus.New(7)
+	g.MutateRate = 0.3
+	var src [][]session.Event
+	mutations := 0
+	for range 20 {
+		evs := g.Session(time.Now(), 15)
+		for _, ev := range evs {
+			if ev.Direction == session.ClientToServer && isMutation(ev.Payload) {
+				mutations++
+			}
+		}
+		src = append(src, evs)
+	}
+	if mutations < 20 {
+		t.Fatalf("corpus has only %d mutations", mutations)
+	}
+	r := newReplayer(t, url+"/sync", replayer.Options{Rate: -1, Concurrency: 4, Correlate: "id"})
+	if err := r.Run(t.Context(), replayer.NewSliceSource(src)); err != nil {
+		t.Fatal(err)
+	}
+	got := tg.received()
+	for _, m := range got {
+		if isMutation([]byte(m.payload)) {
+			t.Fatalf("target received a mutating message: %s", m.payload)
+		}
+	}
+	st := r.Stats()
+	if st.MessagesSkipped["mutating"] != uint64(mutations) {
+		t.Fatalf("skipped %v, want %d mutating", st.MessagesSkipped, mutations)
+	}
+	if st.SessionsCompleted != 20 || st.MessagesSent != uint64(len(got)) || len(got) == 0 {
+		t.Fatalf("stats %+v, target got %d", st, len(got))
+	}
+}
+
+func isMutation(msg []byte) bool {
+	var m struct{ Type string }
+	if json.Unmarshal(msg, &m) != nil {
+		return false
+	}
+	return slices.Contains(corpus.MutatingTypes, m.Type)
+}
+
+func TestReplayDryRunPrintsPlanWithoutConnecting(t *testing.T) {
+	var out bytes.Buffer
+	r := newReplayer(t, "ws://127.0.0.1:1/sync", replayer.Options{DryRun: &out,
+		Safety: []replayer.SafetyRule{mustSafety(t, "type=mutate")}})
+	evs := recorded(time.Now(), []string{`{"type":"connect"}`, `{"type":"mutate","id":1}`, `{"type":"query","id":2}`, `not json`}, []int{0, 1, 2, 3})
+	if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{`send {"type":"connect"}`, `skip mutating {"type":"mutate","id":1}`, `send {"type":"query","id":2}`, `skip unchecked not json`}
+	if len(lines) != len(want) {
+		t.Fatalf("dry run printed %q", lines)
+	}
+	for i, l := range lines {
+		if !strings.HasSuffix(l, want[i]) || !strings.HasPrefix(l, evs[0].Session.String()) {
+			t.Fatalf("line %d %q, want ...%s", i, l, want[i])
+		}
+	}
+	if st := r.Stats(); st.MessagesSent != 0 || len(st.SessionsFailed) != 0 {
+		t.Fatalf("dry run stats %+v", st)
+	}
+}
+
+func mustSafety(t *testing.T, s string) replayer.SafetyRule {
+	t.Helper()
+	r, err := replayer.ParseSafetyRule(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestReplayFailingSessionsAreReplaced(t *testing.T) {
+	// Every third connection is dropped on its second message.
+	tg := &target{reply: echoID(0), drop: func(conn, n int) bool { return conn%3 == 0 && n == 2 }}
+	url := serveLoopback(t, tg)
+	var src [][]session.Event
+	for range 9 {
+		src = append(src, recorded(time.Now(), queries(4), []int{0, 1, 2, 3}))
+	}
+	src = append(src, []session.Event{{Kind: session.KindFrame}}) // no open event
+	r := newReplayer(t, url+"/sync", replayer.Options{Rate: -1, Concurrency: 2, Correlate: "id"})
+	if err := r.Run(t.Context(), replayer.NewSliceSource(src)); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	failed := uint64(0)
+	for _, n := range st.SessionsFailed {
+		failed += n
+	}
+	if st.SessionsStarted != 10 || st.SessionsCompleted+failed != 10 || st.SessionsFailed["no_open"] != 1 || failed < 3 {
+		t.Fatalf("stats %+v: want 10 started, the no-open one and the dropped ones failed, the rest completed", st)
+	}
+}
+
+func TestReplayTargetDownEndsByContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Nothing listens: every dial fails, backs off, and the run ends
+		// when its context does.
+		p := newPipeNet()
+		p.Close()
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: -1, HTTPClient: &http.Client{Transport: &http.Transport{DialContext: p.DialContext}}})
+		var src [][]session.Event
+		for range 100 {
+			src = append(src, recorded(time.Now(), queries(2), []int{0, 1}))
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		err := r.Run(ctx, replayer.NewSliceSource(src))
+		if err == nil {
+			t.Fatal("run against a dead target ended without its context")
+		}
+		st := r.Stats()
+		if n := st.SessionsFailed["connect"]; n == 0 || n > 20 {
+			t.Fatalf("%d dial failures in 10s: want some, backed off (not a hot loop)", n)
+		}
+	})
+}
+
+func TestReplayBacksOffWhenLatencyClimbs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// One message at a time, 20ms each: at 200 messages/s the queue grows
+		// and latency climbs.
+		var mu sync.Mutex
+		busyUntil := time.Now()
+		tg := &target{reply: func(msg []byte) ([]byte, time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			now := time.Now()
+			if busyUntil.Before(now) {
+				busyUntil = now
+			}
+			busyUntil = busyUntil.Add(20 * time.Millisecond)
+			resp, _ := echoID(0)(msg)
+			return resp, busyUntil.Sub(now)
+		}}
+		client := servePipe(t, tg)
+		var src [][]session.Event
+		for range 40 {
+			src = append(src, recorded(time.Now(), queries(50), make([]int, 50)))
+		}
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: 200, Concurrency: 4, Correlate: "id", ResponseTimeout: time.Minute, HTTPClient: client})
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		_ = r.Run(ctx, replayer.NewSliceSource(src))
+		if st := r.Stats(); st.RateLimit >= 100 {
+			t.Fatalf("rate limit %v after 20s of a queueing target, want backed off below 100", st.RateLimit)
+		}
+	})
+}
+
+func TestReplayHoldsRateForAFastTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := &target{reply: echoID(time.Millisecond)}
+		client := servePipe(t, tg)
+		var src [][]session.Event
+		for range 20 {
+			src = append(src, recorded(time.Now(), queries(50), make([]int, 50)))
+		}
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: 100, Concurrency: 4, Correlate: "id", HTTPClient: client})
+		if err := r.Run(t.Context(), replayer.NewSliceSource(src)); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.Stats(); st.RateLimit != 100 || st.MessagesSent != 1000 {
+			t.Fatalf("stats %+v: want 1000 sent and the rate held at 100", st)
+		}
+	})
+}
+
+func TestReplayRewritesBeforeSending(t *testing.T) {
+	tg := &target{reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	rules := []replayer.RewriteRule{}
+	for _, s := range []string{"token=unredact:warm-secret", "ts=shift", "req=fresh"} {
+		rr, err := replayer.ParseRewriteRule(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, rr)
+	}
+	start := time.Now().Add(-time.Hour)
+	tsRec := start.UnixMilli()
+	msgs := []string{
+		`{"type":"connect","token":"__preheat_redacted__"}`,
+		fmt.Sprintf(`{"type":"query","ts":%d,"req":"r_0123456789"}`, tsRec),
+		`{"type":"query","req":"r_0123456789"}`,
+	}
+	r := newReplayer(t, url+"/sync", replayer.Options{Rate: -1, Rewrite: rules, ResponseTimeout: 200 * time.Millisecond})
+	if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{recorded(start, msgs, []int{0, 1, 2})})); err != nil {
+		t.Fatal(err)
+	}
+	got := tg.received()
+	if len(got) != 3 || got[0].payload != `{"type":"connect","token":"warm-secret"}` {
+		t.Fatalf("got %+v", got)
+	}
+	var m1, m2 struct {
+		TS  int64
+		Req string
+	}
+	_ = json.Unmarshal([]byte(got[1].payload), &m1)
+	_ = json.Unmarshal([]byte(got[2].payload), &m2)
+	if shift := time.Duration(m1.TS-tsRec) * time.Millisecond; shift < 59*time.Minute || shift > 61*time.Minute {
+		t.Fatalf("timestamp shifted by %v, want about the hour since recording", shift)
+	}
+	if m1.Req == "r_0123456789" || !strings.HasPrefix(m1.Req, "r_") || len(m1.Req) != len("r_0123456789") || m1.Req != m2.Req {
+		t.Fatalf("fresh ids %q and %q: want a new id of the same shape, equal within the session", m1.Req, m2.Req)
+	}
+}
+
+func TestSourceErrorEndsRun(t *testing.T) {
+	r := newReplayer(t, "ws://127.0.0.1:1/sync", replayer.Options{})
+	err := r.Run(t.Context(), failingSource{})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+type failingSource struct{}
+
+func (failingSource) Next(context.Context) ([]session.Event, error) {
+	return nil, errors.New("boom")
+}
+
+func TestReplayResultClassifiesFailures(t *testing.T) {
+	evs := func() []session.Event { return recorded(time.Now(), queries(3), []int{0, 1, 2}) }
+	f := func(tg *target, wantFailure string, check func(replayer.SessionResult) bool) {
+		t.Helper()
+		url := serveLoopback(t, tg)
+		r := newReplayer(t, url+"/sync", replayer.Options{Rate: -1, Correlate: "id", ResponseTimeout: time.Second})
+		res := r.Replay(t.Context(), evs())
+		if res.Failure != wantFailure || !check(res) {
+			t.Fatalf("result %+v, want failure %q", res, wantFailure)
+		}
+		if st := r.Stats(); st.SessionsStarted != 1 || (wantFailure != "" && st.SessionsFailed[wantFailure] != 1) {
+			t.Fatalf("stats %+v", st)
+		}
+	}
+	f(&target{reply: echoID(0)}, "", func(r replayer.SessionResult) bool { return r.Sent == 3 && r.CloseCode == -1 })
+	f(&target{refuse: http.StatusForbidden}, "handshake", func(r replayer.SessionResult) bool { return r.Status == http.StatusForbidden })
+	f(&target{reply: echoID(0), dropCode: websocket.StatusInternalError, drop: func(_, n int) bool { return n == 3 }}, "closed_by_target",
+		func(r replayer.SessionResult) bool { return r.CloseCode == int(websocket.StatusInternalError) })
+
+	r := newReplayer(t, "ws://127.0.0.1:1/sync", replayer.Options{Rate: -1})
+	if res := r.Replay(t.Context(), evs()); res.Failure != "connect" || res.Err == nil {
+		t.Fatalf("dead target: %+v", res)
+	}
+}

@@ -1,0 +1,346 @@
+package replayer
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A SafetyRule marks client messages as mutating: a message whose JSON
+// field at Field has one of Values, or matches Match, is never sent.
+type SafetyRule struct {
+	// Field is a dotted path to a field of a JSON object message, such as
+	// "type" or "request.method".
+	Field string
+	// Values lists exact values (a string's contents, or a number or bool
+	// as written) that mark a message as mutating.
+	Values []string
+	// Match, if set, marks a message whose field's value matches it.
+	Match *regexp.Regexp
+
+	path path
+}
+
+// String returns the rule in the syntax ParseSafetyRule reads.
+func (r SafetyRule) String() string {
+	if r.Match != nil {
+		return r.Field + "~" + r.Match.String()
+	}
+	return r.Field + "=" + strings.Join(r.Values, ",")
+}
+
+// ParseSafetyRule reads a rule written "field=v1,v2" (exact values) or
+// "field~regexp" (a regular expression, unanchored unless it says so).
+func ParseSafetyRule(s string) (SafetyRule, error) {
+	if i := strings.IndexAny(s, "=~"); i > 0 {
+		r := SafetyRule{Field: s[:i]}
+		p, err := parsePath(r.Field)
+		if err != nil {
+			return SafetyRule{}, fmt.Errorf("safety rule %q: %w", s, err)
+		}
+		r.path = p
+		arg := s[i+1:]
+		if s[i] == '~' {
+			re, err := regexp.Compile(arg)
+			if err != nil {
+				return SafetyRule{}, fmt.Errorf("safety rule %q: %w", s, err)
+			}
+			r.Match = re
+			return r, nil
+		}
+		for v := range strings.SplitSeq(arg, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				r.Values = append(r.Values, v)
+			}
+		}
+		if len(r.Values) == 0 {
+			return SafetyRule{}, fmt.Errorf("safety rule %q: no values", s)
+		}
+		return r, nil
+	}
+	return SafetyRule{}, fmt.Errorf("safety rule %q: want field=v1,v2 or field~regexp", s)
+}
+
+// DefaultSafetyRules are used when Options.Safety is nil: a message is
+// mutating when its "type" is mutate, write or delete, or when its "type",
+// "op", "method" or "action" names a verb that changes state (create,
+// update, delete, remove, write, mutate, insert, upsert, set, put, patch,
+// post, add, move, archive, send) as a whole word of a dotted, slashed,
+// dashed or underscored name.
+var DefaultSafetyRules = mustRules(
+	"type=mutate,write,delete",
+	`type~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
+	`op~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
+	`method~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
+	`action~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
+)
+
+func mustRules(ss ...string) []SafetyRule {
+	out := make([]SafetyRule, len(ss))
+	for i, s := range ss {
+		r, err := ParseSafetyRule(s)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// compile fills the parsed path of a rule built as a struct literal.
+func (r *SafetyRule) compile() error {
+	if r.path != nil {
+		return nil
+	}
+	p, err := parsePath(r.Field)
+	if err != nil {
+		return fmt.Errorf("safety rule: %w", err)
+	}
+	if len(r.Values) == 0 && r.Match == nil {
+		return fmt.Errorf("safety rule on %q: no values and no pattern", r.Field)
+	}
+	r.path = p
+	return nil
+}
+
+// matches reports whether msg is mutating by this rule. err is set when msg
+// is not a well-formed JSON object.
+func (r *SafetyRule) matches(msg []byte) (bool, error) {
+	raw, ok, err := lookup(msg, r.path)
+	if err != nil || !ok {
+		return false, err
+	}
+	v, ok := scalar(raw)
+	if !ok {
+		return false, nil
+	}
+	if r.Match != nil {
+		return r.Match.MatchString(v), nil
+	}
+	return slices.Contains(r.Values, v), nil
+}
+
+// RewriteAction says what a RewriteRule does to a field.
+type RewriteAction string
+
+// The rewrite actions.
+const (
+	// Set replaces the value with the string Arg.
+	Set RewriteAction = "set"
+	// Raw replaces the value with the JSON value Arg.
+	Raw RewriteAction = "raw"
+	// Unredact replaces the value with the string Arg only where the tap
+	// redacted it (the value is the redaction marker).
+	Unredact RewriteAction = "unredact"
+	// Shift moves a timestamp by the time between the session's recording
+	// and its replay: a number of seconds, milliseconds or microseconds
+	// since 1970 (told apart by magnitude), or an RFC 3339 string.
+	Shift RewriteAction = "shift"
+	// Fresh replaces the value with a random one of the same JSON type and
+	// length, the same for equal values within one replayed session, so
+	// later messages that repeat an id still agree with each other.
+	Fresh RewriteAction = "fresh"
+)
+
+// A RewriteRule changes a field of client messages before they are sent.
+// Messages without the field, and messages that are not JSON objects, are
+// sent unchanged.
+type RewriteRule struct {
+	// Field is a dotted path to the field, such as "token" or "client.ts".
+	Field string
+	// Action is what to do.
+	Action RewriteAction
+	// Arg is the value for Set, Raw and Unredact.
+	Arg string
+
+	path path
+}
+
+// String returns the rule in the syntax ParseRewriteRule reads.
+func (r RewriteRule) String() string {
+	if r.Action == Shift || r.Action == Fresh {
+		return r.Field + "=" + string(r.Action)
+	}
+	return r.Field + "=" + string(r.Action) + ":" + r.Arg
+}
+
+// ParseRewriteRule reads a rule written "field=set:VALUE", "field=raw:JSON",
+// "field=unredact:VALUE", "field=shift" or "field=fresh".
+func ParseRewriteRule(s string) (RewriteRule, error) {
+	field, spec, ok := strings.Cut(s, "=")
+	if !ok {
+		return RewriteRule{}, fmt.Errorf("rewrite rule %q: want field=action[:value]", s)
+	}
+	action, arg, _ := strings.Cut(spec, ":")
+	r := RewriteRule{Field: field, Action: RewriteAction(action), Arg: arg}
+	if err := r.compile(); err != nil {
+		return RewriteRule{}, fmt.Errorf("rewrite rule %q: %w", s, err)
+	}
+	return r, nil
+}
+
+func (r *RewriteRule) compile() error {
+	p, err := parsePath(r.Field)
+	if err != nil {
+		return err
+	}
+	switch r.Action {
+	case Set, Unredact, Shift, Fresh:
+	case Raw:
+		if !json.Valid([]byte(r.Arg)) {
+			return fmt.Errorf("raw value %q is not JSON", r.Arg)
+		}
+	default:
+		return fmt.Errorf("unknown action %q (want set, raw, unredact, shift or fresh)", r.Action)
+	}
+	r.path = p
+	return nil
+}
+
+// rewriter applies rewrite rules to one session's messages.
+type rewriter struct {
+	rules  []RewriteRule
+	marker string
+	shift  time.Duration // replay start minus recording start
+	fresh  map[string][]byte
+}
+
+// apply returns msg with every rule applied; msg itself is not modified.
+// Messages that are not JSON objects come back unchanged.
+func (w *rewriter) apply(msg []byte) []byte {
+	for i := range w.rules {
+		r := &w.rules[i]
+		s, e, ok, err := span(msg, r.path)
+		if err != nil || !ok {
+			continue
+		}
+		if v, ok := w.value(r, msg[s:e]); ok {
+			msg = replace(msg, s, e, v)
+		}
+	}
+	return msg
+}
+
+func (w *rewriter) value(r *RewriteRule, old []byte) ([]byte, bool) {
+	switch r.Action {
+	case Set:
+		return quote(r.Arg), true
+	case Raw:
+		return []byte(r.Arg), true
+	case Unredact:
+		if v, ok := scalar(old); ok && old[0] == '"' && strings.Contains(v, w.marker) {
+			return quote(strings.ReplaceAll(v, w.marker, r.Arg)), true
+		}
+		return nil, false
+	case Shift:
+		return shiftTime(old, w.shift)
+	case Fresh:
+		if w.fresh == nil {
+			w.fresh = make(map[string][]byte)
+		}
+		if v, ok := w.fresh[string(old)]; ok {
+			return v, true
+		}
+		v, ok := freshValue(old)
+		if ok && len(w.fresh) < maxFresh {
+			w.fresh[string(old)] = v
+		}
+		return v, ok
+	}
+	return nil, false
+}
+
+// maxFresh bounds the ids one session's Fresh rules remember.
+const maxFresh = 4096
+
+func quote(s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return b
+}
+
+// shiftTime moves a timestamp value by d.
+func shiftTime(old []byte, d time.Duration) ([]byte, bool) {
+	if len(old) == 0 {
+		return nil, false
+	}
+	if old[0] == '"' {
+		var s string
+		if json.Unmarshal(old, &s) != nil {
+			return nil, false
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, false
+		}
+		layout := time.RFC3339
+		if strings.ContainsRune(s, '.') {
+			layout = time.RFC3339Nano
+		}
+		return quote(t.Add(d).Format(layout)), true
+	}
+	n, err := strconv.ParseInt(string(old), 10, 64)
+	if err != nil || n <= 0 {
+		return nil, false
+	}
+	switch {
+	case n >= 1e15: // microseconds
+		n += d.Microseconds()
+	case n >= 1e12: // milliseconds
+		n += d.Milliseconds()
+	case n >= 1e9: // seconds
+		n += int64(d / time.Second)
+	default:
+		return nil, false // too small to be a timestamp of this century
+	}
+	return strconv.AppendInt(nil, n, 10), true
+}
+
+// freshValue returns a random value like old: a string of the same length
+// (hex digits, keeping any non-alphanumeric prefix such as "tok_"), or an
+// integer with the same number of digits.
+func freshValue(old []byte) ([]byte, bool) {
+	if len(old) == 0 {
+		return nil, false
+	}
+	if old[0] == '"' {
+		var s string
+		if json.Unmarshal(old, &s) != nil || s == "" {
+			return nil, false
+		}
+		keep := strings.LastIndexAny(s, "_-:") + 1
+		n := len(s) - keep
+		if n == 0 {
+			return nil, false
+		}
+		b := make([]byte, (n+1)/2)
+		_, _ = rand.Read(b)
+		return quote(s[:keep] + hex.EncodeToString(b)[:n]), true
+	}
+	digits := len(old)
+	if old[0] == '-' {
+		digits--
+	}
+	if digits < 1 || digits > 18 {
+		return nil, false
+	}
+	if _, err := strconv.ParseInt(string(old), 10, 64); err != nil {
+		return nil, false
+	}
+	lo, width := int64(0), int64(10) // one digit: 0-9
+	if digits > 1 {
+		lo = 1
+		for range digits - 1 {
+			lo *= 10
+		}
+		width = 9 * lo // [10^(d-1), 10^d)
+	}
+	n, _ := rand.Int(rand.Reader, big.NewInt(width))
+	return strconv.AppendInt(nil, lo+n.Int64(), 10), true
+}

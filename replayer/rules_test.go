@@ -1,0 +1,166 @@
+package replayer
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSpan(t *testing.T) {
+	f := func(msg, p, want string, found bool) {
+		t.Helper()
+		pp, err := parsePath(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, e, ok, err := span([]byte(msg), pp)
+		if err != nil {
+			t.Fatalf("span(%s, %s): %v", msg, p, err)
+		}
+		if ok != found || (ok && msg[s:e] != want) {
+			t.Fatalf("span(%s, %s) = %q %v, want %q %v", msg, p, msg[s:e], ok, want, found)
+		}
+	}
+	f(`{"type":"query","id":7}`, "id", "7", true)
+	f(`{"type" : "query" , "id" :  "x\"y" }`, "id", `"x\"y"`, true)
+	f(`{"a":{"b":{"c":[1,2]}},"c":1}`, "a.b.c", "[1,2]", true)
+	f(`{"a":{"b":1},"b":2}`, "b", "2", true)
+	f(`{"a":[{"b":1}]}`, "a.b", "", false)
+	f(`{"a":"x"}`, "a.b", "", false)
+	f(`{"x":{"id":1}}`, "id", "", false)
+	f(`{}`, "id", "", false)
+	f(`{"a":null}`, "a", "null", true)
+
+	for _, bad := range []string{``, `[1]`, `"s"`, `{"a":`, `{"a" 1}`, `{1:2}`, `not json`} {
+		if _, _, _, err := span([]byte(bad), path{"a"}); err == nil {
+			t.Fatalf("span(%q): no error", bad)
+		}
+	}
+}
+
+func TestSafetyRules(t *testing.T) {
+	f := func(rule, msg string, want bool) {
+		t.Helper()
+		r, err := ParseSafetyRule(rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.matches([]byte(msg))
+		if err != nil || got != want {
+			t.Fatalf("%s on %s: %v %v, want %v", rule, msg, got, err, want)
+		}
+	}
+	f("type=mutate,write,delete", `{"type":"write"}`, true)
+	f("type=mutate,write,delete", `{"type":"query"}`, false)
+	f("type=mutate", `{"kind":"mutate"}`, false)
+	f("req.method=POST", `{"req":{"method":"POST"}}`, true)
+	f(`op~^tasks\.(update|delete)$`, `{"op":"tasks.update"}`, true)
+	f(`op~^tasks\.(update|delete)$`, `{"op":"tasks.updated"}`, false)
+	f("flag=true", `{"flag":true}`, true)
+
+	for _, bad := range []string{"type", "=x", "type=", "a..b=x", "op~(", ".a=x"} {
+		if _, err := ParseSafetyRule(bad); err == nil {
+			t.Fatalf("ParseSafetyRule(%q): no error", bad)
+		}
+	}
+}
+
+func TestDefaultSafetyRules(t *testing.T) {
+	r := &Replayer{opts: Options{Safety: DefaultSafetyRules}}
+	for msg, want := range map[string]string{
+		`{"type":"mutate","id":1}`:                    "mutating",
+		`{"type":"delete"}`:                           "mutating",
+		`{"type":"query","op":"tasks.update"}`:        "mutating",
+		`{"type":"query","op":"tasks.get"}`:           "",
+		`{"method":"createTask"}`:                     "",
+		`{"method":"task/create"}`:                    "mutating",
+		`{"action":"ARCHIVE_PROJECT"}`:                "mutating",
+		`{"type":"query","op":"settings.list"}`:       "",
+		`{"type":"subscribe","op":"inbox.list"}`:      "",
+		`{"type":"query","op":"comments.add","id":3}`: "mutating",
+		`[1,2]`:    "unchecked",
+		`not json`: "unchecked",
+	} {
+		if got := r.check([]byte(msg)); got != want {
+			t.Errorf("default rules on %s: %q, want %q", msg, got, want)
+		}
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	rules := func(ss ...string) []RewriteRule {
+		var out []RewriteRule
+		for _, s := range ss {
+			r, err := ParseRewriteRule(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	w := rewriter{rules: rules("token=unredact:s3cret", "user.name=set:warm \"bot\"", "opts=raw:{\"a\":1}"), marker: "__preheat_redacted__"}
+	got := string(w.apply([]byte(`{"token":"Bearer __preheat_redacted__","user":{"name":"ann"},"opts":null,"z":1}`)))
+	if want := `{"token":"Bearer s3cret","user":{"name":"warm \"bot\""},"opts":{"a":1},"z":1}`; got != want {
+		t.Fatalf("rewrite: %s\nwant     %s", got, want)
+	}
+	if got := string(w.apply([]byte(`{"token":"real"}`))); got != `{"token":"real"}` {
+		t.Fatalf("unredact touched an unredacted value: %s", got)
+	}
+	if got := string(w.apply([]byte(`not json`))); got != "not json" {
+		t.Fatalf("rewrite changed a non-JSON message: %s", got)
+	}
+
+	shift := rewriter{rules: rules("ms=shift", "s=shift", "us=shift", "iso=shift", "small=shift"), shift: time.Hour}
+	got = string(shift.apply([]byte(`{"ms":1763800000000,"s":1763800000,"us":1763800000000000,"iso":"2026-11-22T10:00:00Z","small":42}`)))
+	if want := `{"ms":1763803600000,"s":1763803600,"us":1763803600000000,"iso":"2026-11-22T11:00:00Z","small":42}`; got != want {
+		t.Fatalf("shift: %s\nwant   %s", got, want)
+	}
+
+	fresh := rewriter{rules: rules("id=fresh", "n=fresh")}
+	a := fresh.apply([]byte(`{"id":"req_abcdef","n":12345}`))
+	b := fresh.apply([]byte(`{"id":"req_abcdef","n":12345}`))
+	if string(a) != string(b) {
+		t.Fatalf("fresh not consistent within a session: %s vs %s", a, b)
+	}
+	var m struct {
+		ID string
+		N  int
+	}
+	if err := json.Unmarshal(a, &m); err != nil || m.ID == "req_abcdef" || !strings.HasPrefix(m.ID, "req_") || len(m.ID) != 10 || m.N < 10000 || m.N > 99999 {
+		t.Fatalf("fresh: %s (%v)", a, err)
+	}
+
+	for _, bad := range []string{"token", "token=nope", "=set:x", "x=raw:{", "a..b=fresh"} {
+		if _, err := ParseRewriteRule(bad); err == nil {
+			t.Fatalf("ParseRewriteRule(%q): no error", bad)
+		}
+	}
+}
+
+// FuzzSpan feeds arbitrary messages to the field finder and the rules that
+// use it: no panic, and a found span is always a valid JSON value.
+func FuzzSpan(f *testing.F) {
+	for _, s := range []string{`{"type":"query","id":7}`, `{"a":{"b":{"c":1}}}`, `{"a":[1,{"b":2}]}`, `{`, `{"a":"\u00`, `[]`} {
+		f.Add([]byte(s))
+	}
+	paths := []path{{"id"}, {"a", "b"}, {"a", "b", "c"}, {"type"}}
+	rules := DefaultSafetyRules
+	w := rewriter{rules: []RewriteRule{{Field: "id", Action: Fresh, path: path{"id"}}, {Field: "a.b", Action: Shift, path: path{"a", "b"}}}, shift: time.Minute}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		for _, p := range paths {
+			s, e, ok, err := span(msg, p)
+			if ok && (err != nil || s < 0 || e > len(msg) || s > e || !json.Valid(msg[s:e])) {
+				t.Fatalf("span(%q, %v) = [%d,%d) %v", msg, p, s, e, err)
+			}
+		}
+		for i := range rules {
+			_, _ = rules[i].matches(msg)
+		}
+		out := w.apply(msg)
+		if json.Valid(msg) && !json.Valid(out) {
+			t.Fatalf("rewrite made invalid JSON: %q -> %q", msg, out)
+		}
+	})
+}
