@@ -25,6 +25,7 @@ import (
 	"github.com/preheatdev/preheat/capture/redact"
 	"github.com/preheatdev/preheat/internal/coldserver"
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/stream"
 	"github.com/preheatdev/preheat/stream/dirlog"
@@ -331,12 +332,13 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 			float64(row.l.quantile(99))/float64(max(sp99, 1)))
 	}
 	fmt.Fprintln(out)
-	trueWarm := "not reached by the simulator's own count (95% of calls on C2 code over 10s)"
+	fmt.Fprintf(out, "Server B was released after %v (%s).\n", releasedAfter.Round(100*time.Millisecond), res.Decision.Outcome)
 	if !stB.WarmAt.IsZero() {
-		tw := stB.WarmAt.Sub(warmStart)
-		trueWarm = fmt.Sprintf("%v by the simulator's own count; release / true warm = %.2f", tw.Round(100*time.Millisecond), releasedAfter.Seconds()/tw.Seconds())
+		fmt.Fprintf(out, "  95%% of its calls ran fully compiled (C2) code from %v on, by the simulator's own count.\n", stB.WarmAt.Sub(warmStart).Round(100*time.Millisecond))
 	}
-	fmt.Fprintf(out, "Server B was released after %v (%s); true warm at %s.\n", releasedAfter.Round(100*time.Millisecond), res.Decision.Outcome, trueWarm)
+	if quiet, ok := compileQuiet(res.Report, 20, 10); ok {
+		fmt.Fprintf(out, "  Its compile rate stayed under 20 ms/s from %.0fs on: release / compile quiet = %.2f.\n", quiet, releasedAfter.Seconds()/quiet)
+	}
 	if mutationsB > 0 {
 		return fmt.Errorf("server B received %d mutating messages during warm-up", mutationsB)
 	}
@@ -348,6 +350,29 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(out, "The stream is kept: preheat inspect --stream file://%s\n", dir)
 	}
 	return nil
+}
+
+// compileQuiet returns the first time, in seconds from the report's start,
+// from which the compile rate stays under limit for at least span seconds.
+func compileQuiet(rep *readiness.Report, limit, span float64) (float64, bool) {
+	for _, s := range rep.Signals {
+		if s.Name != readiness.Compile.String() {
+			continue
+		}
+		start := -1.0
+		for _, p := range s.Points {
+			switch {
+			case p.V >= limit:
+				start = -1
+			case start < 0:
+				start = p.T
+			}
+			if start >= 0 && p.T-start >= span {
+				return start, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // waitCache waits until the cache holds n sessions or the stream's end is

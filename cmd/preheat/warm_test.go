@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -197,9 +198,15 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	readyAddr, _ := startCommand(t, "warm: serving /readyz", "warm", "--target", "ws://"+addr+"/sync",
 		"--metrics", "http://"+addr+"/metrics", "--cache", cache, "--ready-addr", "127.0.0.1:0",
 		"--window", "10s", "--min-warm", "5s", "--deadline", "2m", "--rate", "400", "--concurrency", "8",
-		"--report", report, "--progress", "0")
+		"--report", report, "--progress", "0",
+		// Under -race, beside other test packages on two cores, scheduler
+		// jitter is the machine's more than the simulator's: this test
+		// decides on the compile rate and replay latency (the readiness
+		// tests cover jitter).
+		"--jitter-metric", "not_exposed")
 
 	// 503 while warming, then 200.
+	started := time.Now()
 	sawWarming := false
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -221,6 +228,7 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	st := sim.State()
+	t.Logf("released after %v; the simulator was warm by its own count %v after the start", time.Since(started), st.WarmAt.Sub(started))
 	if !sawWarming {
 		t.Fatal("/readyz never said 503 while warming")
 	}
@@ -229,6 +237,25 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	}
 	if n := sim.Mutations(); n != 0 {
 		t.Fatalf("warm-up sent %d mutating messages", n)
+	}
+
+	// The ready server's other pages.
+	for path, want := range map[string]string{
+		"/status":      `"ready": true`,
+		"/report":      "<svg",
+		"/report.json": `"outcome": "warm"`,
+		"/metrics":     "preheat_replay_messages_sent_total",
+		"/healthz":     "ok",
+	} {
+		resp, err := http.Get("http://" + readyAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
+		}
 	}
 
 	// The report was written and says warm.
@@ -251,17 +278,34 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 		t.Fatalf("html report: %v", err)
 	}
 
-	// First real traffic: the released server against a cold twin.
-	_, coldAddr := serveCold(t)
-	first := func(addr string) time.Duration {
+	// First real traffic: the released server against a cold twin. What
+	// decides is the simulator's ground truth, which machine load cannot
+	// blur: the share of first-traffic calls that ran fully compiled code.
+	coldSim, coldAddr := serveCold(t)
+	first := func(sim *coldserver.Server, addr string) (compiled float64) {
+		before := sim.State()
 		l := newDemoLoad("ws://"+addr+"/sync", &demoOptions{clients: 8, queries: 20})
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return l.run(ctx, 9).quantile(50)
+		lat := l.run(ctx, 9)
+		after := sim.State()
+		var onC2, all uint64
+		for i, p := range after.Paths {
+			n := p.Invocations - before.Paths[i].Invocations
+			all += n
+			if before.Paths[i].Tier == coldserver.C2 {
+				onC2 += n
+			}
+		}
+		t.Logf("%s: %d requests, p50 %v p90 %v p99 %v; %d of %d calls on paths compiled at the start", addr, lat.count(),
+			lat.quantile(50), lat.quantile(90), lat.quantile(99), onC2, all)
+		return float64(onC2) / float64(max(all, 1))
 	}
-	warm, cold := first(addr), first(coldAddr)
-	t.Logf("first traffic p50: warmed %v, cold %v", warm, cold)
-	if warm*3 > cold {
-		t.Fatalf("first traffic p50 %v on the warmed server, %v on a cold one: want the warmed one at least 3x faster", warm, cold)
+	// (Latency is logged, not asserted: on a loaded CI machine it measures
+	// the machine. The demo and docs/benchmarks.md report it.)
+	warmShare := first(sim, addr)
+	coldShare := first(coldSim, coldAddr)
+	if warmShare < 0.95 || coldShare != 0 {
+		t.Fatalf("first traffic ran %.1f%% compiled on the warmed server, %.1f%% on the cold one: want at least 95%% and 0%%", 100*warmShare, 100*coldShare)
 	}
 }
