@@ -6,4 +6,6 @@ import "net"
 
 // chunkReader reads into a pooled buffer; only Linux avoids holding it
 // while the connection is idle.
-func chunkReader(c net.Conn) func() (*[]byte, int, error) { return plainChunkReader(c) }
+func chunkReader(c net.Conn) (next func() (*[]byte, int, error), direct bool) {
+	return plainChunkReader(c), false
+}

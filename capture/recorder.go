@@ -397,16 +397,13 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 	r.m.redacted("header", hn)
 	r.m.redacted("query", qn)
 	rec := &Recording{
-		r:      r,
-		id:     id,
-		key:    id.String(),
-		start:  time.Now(),
-		redact: rd,
-		queue:  r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
-		parsers: [2]*wsframe.Parser{
-			wsframe.NewParser(&wsframe.Options{Client: true, Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes, MaxInflateBytes: r.maxInflate()}),
-			wsframe.NewParser(&wsframe.Options{Deflate: deflate, MaxMessageBytes: r.opts.MaxMessageBytes, MaxInflateBytes: r.maxInflate()}),
-		},
+		r:       r,
+		id:      id,
+		key:     id.String(),
+		start:   time.Now(),
+		redact:  rd,
+		queue:   r.queues[binary.BigEndian.Uint32(id[12:])%uint32(len(r.queues))],
+		deflate: deflate,
 	}
 	open := session.Event{
 		Session: id, Seq: 0, Kind: session.KindOpen,
@@ -482,19 +479,25 @@ func (r *Recorder) admit(p *Policy, id session.ID, path string) string {
 }
 
 // Recording is one session being recorded. Client and Server are each
-// called from one goroutine (the one moving that direction's bytes); End
-// once both are done.
+// called for one direction's bytes, in order and never concurrently (by the
+// pump moving that direction's bytes, which may change goroutines between
+// calls); End once both are done.
 type Recording struct {
-	r      *Recorder
-	id     session.ID
-	key    string
-	start  time.Time
-	redact *redact.Redactor
-	queue  chan *exportJob
+	r       *Recorder
+	id      session.ID
+	key     string
+	start   time.Time
+	redact  *redact.Redactor
+	queue   chan *exportJob
+	deflate *wsframe.DeflateParams // negotiated permessage-deflate, or nil
 
 	// parsers[0] parses client bytes and is used only by Client;
-	// parsers[1] server bytes, only by Server.
+	// parsers[1] server bytes, only by Server. Between messages an idle
+	// parser goes back to parserPool, so that an idle session holds none;
+	// the next bytes take one again. parsed[dir] is set when a direction
+	// is no longer parsed.
 	parsers    [2]*wsframe.Parser
+	parsed     [2]bool
 	stopped    atomic.Bool     // no more events are recorded
 	inflight   [2]atomic.Int64 // Unix nanoseconds of each direction's chunk being forwarded and parsed; 0 for none
 	at         [2]time.Time    // when the bytes being parsed were forwarded, per direction
@@ -570,14 +573,14 @@ func (s *Recording) releaseLocked() {
 }
 
 func (s *Recording) feed(dir int, b []byte, at time.Time) {
-	p := s.parsers[dir]
-	if p == nil {
+	if s.parsed[dir] {
 		return
 	}
 	if s.stopped.Load() {
 		s.releaseParser(dir)
 		return
 	}
+	p := s.parser(dir)
 	s.at[dir] = at
 	err := p.Feed(b, func(m *wsframe.Message) { s.message(dir, m) })
 	// This chunk is parsed: what the other direction held back for it goes
@@ -608,16 +611,41 @@ func (s *Recording) feed(dir int, b []byte, at time.Time) {
 		if used > s.r.opts.BudgetBytes && held > 0 {
 			s.cut("budget")
 			s.releaseParser(dir)
+			return
 		}
+	}
+	if p.Idle() {
+		// Between messages the parser holds nothing the next bytes need.
+		s.parsers[dir] = nil
+		parserPool.Put(p)
 	}
 }
 
-// releaseParser releases a direction's parser and gives back the budget it
-// held. Only the goroutine feeding that direction, or End, calls it.
+// parserPool holds the parsers of idle sessions, for Reset.
+var parserPool = sync.Pool{New: func() any { return new(wsframe.Parser) }}
+
+// parser returns the parser of direction dir, taking one from parserPool
+// when the direction has none.
+func (s *Recording) parser(dir int) *wsframe.Parser {
+	if p := s.parsers[dir]; p != nil {
+		return p
+	}
+	p := parserPool.Get().(*wsframe.Parser)
+	p.Reset(&wsframe.Options{Client: dir == 0, Deflate: s.deflate,
+		MaxMessageBytes: s.r.opts.MaxMessageBytes, MaxInflateBytes: s.r.maxInflate()})
+	s.parsers[dir] = p
+	return p
+}
+
+// releaseParser stops parsing a direction: it releases the direction's
+// parser and gives back the budget it held. Only the feeder of that
+// direction, or End, calls it.
 func (s *Recording) releaseParser(dir int) {
+	s.parsed[dir] = true
 	if p := s.parsers[dir]; p != nil {
 		p.Release()
 		s.parsers[dir] = nil
+		parserPool.Put(p)
 	}
 	if s.parserHeld[dir] != 0 {
 		s.r.used.Add(-s.parserHeld[dir])

@@ -67,7 +67,7 @@ type Tap struct {
 	rp       *httputil.ReverseProxy
 	dialer   *net.Dialer
 
-	wg       sync.WaitGroup // the goroutines proxying upgraded connections
+	wg       sync.WaitGroup // the upgraded connections being proxied
 	mu       sync.Mutex
 	conns    map[*spliced]struct{}
 	closing  bool
@@ -333,11 +333,13 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	// The handler returns now, so that the request, the response writer and
 	// their buffers are freed: a proxied connection holds only its two
-	// conns, a goroutine per direction (this one and splice's) and no
-	// buffer while idle.
+	// conns, a goroutine per direction (splice's) and, while idle, no
+	// buffer and no grown stack. The tap's wait group counts it until
+	// both directions have ended.
 	cancel()
-	t.wg.Go(func() {
-		clientFirst, err := splice(client, up, clientPending, rest, teeClient, teeServer)
+	t.wg.Add(1)
+	splice(client, up, clientPending, rest, teeClient, teeServer, func(clientFirst bool, err error) {
+		defer t.wg.Done()
 		if rec != nil {
 			side := sideServer
 			if clientFirst {

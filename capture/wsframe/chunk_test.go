@@ -1,6 +1,7 @@
 package wsframe_test
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -136,5 +137,68 @@ func TestChunking(t *testing.T) {
 				t.Fatalf("stream %d split in %d: first difference %s", i, len(chunks), firstDiff(got, want))
 			}
 		}
+	}
+}
+
+// TestIdleReset checks that a stream parses the same when, at every chunk
+// boundary where the parser is Idle, it is given up and parsing goes on with
+// another parser Reset to the same options; and that a parser with a context
+// takeover window, or inside a message, is not idle.
+func TestIdleReset(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	swaps := 0
+	for i := range 60 {
+		client, mode := i%2 == 0, i%3
+		opts, in, want := genStream(t, rng, client, mode)
+		for _, chunks := range [][][]byte{randomSplit(rng, in), randomSplit(rng, in)} {
+			var got []rec
+			emit := func(m *wsframe.Message) { got = append(got, toRec(m)) }
+			spare := wsframe.NewParser(&wsframe.Options{Client: !client}) // other options, to be reset
+			p := wsframe.NewParser(opts)
+			for _, c := range chunks {
+				if err := p.Feed(bytes.Clone(c), emit); err != nil { // Feed unmasks in place
+					t.Fatalf("stream %d: %v", i, err)
+				}
+				if p.Idle() {
+					if p.Held() != 0 {
+						t.Fatalf("stream %d: an idle parser holds %d bytes", i, p.Held())
+					}
+					spare.Reset(opts)
+					p, spare = spare, p
+					swaps++
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("stream %d (client=%v mode=%d) split in %d: first difference %s", i, client, mode, len(chunks), firstDiff(got, want))
+			}
+		}
+	}
+	if swaps == 0 {
+		t.Error("no parser was ever idle")
+	}
+
+	// A parser inside a message, or with a window, is not idle.
+	p := wsframe.NewParser(nil)
+	if !p.Idle() {
+		t.Error("a new parser is not idle")
+	}
+	msg := stream(frame{op: wsframe.OpText, payload: []byte("hello")})
+	if err := p.Feed(msg[:3], func(*wsframe.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() {
+		t.Error("a parser inside a frame is idle")
+	}
+	c := newCompressor(true)
+	p = wsframe.NewParser(&wsframe.Options{Deflate: &wsframe.DeflateParams{}})
+	if err := p.Feed(stream(frame{op: wsframe.OpText, rsv: 0x40, payload: c.compress(t, []byte("hello"))}), func(*wsframe.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() {
+		t.Error("a parser with a context takeover window is idle")
+	}
+	p.Release()
+	if p.Idle() {
+		t.Error("a released parser is idle")
 	}
 }

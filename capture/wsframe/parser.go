@@ -202,12 +202,37 @@ type Parser struct {
 
 // NewParser returns a parser for one direction of a connection.
 func NewParser(opts *Options) *Parser {
+	p := new(Parser)
+	p.init(opts)
+	return p
+}
+
+// Reset makes p the parser NewParser(opts) returns, after releasing its
+// buffers and window as Release does. It lets a caller reuse parsers (see
+// Idle).
+func (p *Parser) Reset(opts *Options) {
+	p.releaseBuffers()
+	p.releaseWindow()
+	*p = Parser{}
+	p.init(opts)
+}
+
+// Idle reports whether the parser is between messages and keeps nothing
+// that a later Feed needs but its options: no part of a frame, no open
+// message, no buffer and no context takeover window. A parser that failed
+// is not idle. The parser of an idle connection can be given up (say to a
+// pool, for Reset) and a new one made with the same options when bytes
+// arrive again; it parses them the same.
+func (p *Parser) Idle() bool {
+	return p.err == nil && p.hdrN == 0 && !p.inPayload && !p.msgOpen &&
+		p.buf == nil && p.out == nil && p.window == nil
+}
+
+func (p *Parser) init(opts *Options) {
 	o := opts.cloneWithDefaults()
-	p := &Parser{
-		client:     o.Client,
-		maxMsg:     o.MaxMessageBytes,
-		maxInflate: o.MaxInflateBytes,
-	}
+	p.client = o.Client
+	p.maxMsg = o.MaxMessageBytes
+	p.maxInflate = o.MaxInflateBytes
 	if d := o.Deflate; d != nil {
 		p.deflate = true
 		p.takeover, p.windowBits = !d.ServerNoContextTakeover, d.ServerMaxWindowBits
@@ -218,7 +243,6 @@ func NewParser(opts *Options) *Parser {
 			p.windowBits = maxWindowBits
 		}
 	}
-	return p
 }
 
 // Err returns the error that stopped the parser, or nil.

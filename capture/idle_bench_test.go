@@ -1,0 +1,240 @@
+package capture_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/internal/wsbench"
+	"github.com/preheatdev/preheat/stream/dirlog"
+)
+
+// idlePeerEnv, when set, turns this test binary into the peer of
+// BenchmarkIdleConnections: "echo" serves a websocket echo server, "idle
+// URL N" holds N idle connections to URL after one message each. The peer
+// runs in its own process so that the benchmark's process holds only the
+// tap and its numbers are the tap's alone.
+const idlePeerEnv = "PREHEAT_IDLE_PEER"
+
+// TestIdlePeer is the peer process of BenchmarkIdleConnections; it does
+// nothing in an ordinary test run. It prints one line when ready ("echo
+// URL", or "holding"), then runs until its standard input closes.
+func TestIdlePeer(t *testing.T) {
+	args := strings.Fields(os.Getenv(idlePeerEnv))
+	if len(args) == 0 {
+		t.Skip("peer process of BenchmarkIdleConnections")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	switch args[0] {
+	case "echo":
+		srv := httptest.NewServer(wsbench.NewEchoHandler(nil))
+		defer srv.Close()
+		fmt.Printf("echo ws%s\n", strings.TrimPrefix(srv.URL, "http"))
+		<-ctx.Done()
+	case "idle":
+		n, err := strconv.Atoi(args[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = wsbench.Idle(ctx, args[1], &wsbench.IdleOptions{
+			Conns: n,
+			Hold:  time.Hour,
+			Ready: func(int, time.Duration) { fmt.Println("holding") },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("%s=%q: want echo or idle", idlePeerEnv, args)
+	}
+}
+
+// peer is a running peer process.
+type peer struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	line  string
+}
+
+func startPeer(b *testing.B, args string) *peer {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdlePeer$", "-test.count=1")
+	cmd.Env = append(os.Environ(), idlePeerEnv+"="+args)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &peer{cmd: cmd, stdin: stdin}
+	b.Cleanup(p.stop)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("peer %q: %v", args, err)
+	}
+	p.line = strings.TrimSpace(line)
+	go io.Copy(io.Discard, stdout)
+	return p
+}
+
+// stop closes the peer's standard input and waits for it to exit.
+func (p *peer) stop() {
+	if p.stdin == nil {
+		return
+	}
+	p.stdin.Close()
+	p.stdin = nil
+	p.cmd.Wait()
+}
+
+// idleSample is the tap process's memory at one moment.
+type idleSample struct {
+	stacks, objects, live, rss float64 // bytes
+	goroutines                 float64
+}
+
+func sampleMemory(b *testing.B) idleSample {
+	b.Helper()
+	ms := []metrics.Sample{
+		{Name: "/memory/classes/heap/stacks:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/sched/goroutines:goroutines"},
+	}
+	metrics.Read(ms)
+	return idleSample{
+		stacks:     float64(ms[0].Value.Uint64()),
+		objects:    float64(ms[1].Value.Uint64()),
+		live:       float64(ms[2].Value.Uint64()),
+		goroutines: float64(ms[3].Value.Uint64()),
+		rss:        vmRSS(b),
+	}
+}
+
+// vmRSS returns this process's resident set size in bytes.
+func vmRSS(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0 // not Linux: RSS is not reported
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kb * 1024
+		}
+	}
+	b.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// BenchmarkIdleConnections measures the tap's memory per idle proxied
+// websocket connection, capturing and not: idleConns connections, each
+// after one connect message echoed (so that a capturing tap holds a
+// recording), held silent. The echo upstream and the clients run in peer
+// processes (this test binary, see TestIdlePeer), so the deltas are the
+// tap's alone, like bench/tap.sh's measure_idle but within go test. It
+// reports per connection, in KiB: Go stacks, heap objects and live heap,
+// VmRSS, each after the connections settled (as the tap finds itself) and
+// the stacks and live heap again after two forced GCs. Run it with
+// -benchtime 1x: one iteration opens idleConns connections. VmRSS only
+// means something for the first run in a process, which starts from
+// nothing: later runs reuse the memory earlier ones left, so run one
+// sub-benchmark per process for it (-bench 'IdleConnections/capture=true$').
+func BenchmarkIdleConnections(b *testing.B) {
+	const idleConns = 2000
+	const settle = 2 * time.Second // like bench/tap.sh's measure_idle
+	for _, capturing := range []bool{false, true} {
+		b.Run(fmt.Sprintf("capture=%v", capturing), func(b *testing.B) {
+			for range b.N {
+				echo := startPeer(b, "echo")
+				upstream := strings.TrimPrefix(echo.line, "echo ")
+				var rec *capture.Recorder
+				var prod *dirlog.Producer
+				if capturing {
+					var err error
+					prod, err = dirlog.NewProducer(b.TempDir(), nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rec, err = capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "bench"})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				tap, err := capture.NewTap(upstream, rec, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				srv := httptest.NewUnstartedServer(tap)
+				srv.Config = &http.Server{Handler: tap, ReadHeaderTimeout: 10 * time.Second}
+				srv.Start()
+
+				runtime.GC()
+				time.Sleep(500 * time.Millisecond)
+				before := sampleMemory(b)
+				idle := startPeer(b, fmt.Sprintf("idle ws%s/sync %d", strings.TrimPrefix(srv.URL, "http"), idleConns))
+				if idle.line != "holding" {
+					b.Fatalf("idle peer said %q", idle.line)
+				}
+				time.Sleep(settle)
+				held := sampleMemory(b)
+				runtime.GC()
+				runtime.GC()
+				gced := sampleMemory(b)
+
+				per := func(v float64) float64 { return v / idleConns / 1024 }
+				b.ReportMetric(per(held.stacks-before.stacks), "stack-KiB/conn")
+				b.ReportMetric(per(held.objects-before.objects), "heapobj-KiB/conn")
+				b.ReportMetric(per(held.live-before.live), "live-KiB/conn")
+				b.ReportMetric(per(held.rss-before.rss), "rss-KiB/conn")
+				b.ReportMetric((held.goroutines-before.goroutines)/idleConns, "goroutines/conn")
+				b.ReportMetric(per(gced.stacks-before.stacks), "stack-after-gc-KiB/conn")
+				b.ReportMetric(per(gced.live-before.live), "live-after-gc-KiB/conn")
+
+				idle.stop()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				srv.Close()
+				if err := tap.Shutdown(ctx); err != nil {
+					b.Errorf("tap shutdown: %v", err)
+				}
+				if rec != nil {
+					if err := rec.Close(ctx); err != nil {
+						b.Errorf("recorder close: %v", err)
+					}
+					if err := prod.Close(ctx); err != nil {
+						b.Errorf("producer close: %v", err)
+					}
+				}
+				cancel()
+				echo.stop()
+			}
+		})
+	}
+}
