@@ -44,6 +44,7 @@ type demoOptions struct {
 	minWarm      time.Duration
 	captureMax   time.Duration
 	deadline     time.Duration
+	maxJitter    float64
 }
 
 func demoCommand() *command {
@@ -82,6 +83,7 @@ shares the worker pool) but warm faster than a real one (--scale).`,
 			fs.DurationVar(&o.minWarm, "min-warm", 10*time.Second, "the warm run's earliest release")
 			fs.DurationVar(&o.captureMax, "capture-max", 3*time.Minute, "longest the capture phase waits for server A to warm")
 			fs.DurationVar(&o.deadline, "deadline", 3*time.Minute, "the warm run's deadline")
+			fs.Float64Var(&o.maxJitter, "max-jitter", 0, "the warm run's jitter limit in seconds (default warm's, 0.02)")
 			return o
 		},
 		run: runDemo,
@@ -288,7 +290,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	say("warm: replaying cached sessions against server B until its jitter and compile time flatten")
 	wo := &warmOptions{
 		target: srvB.url(), metricsURL: srvB.metrics(), cacheURL: cacheURL,
-		report: reportDir, deadline: o.deadline, minWarm: o.minWarm, window: o.window, interval: time.Second,
+		report: reportDir, deadline: o.deadline, minWarm: o.minWarm, window: o.window, interval: time.Second, maxJitter: o.maxJitter,
 		onDeadline: "open", jitterMetric: "jvm_scheduler_jitter_seconds", jitterQuantile: 0.99,
 		compileMetric: "jvm_compilation_time_ms_total", rate: 400, concurrency: 8, correlate: "id",
 		responseTimeout: 10 * time.Second, mode: "coverage", progress: 3 * time.Second,
@@ -337,7 +339,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(out, "  95%% of its calls ran fully compiled (C2) code from %v on, by the simulator's own count.\n", stB.WarmAt.Sub(warmStart).Round(100*time.Millisecond))
 	}
 	if quiet, ok := compileQuiet(res.Report, 20, 10); ok {
-		fmt.Fprintf(out, "  Its compile rate stayed under 20 ms/s from %.0fs on: release / compile quiet = %.2f.\n", quiet, releasedAfter.Seconds()/quiet)
+		fmt.Fprintf(out, "  Its compile rate had stayed under 20 ms/s for 10s at %.0fs: release / that = %.2f.\n", quiet, releasedAfter.Seconds()/quiet)
 	}
 	if mutationsB > 0 {
 		return fmt.Errorf("server B received %d mutating messages during warm-up", mutationsB)
@@ -353,7 +355,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 }
 
 // compileQuiet returns the first time, in seconds from the report's start,
-// from which the compile rate stays under limit for at least span seconds.
+// at which the compile rate has stayed under limit for span seconds.
 func compileQuiet(rep *readiness.Report, limit, span float64) (float64, bool) {
 	for _, s := range rep.Signals {
 		if s.Name != readiness.Compile.String() {
@@ -368,7 +370,7 @@ func compileQuiet(rep *readiness.Report, limit, span float64) (float64, bool) {
 				start = p.T
 			}
 			if start >= 0 && p.T-start >= span {
-				return start, true
+				return p.T, true
 			}
 		}
 	}

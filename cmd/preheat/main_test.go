@@ -267,12 +267,19 @@ func TestInspectUsage(t *testing.T) {
 func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "stream")
 	report := filepath.Join(t.TempDir(), "report")
-	code, out, errOut := preheat(t, "demo", "--clients", "6", "--queries", "10", "--scale", "0.2",
-		"--window", "5s", "--min-warm", "3s", "--first-traffic", "2s", "--dir", dir, "--report", report)
+	var outb, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := run(ctx, []string{"demo", "--clients", "6", "--queries", "10", "--scale", "0.2", "--capture-max", "10s",
+		"--window", "8s", "--min-warm", "3s", "--deadline", "90s",
+		// A loaded test machine's scheduler jitter is its own, not the simulator's.
+		"--max-jitter", "1",
+		"--first-traffic", "2s", "--dir", dir, "--report", report}, &outb, &errb)
+	out := outb.String()
 	if code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errb.String())
 	}
-	for _, want := range []string{"server A is warm", "connect tokens arrive redacted", "warm: warm after",
+	for _, want := range []string{"capture: 6 clients", "connect tokens arrive redacted", "warm: warm after",
 		"server B, warmed by preheat", "server C, not warmed", "server A, steady state", "No mutating message reached server B",
 		filepath.Join(report, "warm-report.html")} {
 		if !strings.Contains(out, want) {
