@@ -280,7 +280,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errb.String())
 	}
 	for _, want := range []string{"capture: 6 clients", "connect tokens arrive redacted", "warm: warm after",
-		"server B, warmed by preheat", "server C, not warmed", "server A, steady state", "No mutating message reached server B",
+		"server B, warmed by preheat", "server C, not warmed", "server B, steady state", "No mutating message reached server B",
 		filepath.Join(report, "warm-report.html")} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
