@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/preheatdev/preheat/internal/chart"
 )
 
 // WriteJSON writes r as indented JSON.
@@ -157,10 +159,7 @@ type htmlChart struct {
 	Lines          []chartVLine // marks and release
 }
 
-type chartTick struct {
-	Pos   float64
-	Label string
-}
+type chartTick = chart.Tick
 
 type chartDot struct {
 	X, Y, R float64
@@ -293,26 +292,12 @@ type chartScale struct {
 // pos returns the pixel position of v, clamped to the scale's pixel range.
 // Values that a log scale cannot show (zero and below) land on its floor.
 func (s chartScale) pos(v float64) float64 {
-	var f float64
-	if s.log {
-		if v <= 0 {
-			return chartRound(s.p0)
-		}
-		f = (math.Log10(v) - math.Log10(s.lo)) / (math.Log10(s.hi) - math.Log10(s.lo))
-	} else {
-		// Halving first keeps hi-lo finite for spans near the float64 limit.
-		f = (v/2 - s.lo/2) / (s.hi/2 - s.lo/2)
-	}
-	if !chartFinite(f) {
-		f = 0
-	}
-	f = min(max(f, 0), 1)
-	return chartRound(s.p0 + f*(s.p1-s.p0))
+	return chart.Scale{Lo: s.lo, Hi: s.hi, P0: s.p0, P1: s.p1, Log: s.log}.Pos(v)
 }
 
-func chartRound(v float64) float64 { return math.Round(v*10) / 10 }
+func chartRound(v float64) float64 { return chart.Round(v) }
 
-func chartFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+func chartFinite(v float64) bool { return chart.Finite(v) }
 
 func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlChart {
 	c := htmlChart{Name: s.Name, Title: s.Title}
@@ -500,110 +485,22 @@ func chartYScale(pts []Point, threshold float64) (chartScale, []chartTick) {
 	return chartScale{lo: lo, hi: hi}, ticks
 }
 
-// chartNiceStep returns the smallest of 1, 2, 5 or 10 times a power of ten
-// that is at least raw.
-func chartNiceStep(raw float64) float64 {
-	exp := math.Floor(math.Log10(raw))
-	pow := math.Pow(10, exp)
-	switch f := raw / pow; {
-	case f <= 1:
-		return pow
-	case f <= 2:
-		return 2 * pow
-	case f <= 5:
-		return 5 * pow
-	}
-	return 10 * pow
-}
-
 // chartLinearTicks returns about n ticks at multiples of a nice step within
-// [lo, hi]. When the span cannot be divided (it is zero, or so small next to
-// the values that the steps vanish in rounding), it returns lo and hi.
-func chartLinearTicks(lo, hi float64, n int) []chartTick {
-	span := hi/2 - lo/2
-	step := chartNiceStep(span * 2 / float64(n))
-	if !chartFinite(step) || step <= 0 || lo+step == lo || hi-step == hi {
-		return []chartTick{{Pos: lo, Label: chartNumber(lo, 0)}, {Pos: hi, Label: chartNumber(hi, 0)}}
-	}
-	var ticks []chartTick
-	for i := math.Ceil(lo / step); i*step <= hi+step*1e-9 && len(ticks) <= 2*n+2; i++ {
-		v := i * step
-		if v == 0 {
-			v = 0 // no "-0"
-		}
-		ticks = append(ticks, chartTick{Pos: v, Label: chartNumber(v, step)})
-	}
-	if len(ticks) < 2 {
-		return []chartTick{{Pos: lo, Label: chartNumber(lo, 0)}, {Pos: hi, Label: chartNumber(hi, 0)}}
-	}
-	return ticks
-}
+// [lo, hi] (see chart.LinearTicks).
+func chartLinearTicks(lo, hi float64, n int) []chartTick { return chart.LinearTicks(lo, hi, n) }
 
-// chartLogTicks returns ticks at each power of ten covering [lo, hi] (at 2
-// and 5 times each as well when there are few decades, and at every k-th
-// decade when there are many), and the widened domain they cover.
+// chartLogTicks returns ticks at each power of ten covering [lo, hi] and
+// the widened domain they cover (see chart.LogTicks).
 func chartLogTicks(lo, hi float64) (ticks []chartTick, dlo, dhi float64) {
-	klo := int(math.Floor(math.Log10(lo)))
-	khi := int(math.Ceil(math.Log10(hi)))
-	if khi == klo {
-		khi++
-	}
-	every := max(1, (khi-klo+9)/10)
-	for k := klo; k <= khi; k++ {
-		if (k-klo)%every != 0 && k != khi {
-			continue
-		}
-		v := math.Pow(10, float64(k))
-		ticks = append(ticks, chartTick{Pos: v, Label: chartLogLabel(v, k)})
-		if khi-klo <= 3 && k < khi {
-			for _, m := range []float64{2, 5} {
-				ticks = append(ticks, chartTick{Pos: m * v, Label: chartLogLabel(m*v, k)})
-			}
-		}
-	}
-	return ticks, math.Pow(10, float64(klo)), math.Pow(10, float64(khi))
+	return chart.LogTicks(lo, hi)
 }
 
-func chartLogLabel(v float64, k int) string {
-	if k >= -4 && k <= 6 {
-		return strconv.FormatFloat(v, 'f', max(0, -k), 64)
-	}
-	return strconv.FormatFloat(v, 'g', 1, 64)
-}
-
-// chartNumber formats a tick value with as many decimals as the step needs;
-// a zero step means the value stands alone and gets four significant digits.
-func chartNumber(v, step float64) string {
-	a := math.Abs(v)
-	if step <= 0 || a >= 1e7 || (step < 1e-4 && a != 0) {
-		return strconv.FormatFloat(v, 'g', 4, 64)
-	}
-	dec := max(0, int(-math.Floor(math.Log10(step)+1e-9)))
-	return strconv.FormatFloat(v, 'f', dec, 64)
-}
+// chartNumber formats a tick value with as many decimals as the step needs.
+func chartNumber(v, step float64) string { return chart.Number(v, step) }
 
 // chartValue formats a sample value with its unit, to four significant
 // digits and without trailing zeros.
-func chartValue(v float64, unit string) string {
-	var s string
-	a := math.Abs(v)
-	if a == 0 || (a >= 1e-3 && a < 1e6) {
-		dec := 0
-		if a != 0 {
-			dec = max(0, 3-int(math.Floor(math.Log10(a))))
-		}
-		s = strconv.FormatFloat(v, 'f', dec, 64)
-		if strings.Contains(s, ".") {
-			s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-		}
-	} else {
-		s = strconv.FormatFloat(v, 'g', 4, 64)
-	}
-	if unit == "" {
-		return s
-	}
-	return s + " " + unit
-}
+func chartValue(v float64, unit string) string { return chart.Value(v, unit) }
 
 func chartSeconds(t float64) string { return chartValue(t, "s") }
 
@@ -672,36 +569,11 @@ func chartVLines(x chartScale, marks []Mark, release float64) ([]chartVLine, int
 	return lines, max(1, len(ends))
 }
 
-// chartDownsample reduces pts, sorted by T, to at most n points by cutting
-// them into n/2 buckets of consecutive samples and keeping the lowest and
-// the highest sample of each, in time order, so spikes and dips survive.
+// chartDownsample reduces pts, sorted by T, to at most n points, keeping
+// the lowest and the highest sample of each of n/2 buckets, so spikes and
+// dips survive.
 func chartDownsample(pts []Point, n int) []Point {
-	if len(pts) <= n || n < 2 {
-		return pts
-	}
-	buckets := n / 2
-	out := make([]Point, 0, 2*buckets)
-	for b := range buckets {
-		i0, i1 := b*len(pts)/buckets, (b+1)*len(pts)/buckets
-		lo, hi := i0, i0
-		for i := i0 + 1; i < i1; i++ {
-			if pts[i].V < pts[lo].V {
-				lo = i
-			}
-			if pts[i].V > pts[hi].V {
-				hi = i
-			}
-		}
-		switch {
-		case lo == hi:
-			out = append(out, pts[lo])
-		case lo < hi:
-			out = append(out, pts[lo], pts[hi])
-		default:
-			out = append(out, pts[hi], pts[lo])
-		}
-	}
-	return out
+	return chart.Downsample(pts, n, func(p Point) float64 { return p.V })
 }
 
 var reportPage = template.Must(template.New("report").Parse(reportPageHTML))

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -217,6 +218,7 @@ type Replayer struct {
 	active      atomic.Int64
 	limitMilli  atomic.Int64 // current rate limit × 1000, for Stats
 	fixedLimits bool
+	dryMu       sync.Mutex // serializes writes to Options.DryRun
 }
 
 // New returns a Replayer of sessions against target, a ws:// or wss:// URL.
@@ -519,7 +521,19 @@ func (r *Replayer) replay(ctx context.Context, evs []session.Event) SessionResul
 	}
 	res.ID = evs[0].Session
 	info := evs[0].Open
-	steps, skipped := r.plan(info, evs, time.Now(), r.opts.DryRun)
+	var dry *bytes.Buffer
+	var planOut io.Writer // nil unless dry-running
+	if r.opts.DryRun != nil {
+		dry = new(bytes.Buffer)
+		planOut = dry
+	}
+	steps, skipped := r.plan(info, evs, time.Now(), planOut)
+	if dry != nil {
+		// One session's plan at a time: sessions run concurrently.
+		r.dryMu.Lock()
+		_, _ = r.opts.DryRun.Write(dry.Bytes())
+		r.dryMu.Unlock()
+	}
 	for reason, n := range skipped {
 		r.stats.skip(reason, n)
 		r.m.skipped(reason).Add(n)

@@ -236,14 +236,3 @@ func versionCommand() *command {
 		},
 	}
 }
-
-func loadtestCommand() *command {
-	return &command{
-		name:    "loadtest",
-		summary: "replay the captured corpus against staging at a multiple of real load",
-		usage:   "--source URL --target URL [--rate 3x] --duration D [flags]",
-		help: `Replays captured sessions against a staging target at a multiple of the
-recorded rate, reports latency and errors, and fails the run on thresholds.`,
-		issue: "issue #6 (loadtest)",
-	}
-}

@@ -40,22 +40,18 @@ type warmOptions struct {
 	jitterQuantile                            float64
 	maxJitter, maxCompileRate, maxLatency     float64
 
-	rate, speed       float64
-	concurrency       int
-	correlate         string
-	headers           repeated
-	mutating, rewrite repeated
-	noDefaultSafety   bool
-	sendUnchecked     bool
-	dropRedacted      bool
-	noBackoff         bool
-	responseTimeout   time.Duration
-	route, mode       string
-	maxAge            time.Duration
-	dryRun            bool
-	dryRunSessions    int
-	keepWarming       bool
-	progress          time.Duration
+	rate, speed     float64
+	concurrency     int
+	correlate       string
+	replayRules     // --header, --mutating, --rewrite and the safety switches
+	noBackoff       bool
+	responseTimeout time.Duration
+	route, mode     string
+	maxAge          time.Duration
+	dryRun          bool
+	dryRunSessions  int
+	keepWarming     bool
+	progress        time.Duration
 
 	// Set by tests and the demo only; no flag sets them.
 	allowShortWindow bool              // a --window under 10s
@@ -94,18 +90,10 @@ released anyway and the reason logged and counted; under closed it is not.
 A cache that is unreachable, a target that crashes or a metrics endpoint that
 never answers all end there.
 
-Safety: a client message a safety rule marks as mutating is never sent. The
-default rules catch "type" mutate/write/delete and state-changing verbs in
-"type", "op", "method" or "action" (see --mutating). Messages the rules cannot
-inspect (binary, not JSON) are not sent unless --send-unchecked. --dry-run
+` + replayRulesHelp + ` --dry-run
 prints what would be sent and skipped, without touching the target.
 
-Rewrite rules (--rewrite FIELD=ACTION[:VALUE], repeatable, applied in order):
-  token=unredact:SECRET   put a warm-up credential where the tap redacted one
-  token=set:VALUE         always set a string; FIELD=raw:JSON sets any JSON value
-  ts=shift                move a timestamp (s, ms, µs or RFC 3339) to replay time
-  request_id=fresh        a new random id of the same shape, stable per session
-Values may name environment variables as ${NAME}.`,
+` + replayRewriteHelp,
 		flags: func(fs *flag.FlagSet) any {
 			o := &warmOptions{}
 			fs.StringVar(&o.target, "target", "", "the cold pod's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
@@ -136,12 +124,7 @@ Values may name environment variables as ${NAME}.`,
 			fs.Float64Var(&o.speed, "speed", 0, "replay pace as a multiple of the recorded pace; 0: as fast as --rate allows")
 			fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
 			fs.DurationVar(&o.responseTimeout, "response-timeout", 10*time.Second, "a request without a response by then counts as a timeout")
-			fs.Var(&o.headers, "header", "handshake header \"Name: value\" sent to the target, such as a warm-up credential (repeatable)")
-			fs.Var(&o.mutating, "mutating", "safety rule marking a message as mutating: FIELD=v1,v2 or FIELD~REGEXP (repeatable; adds to the defaults)")
-			fs.BoolVar(&o.noDefaultSafety, "no-default-safety", false, "use only the --mutating rules, not the defaults")
-			fs.BoolVar(&o.sendUnchecked, "send-unchecked", false, "send messages the safety rules cannot inspect (binary, not JSON)")
-			fs.BoolVar(&o.dropRedacted, "drop-redacted", false, "skip messages that still hold a redaction marker after rewriting")
-			fs.Var(&o.rewrite, "rewrite", "rewrite rule FIELD=ACTION[:VALUE] (repeatable; see above)")
+			o.replayRules.register(fs)
 			fs.BoolVar(&o.noBackoff, "no-backoff", false, "hold --rate whatever the target's latency and errors")
 			fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this")
 			fs.StringVar(&o.mode, "mode", "coverage", "how the cache picks sessions: coverage, newest or random")
@@ -204,50 +187,19 @@ func (o *warmOptions) validate() error {
 
 // replayOptions builds the replayer's options from the flags.
 func (o *warmOptions) replayOptions(log *slog.Logger) (*replayer.Options, error) {
-	h := http.Header{}
-	for _, line := range o.headers {
-		name, value, ok := strings.Cut(os.ExpandEnv(line), ":")
-		if !ok || strings.TrimSpace(name) == "" {
-			return nil, usagef("--header %q: want \"Name: value\"", line)
-		}
-		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-	}
-	var safety []replayer.SafetyRule
-	if !o.noDefaultSafety {
-		safety = append(safety, replayer.DefaultSafetyRules...)
-	}
-	for _, s := range o.mutating {
-		r, err := replayer.ParseSafetyRule(s)
-		if err != nil {
-			return nil, usagef("--mutating: %v", err)
-		}
-		safety = append(safety, r)
-	}
-	if safety == nil {
-		safety = []replayer.SafetyRule{} // --no-default-safety and no rules: none
-	}
-	var rewrite []replayer.RewriteRule
-	for _, s := range o.rewrite {
-		r, err := replayer.ParseRewriteRule(os.ExpandEnv(s))
-		if err != nil {
-			return nil, usagef("--rewrite: %v", err)
-		}
-		rewrite = append(rewrite, r)
-	}
-	return &replayer.Options{
-		Header:          h,
+	ro := &replayer.Options{
 		Speed:           o.speed,
 		Rate:            o.rate,
 		Concurrency:     o.concurrency,
 		Correlate:       o.correlate,
 		ResponseTimeout: o.responseTimeout,
-		Safety:          safety,
-		SendUnchecked:   o.sendUnchecked,
-		Rewrite:         rewrite,
-		DropRedacted:    o.dropRedacted,
 		NoBackoff:       o.noBackoff,
 		Logger:          log,
-	}, nil
+	}
+	if err := o.replayRules.apply(ro); err != nil {
+		return nil, err
+	}
+	return ro, nil
 }
 
 func (o *warmOptions) selectRequest() (replaycache.SelectRequest, error) {

@@ -1,0 +1,557 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/preheatdev/preheat/loadtest"
+	"github.com/preheatdev/preheat/replaycache"
+	"github.com/preheatdev/preheat/replayer"
+	"github.com/preheatdev/preheat/stream"
+)
+
+// loadtestOptions are preheat loadtest's settings.
+type loadtestOptions struct {
+	source, sourceToken string
+	sessions            int
+	mode, route         string
+	window, loadTimeout time.Duration
+
+	target, compare    string
+	rate               multiplier
+	rateGiven          bool
+	sessionsPerSecond  float64
+	concurrency        int
+	duration, drain    time.Duration
+	ramp, rampUp       time.Duration
+	rampDown           time.Duration
+	speed              float64
+	maxActive          int
+	interval           time.Duration
+	abortAfter         time.Duration
+	thresholds         repeated
+	failOnRegression   bool
+	minEffect          float64
+	confidence         float64
+	report, metricsAdr string
+	progress           time.Duration
+
+	correlate       string
+	responseTimeout time.Duration
+	allowMutations  bool
+	replayRules
+}
+
+// multiplier is a --rate value: "3x" or "3", a multiple of the recorded
+// arrival rate.
+type multiplier float64
+
+func (m *multiplier) String() string { return strconv.FormatFloat(float64(*m), 'g', -1, 64) + "x" }
+
+func (m *multiplier) Set(s string) error {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "x"), 64)
+	if err != nil || v <= 0 || v != v || v > 1e6 {
+		return fmt.Errorf("rate %q: want a positive multiple of the recorded rate such as 3x", s)
+	}
+	*m = multiplier(v)
+	return nil
+}
+
+func loadtestCommand() *command {
+	return &command{
+		name:    "loadtest",
+		summary: "replay the captured corpus against staging at a multiple of real load",
+		usage:   "--source URL --target URL [--rate 3x | --sessions-per-second N | --concurrency N] --duration D [flags]",
+		help: `Replays captured sessions, whole, against a staging target at a multiple of
+the load they were recorded under, measures the target's latency (HDR
+histograms, overall and per message kind), errors by class and throughput,
+and judges the run against thresholds, for CI pipelines.
+
+Sources (--source):
+  http(s)://HOST:PORT     a replay cache ('preheat cache'); --sessions of them are
+                          loaded, the recorded rate is that of the whole cache
+  file:///DIR, kinesis:// a stream, read to its end and reassembled in-process;
+                          sessions that connected within --window
+  FILE or file:///FILE    a corpus file: JSON lines of events, as written by
+                          'preheat inspect --session ID --json' or a cache's
+                          /v1/select?format=jsonl; "-" reads standard input
+The corpus is loaded first; a run cycles through it.
+
+Load (one of):
+  --rate 3x                   open model (the default, at 1x): sessions start at
+                              3 times the recorded arrival rate, whether or not
+                              earlier ones have finished, so latency is free of
+                              coordinated omission
+  --sessions-per-second N     open model at a fixed rate
+  --concurrency N             closed model: N sessions at once, each followed by
+                              the next as soon as it ends
+--ramp (or --ramp-up, --ramp-down) ramps the start rate (the sessions at once
+in the closed model) linearly at the start and the end of --duration. Within a
+session, messages keep their recorded pace (--speed).
+
+Thresholds (--threshold, repeatable) fail the run with exit status 1:
+  p99<250ms  p50<=20ms  p99.9<1s  max<2s  mean<30ms   latency of every response
+  p99[tasks.list]<100ms                               latency of one message kind
+  errors<0.1%  errors[connect]<=0                     errors per operation (a
+                                                      session's connection or a
+                                                      message sent)
+  rps>=500                                            responses per second
+With --compare they are checked against both targets.
+
+--compare URL drives a second target with the same sessions at the same moments
+and reports each metric's difference (p50, p90, p99, mean, throughput, error
+rate) with a confidence interval from a paired bootstrap over --interval
+slices: "candidate is 12% slower at p99" only when the interval excludes no
+change and the change is at least --min-effect. --fail-on-regression exits 1
+on any finding that the candidate is worse.
+
+A target that is down, or goes down, ends the run after --abort-after without
+a connection, with a summary and exit status 1; a run interrupted by a signal
+also prints its summary. --report DIR writes loadtest-report.json and
+loadtest-report.html (latency over time, percentiles). --metrics-addr serves
+Prometheus metrics while the run lasts.
+
+` + replayRulesHelp + `
+A load test against staging must not mutate: --allow-mutations is the only way
+to send everything.
+
+` + replayRewriteHelp + `
+
+Exit status: 0 when the run completed and every threshold passed; 1 when a
+threshold failed, a regression was found under --fail-on-regression, the run
+was aborted or could not run; 2 on a bad command line.`,
+		flags: func(fs *flag.FlagSet) any {
+			o := &loadtestOptions{rate: 1}
+			fs.StringVar(&o.source, "source", "", "where sessions come from: a replay cache http(s)://, a stream file:///DIR or kinesis://STREAM, or a corpus file; required")
+			fs.StringVar(&o.sourceToken, "source-token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token for a cache --source (default $PREHEAT_CACHE_TOKEN)")
+			fs.IntVar(&o.sessions, "sessions", 1000, "distinct sessions to load from a cache or stream")
+			fs.StringVar(&o.mode, "mode", "random", "how sessions are picked from a cache or stream: random, newest or coverage")
+			fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this (cache or stream)")
+			fs.DurationVar(&o.window, "window", 15*time.Minute, "stream source: sessions that connected this recently")
+			fs.DurationVar(&o.loadTimeout, "load-timeout", 2*time.Minute, "give up loading the corpus after this long")
+			fs.StringVar(&o.target, "target", "", "the target's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
+			fs.StringVar(&o.compare, "compare", "", "a second target driven with the same sessions at the same moments, and compared")
+			fs.Func("rate", "open model: a multiple of the recorded arrival rate, such as 3x (default 1x)", func(s string) error {
+				o.rateGiven = true
+				return o.rate.Set(s)
+			})
+			fs.Float64Var(&o.sessionsPerSecond, "sessions-per-second", 0, "open model at this fixed rate instead")
+			fs.IntVar(&o.concurrency, "concurrency", 0, "closed model: this many sessions at once")
+			fs.DurationVar(&o.duration, "duration", time.Minute, "how long sessions are started for, ramps included")
+			fs.DurationVar(&o.ramp, "ramp", 0, "ramp up at the start and down at the end over this long")
+			fs.DurationVar(&o.rampUp, "ramp-up", 0, "ramp up over this long (overrides --ramp)")
+			fs.DurationVar(&o.rampDown, "ramp-down", 0, "ramp down over this long (overrides --ramp)")
+			fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long sessions running at the end may finish before they are cut")
+			fs.Float64Var(&o.speed, "speed", 1, "pace within a session as a multiple of its recorded pace; 0: as fast as the messages can be written")
+			fs.IntVar(&o.maxActive, "max-active", 10000, "open model: sessions in flight per target past which arrivals are dropped and counted")
+			fs.DurationVar(&o.interval, "interval", time.Second, "slice of the latency-over-time series and of the comparison")
+			fs.DurationVar(&o.abortAfter, "abort-after", 15*time.Second, "end the run when a target has taken no connection for this long (0: never)")
+			fs.Var(&o.thresholds, "threshold", "pass condition such as p99<250ms or errors<0.1% (repeatable; see above)")
+			fs.BoolVar(&o.failOnRegression, "fail-on-regression", false, "with --compare, exit 1 when the candidate is found worse on any metric")
+			fs.Float64Var(&o.minEffect, "min-effect", 0.05, "with --compare, the smallest relative change reported as a finding")
+			fs.Float64Var(&o.confidence, "confidence", 0.95, "with --compare, the family-wise confidence level of the intervals")
+			fs.StringVar(&o.report, "report", "", "write loadtest-report.json and loadtest-report.html to this directory")
+			fs.StringVar(&o.metricsAdr, "metrics-addr", "", "serve Prometheus metrics on this address while running, such as :9102")
+			fs.DurationVar(&o.progress, "progress", 10*time.Second, "log a progress line this often when stdout is not a terminal (0: never)")
+			fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
+			fs.DurationVar(&o.responseTimeout, "response-timeout", 10*time.Second, "a request without a response by then counts as a timeout")
+			fs.BoolVar(&o.allowMutations, "allow-mutations", false, "send every message, mutating or not: turns the safety filter off")
+			o.replayRules.register(fs)
+			return o
+		},
+		run: runLoadtest,
+	}
+}
+
+func (o *loadtestOptions) validate() error {
+	models := 0
+	for _, given := range []bool{o.rateGiven, o.sessionsPerSecond > 0, o.concurrency > 0} {
+		if given {
+			models++
+		}
+	}
+	switch {
+	case o.source == "":
+		return usagef("--source is required")
+	case o.target == "":
+		return usagef("--target is required")
+	case models > 1:
+		return usagef("--rate, --sessions-per-second and --concurrency are alternatives: give one")
+	case o.sessionsPerSecond < 0 || o.concurrency < 0:
+		return usagef("--sessions-per-second and --concurrency must not be negative")
+	case o.duration <= 0:
+		return usagef("--duration must be positive")
+	case o.speed < 0:
+		return usagef("--speed must not be negative")
+	case o.sessions <= 0:
+		return usagef("--sessions must be positive")
+	case o.minEffect <= 0 || o.confidence <= 0 || o.confidence >= 1:
+		return usagef("--min-effect must be positive and --confidence between 0 and 1")
+	case o.noDefaultSafety && len(o.mutating) == 0 && !o.allowMutations:
+		return usagef("--no-default-safety without a --mutating rule would send mutations: add --allow-mutations to mean it")
+	case o.failOnRegression && o.compare == "":
+		return usagef("--fail-on-regression needs --compare")
+	}
+	return nil
+}
+
+func runLoadtest(ctx context.Context, e *env, args []string) error {
+	o := e.opts.(*loadtestOptions)
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	var ths []loadtest.Threshold
+	for _, s := range o.thresholds {
+		th, err := loadtest.ParseThreshold(s)
+		if err != nil {
+			return usagef("--threshold: %v", err)
+		}
+		ths = append(ths, th)
+	}
+	ropts := &replayer.Options{Correlate: o.correlate, ResponseTimeout: o.responseTimeout}
+	if err := o.replayRules.apply(ropts); err != nil {
+		return err
+	}
+	if o.allowMutations {
+		ropts.Safety, ropts.SendUnchecked = []replayer.SafetyRule{}, true
+	}
+	up, down := o.ramp, o.ramp
+	if o.rampUp > 0 {
+		up = o.rampUp
+	}
+	if o.rampDown > 0 {
+		down = o.rampDown
+	}
+	speed := o.speed
+	if speed == 0 {
+		speed = -1 // the library's "no pacing"
+	}
+	abort := o.abortAfter
+	if abort == 0 {
+		abort = -1
+	}
+	set2, replaySet := metrics.NewSet(), metrics.NewSet()
+	lopts := &loadtest.Options{
+		Multiplier: float64(o.rate), SessionsPerSecond: o.sessionsPerSecond, Concurrency: o.concurrency,
+		Duration: o.duration, RampUp: up, RampDown: down, Drain: o.drain, Speed: speed,
+		MaxActive: o.maxActive, Interval: o.interval, AbortAfter: abort,
+		Compare: o.compare, Confidence: o.confidence, MinEffect: o.minEffect,
+		Replay: ropts, Logger: e.log, Metrics: set2, ReplayMetrics: replaySet,
+	}
+
+	lctx, cancel := context.WithTimeout(ctx, o.loadTimeout)
+	corpus, err := o.loadCorpus(lctx, e.log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if len(corpus.Sessions) == 0 {
+		return fmt.Errorf("source %s: no sessions to replay", o.source)
+	}
+	e.log.Info("loadtest: corpus loaded", "sessions", len(corpus.Sessions), "dropped", corpus.Dropped,
+		"recorded_rate", fmt.Sprintf("%.4g/s", corpus.Rate))
+	r, err := loadtest.New(corpus, o.target, lopts)
+	if err != nil {
+		return usagef("%v", err)
+	}
+
+	if o.metricsAdr != "" {
+		stop, err := serveMetrics(o.metricsAdr, e.log, set2, replaySet)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	e.log.Info("loadtest: starting", "target", o.target, "compare", o.compare, "model", loadModel(o), "rate", fmt.Sprintf("%.4g/s", r.Rate()),
+		"duration", o.duration, "ramp_up", up, "ramp_down", down)
+
+	var wg sync.WaitGroup
+	pctx, stopProgress := context.WithCancel(ctx)
+	wg.Go(func() { showProgress(pctx, e, r, o.progress) })
+	res, err := r.Run(ctx)
+	stopProgress()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	passed := res.Check(ths)
+	if o.report != "" {
+		paths, err := writeLoadtestReport(o.report, res)
+		if err != nil {
+			e.log.Error("loadtest: writing the report failed", "err", err)
+		} else {
+			e.log.Info("loadtest: report written", "html", paths[0], "json", paths[1])
+		}
+	}
+	printSummary(e.stdout, res)
+	regressed := false
+	if c := res.Comparison; c != nil && o.failOnRegression {
+		for _, m := range c.Metrics {
+			regressed = regressed || m.Worse
+		}
+	}
+	if !passed || regressed || res.Aborted != "" {
+		return exitCode(1)
+	}
+	return nil
+}
+
+func loadModel(o *loadtestOptions) string {
+	if o.concurrency > 0 {
+		return "closed"
+	}
+	return "open"
+}
+
+// loadCorpus loads the sessions --source names.
+func (o *loadtestOptions) loadCorpus(ctx context.Context, log *slog.Logger) (*loadtest.Corpus, error) {
+	mode, err := replaycache.ParseMode(o.mode)
+	if err != nil {
+		return nil, usagef("--mode: %v", err)
+	}
+	req := replaycache.SelectRequest{Mode: mode, Filter: replaycache.Filter{
+		Route: o.route, CompleteOnly: true, MinClientFrames: 1, Limit: o.sessions,
+	}}
+	src := o.source
+	switch {
+	case strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://"):
+		client, err := replaycache.NewClient(src, &replaycache.ClientOptions{Token: o.sourceToken})
+		if err != nil {
+			return nil, usagef("--source: %v", err)
+		}
+		c, err := loadtest.LoadCache(ctx, client, req)
+		if err != nil {
+			return nil, fmt.Errorf("load from cache: %w", err)
+		}
+		return c, nil
+	case src == "-":
+		c, err := loadtest.ReadCorpus(os.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("load corpus from stdin: %w", err)
+		}
+		return c, nil
+	}
+	path := src
+	if u, err := url.Parse(src); err == nil && u.Scheme == "file" {
+		path = u.Path
+	}
+	if strings.HasPrefix(src, "kinesis://") || isDir(path) {
+		set := metrics.NewSet()
+		cons, err := openConsumer(ctx, src, stream.Start{Time: time.Now().Add(-o.window), StopAtEnd: true}, log, set)
+		if err != nil {
+			return nil, fmt.Errorf("open stream: %w", err)
+		}
+		defer cons.Close()
+		c, err := loadtest.LoadStream(ctx, cons, &loadtest.StreamOptions{Window: o.window, Request: req,
+			Cache: &replaycache.Options{Logger: log, Metrics: set}})
+		if err != nil {
+			return nil, fmt.Errorf("load from stream: %w", err)
+		}
+		return c, nil
+	}
+	if strings.Contains(src, "://") && !strings.HasPrefix(src, "file://") {
+		return nil, usagef("--source %q: want http(s)://, file://, kinesis:// or a corpus file", src)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open corpus: %w", err)
+	}
+	defer f.Close()
+	c, err := loadtest.ReadCorpus(f)
+	if err != nil {
+		return nil, fmt.Errorf("load corpus %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// serveMetrics serves the run's metrics on addr until stop is called.
+func serveMetrics(addr string, log *slog.Logger, sets ...*metrics.Set) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		for _, s := range sets {
+			s.WritePrometheus(w)
+		}
+		metrics.WriteProcessMetrics(w)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("loadtest: serving metrics", "addr", ln.Addr().String())
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}, nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// showProgress shows the run's progress until ctx ends: a line rewritten every
+// second on a terminal, a log line every interval otherwise.
+func showProgress(ctx context.Context, e *env, r *loadtest.Runner, interval time.Duration) {
+	tty := isTerminal(e.stdout)
+	if tty {
+		interval = time.Second
+	}
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprint(e.stdout, "\r\033[K")
+			}
+			return
+		case <-t.C:
+		}
+		p := r.Progress()
+		if tty {
+			fmt.Fprintf(e.stdout, "\r\033[K%6.0fs  %6.1f sessions/s  %5d active  p50 %-8v p99 %-8v errors %d (%.2f%%)",
+				p.Elapsed.Seconds(), p.Rate, p.Active, p.P50.Round(10*time.Microsecond), p.P99.Round(10*time.Microsecond), p.Errors, 100*p.ErrorRate)
+			continue
+		}
+		e.log.Info("loadtest: progress", "elapsed", p.Elapsed.Round(time.Second), "rate", fmt.Sprintf("%.1f/s", p.Rate),
+			"active", p.Active, "started", p.Started, "p50", p.P50.Round(10*time.Microsecond), "p99", p.P99.Round(10*time.Microsecond),
+			"errors", p.Errors, "error_rate", fmt.Sprintf("%.3f%%", 100*p.ErrorRate))
+	}
+}
+
+// printSummary writes the run's outcome for a reader.
+func printSummary(w io.Writer, r *loadtest.Result) {
+	if r.Model == "closed" {
+		fmt.Fprintf(w, "preheat loadtest: closed model, %d sessions at once, for %gs", r.Concurrency, r.Duration)
+	} else {
+		fmt.Fprintf(w, "preheat loadtest: open model, %.4g sessions/s", r.Rate)
+		if r.RecordedRate > 0 {
+			fmt.Fprintf(w, " (%.3gx the recorded %.4g/s)", r.Rate/r.RecordedRate, r.RecordedRate)
+		}
+		fmt.Fprintf(w, " for %gs", r.Duration)
+	}
+	fmt.Fprintf(w, "; ran %.1fs, %d arrivals from %d corpus sessions", r.Seconds, r.Scheduled, r.Corpus)
+	if r.Dropped > 0 {
+		fmt.Fprintf(w, ", %d dropped at --max-active", r.Dropped)
+	}
+	fmt.Fprintln(w)
+	if r.Lag.Count > 0 && r.Lag.P99 > 10 {
+		fmt.Fprintf(w, "warning: the generator started sessions up to %.1fms late (p99): it, not the target, may be the bottleneck\n", r.Lag.P99)
+	}
+	for _, t := range r.Targets {
+		fmt.Fprintf(w, "\n%s %s\n", t.Name, t.URL)
+		s := t.Sessions
+		fmt.Fprintf(w, "  sessions    %d started, %d completed, %d failed, %d cut at the end, peak %d at once\n", s.Started, s.Completed, s.Failed, s.Cut, s.Peak)
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent, %d responses, %d timeouts; not sent %d %s", t.Sent, t.Responses, t.Timeouts, sum(t.Skipped), fmtCounts(t.Skipped)), " "))
+		l := t.Latency
+		fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  errors      %.3f%% %s", 100*t.ErrorRate, fmtCounts(t.Errors)), " "))
+		fmt.Fprintf(w, "  throughput  %.4g sessions/s, %.4g messages/s, %.4g responses/s\n", t.SessionsPerSecond, t.MessagesPerSecond, t.ResponsesPerSecond)
+		for i, k := range t.Kinds {
+			if i == 5 {
+				fmt.Fprintf(w, "  ... %d more kinds in the report\n", len(t.Kinds)-5)
+				break
+			}
+			fmt.Fprintf(w, "  %-22s %7d  p50 %s  p99 %s\n", k.Kind, k.Latency.Count, fmtLatency(k.Latency.P50), fmtLatency(k.Latency.P99))
+		}
+	}
+	if c := r.Comparison; c != nil {
+		fmt.Fprintf(w, "\ncomparison: %d findings (%s)\n", c.Findings, c.Method)
+		for _, m := range c.Metrics {
+			mark := " "
+			if m.Worse {
+				mark = "!"
+			}
+			fmt.Fprintf(w, " %s %-10s %s\n", mark, m.Metric, m.Summary)
+		}
+	}
+	if len(r.Thresholds) > 0 {
+		fmt.Fprintln(w, "\nthresholds:")
+		for _, v := range r.Thresholds {
+			verdict := "PASS"
+			if !v.Pass {
+				verdict = "FAIL"
+			}
+			actual := strconv.FormatFloat(v.Actual, 'g', 4, 64) + v.Unit
+			switch v.Unit {
+			case "ms":
+				actual = fmtLatency(v.Actual)
+			case "fraction":
+				actual = fmt.Sprintf("%.3f%%", 100*v.Actual)
+			}
+			if v.Note != "" {
+				actual = v.Note
+			}
+			fmt.Fprintf(w, "  %s  %-24s %-8s %s\n", verdict, v.Threshold, v.Target, actual)
+		}
+	}
+	if r.Aborted != "" {
+		fmt.Fprintf(w, "\naborted: %s\n", r.Aborted)
+	}
+}
+
+func fmtLatency(ms float64) string {
+	return time.Duration(ms * float64(time.Millisecond)).Round(10 * time.Microsecond).String()
+}
+
+// writeLoadtestReport writes loadtest-report.json and loadtest-report.html
+// into dir, and returns their paths.
+func writeLoadtestReport(dir string, r *loadtest.Result) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("report directory: %w", err)
+	}
+	var paths []string
+	for name, write := range map[string]func(io.Writer, *loadtest.Result) error{"json": loadtest.WriteJSON, "html": loadtest.WriteHTML} {
+		path := filepath.Join(dir, "loadtest-report."+name)
+		f, err := os.Create(path)
+		if err == nil {
+			err = errors.Join(write(f, r), f.Close())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		paths = append(paths, path)
+	}
+	slices.Sort(paths) // .html before .json
+	return paths, nil
+}

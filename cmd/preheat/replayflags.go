@@ -1,0 +1,79 @@
+package main
+
+import (
+	"flag"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/preheatdev/preheat/replayer"
+)
+
+// replayRules are the handshake, safety and rewrite flags that every
+// command replaying sessions (warm, loadtest) takes.
+type replayRules struct {
+	headers, mutating, rewrite repeated
+	noDefaultSafety            bool
+	sendUnchecked              bool
+	dropRedacted               bool
+}
+
+// replayRulesHelp explains the flags of replayRules in a command's help.
+const replayRulesHelp = `Safety: a client message a safety rule marks as mutating is never sent. The
+default rules catch "type" mutate/write/delete and state-changing verbs in
+"type", "op", "method" or "action" (see --mutating). Messages the rules cannot
+inspect (binary, not JSON) are not sent unless --send-unchecked.`
+
+// replayRewriteHelp explains --rewrite in a command's help.
+const replayRewriteHelp = `Rewrite rules (--rewrite FIELD=ACTION[:VALUE], repeatable, applied in order):
+  token=unredact:SECRET   put a warm-up credential where the tap redacted one
+  token=set:VALUE         always set a string; FIELD=raw:JSON sets any JSON value
+  ts=shift                move a timestamp (s, ms, µs or RFC 3339) to replay time
+  request_id=fresh        a new random id of the same shape, stable per session
+Values may name environment variables as ${NAME}.`
+
+func (r *replayRules) register(fs *flag.FlagSet) {
+	fs.Var(&r.headers, "header", "handshake header \"Name: value\" sent to the target, such as a warm-up credential (repeatable)")
+	fs.Var(&r.mutating, "mutating", "safety rule marking a message as mutating: FIELD=v1,v2 or FIELD~REGEXP (repeatable; adds to the defaults)")
+	fs.BoolVar(&r.noDefaultSafety, "no-default-safety", false, "use only the --mutating rules, not the defaults")
+	fs.BoolVar(&r.sendUnchecked, "send-unchecked", false, "send messages the safety rules cannot inspect (binary, not JSON)")
+	fs.BoolVar(&r.dropRedacted, "drop-redacted", false, "skip messages that still hold a redaction marker after rewriting")
+	fs.Var(&r.rewrite, "rewrite", "rewrite rule FIELD=ACTION[:VALUE] (repeatable; see above)")
+}
+
+// apply sets the handshake headers, safety and rewrite rules of o.
+func (r *replayRules) apply(o *replayer.Options) error {
+	h := http.Header{}
+	for _, line := range r.headers {
+		name, value, ok := strings.Cut(os.ExpandEnv(line), ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return usagef("--header %q: want \"Name: value\"", line)
+		}
+		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	var safety []replayer.SafetyRule
+	if !r.noDefaultSafety {
+		safety = append(safety, replayer.DefaultSafetyRules...)
+	}
+	for _, s := range r.mutating {
+		rule, err := replayer.ParseSafetyRule(s)
+		if err != nil {
+			return usagef("--mutating: %v", err)
+		}
+		safety = append(safety, rule)
+	}
+	if safety == nil {
+		safety = []replayer.SafetyRule{} // --no-default-safety and no rules: none
+	}
+	var rewrite []replayer.RewriteRule
+	for _, s := range r.rewrite {
+		rule, err := replayer.ParseRewriteRule(os.ExpandEnv(s))
+		if err != nil {
+			return usagef("--rewrite: %v", err)
+		}
+		rewrite = append(rewrite, rule)
+	}
+	o.Header, o.Safety, o.Rewrite = h, safety, rewrite
+	o.SendUnchecked, o.DropRedacted = r.sendUnchecked, r.dropRedacted
+	return nil
+}

@@ -1,0 +1,42 @@
+package chart
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestScalePos(t *testing.T) {
+	lin := Scale{Lo: 0, Hi: 10, P0: 100, P1: 200}
+	log := Scale{Lo: 1, Hi: 1000, P0: 0, P1: 300, Log: true}
+	for _, c := range []struct {
+		s    Scale
+		v, p float64
+	}{{lin, 0, 100}, {lin, 5, 150}, {lin, 20, 200}, {lin, -1, 100}, {log, 10, 100}, {log, 100, 200}, {log, 0, 0}} {
+		if got := c.s.Pos(c.v); got != c.p {
+			t.Errorf("%+v.Pos(%v) = %v, want %v", c.s, c.v, got, c.p)
+		}
+	}
+}
+
+func TestDownsampleKeepsExtremes(t *testing.T) {
+	pts := make([][2]float64, 10000)
+	for i := range pts {
+		pts[i] = [2]float64{float64(i), float64(i % 7)}
+	}
+	pts[4321][1] = 1e6
+	got := Downsample(pts, 100, func(p [2]float64) float64 { return p[1] })
+	if len(got) > 100 || !slices.Contains(got, pts[4321]) {
+		t.Fatalf("%d points, spike kept %v", len(got), slices.Contains(got, pts[4321]))
+	}
+	if short := pts[:50]; len(Downsample(short, 100, func(p [2]float64) float64 { return p[1] })) != 50 {
+		t.Error("a series within the bound was reduced")
+	}
+}
+
+func TestValue(t *testing.T) {
+	for v, want := range map[float64]string{0: "0 ms", 1.5: "1.5 ms", 0.00012: "0.00012 ms", 12345678: "1.235e+07 ms"} {
+		if got := Value(v, "ms"); got != want {
+			t.Errorf("Value(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
