@@ -2,13 +2,11 @@ package loadtest_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -127,61 +125,6 @@ func serveLoopback(t testing.TB, h http.Handler) (string, *httptest.Server) {
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return "ws" + s.URL[len("http"):], s
-}
-
-// pipeListener is a net.Listener whose connections are net.Pipe pairs
-// dialled in-process, so that a whole run can live in a synctest bubble.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (p *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-p.conns:
-		return c, nil
-	case <-p.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (p *pipeListener) Close() error { p.once.Do(func() { close(p.done) }); return nil }
-
-func (p *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
-
-func (p *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	a, b := net.Pipe()
-	select {
-	case p.conns <- b:
-		return a, nil
-	case <-p.done:
-		return nil, errors.New("pipe listener closed")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// servePipe serves h in-process and returns a client that reaches it
-// whatever the URL's host.
-func servePipe(t *testing.T, h http.Handler) *http.Client {
-	p := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-	srv := &http.Server{Handler: h}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(p)
-	}()
-	tr := &http.Transport{DialContext: p.dial}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		p.Close()
-		<-served
-	})
-	return &http.Client{Transport: tr}
 }
 
 // sessions returns n recorded sessions, started every 1/rate seconds, each

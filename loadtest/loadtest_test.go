@@ -13,6 +13,7 @@ import (
 
 	"github.com/preheatdev/preheat/internal/coldserver"
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/internal/pipenet"
 	"github.com/preheatdev/preheat/loadtest"
 	"github.com/preheatdev/preheat/replayer"
 	"github.com/preheatdev/preheat/session"
@@ -38,7 +39,7 @@ func run(t *testing.T, c *loadtest.Corpus, target string, o loadtest.Options) *l
 // otherwise, against tg over in-process pipes; call it in a synctest bubble.
 func runPipe(t *testing.T, tg *echoTarget, ss [][]session.Event, o loadtest.Options) *loadtest.Result {
 	t.Helper()
-	o.Replay = &replayer.Options{Correlate: "id", HTTPClient: servePipe(t, tg)}
+	o.Replay = &replayer.Options{Correlate: "id", HTTPClient: pipenet.Serve(t, tg)}
 	return run(t, &loadtest.Corpus{Sessions: ss, Rate: loadtest.ArrivalRate(ss)}, "ws://staging", o)
 }
 
@@ -147,7 +148,7 @@ func TestRampShapesStartRate(t *testing.T) {
 	})
 	synctest.Test(t, func(t *testing.T) {
 		tg := &echoTarget{delay: time.Second}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		c := &loadtest.Corpus{Sessions: sessions(5, 1, 1)}
 		r, err := loadtest.New(c, "ws://staging", &loadtest.Options{Concurrency: 4, Duration: 8 * time.Second,
 			RampUp: 4 * time.Second, Logger: quiet, Replay: &replayer.Options{Correlate: "id", HTTPClient: client}})
@@ -265,7 +266,7 @@ func TestCompare(t *testing.T) {
 		t.Helper()
 		var cmp *loadtest.Comparison
 		synctest.Test(t, func(t *testing.T) {
-			client := hostRouter(map[string]*http.Client{"a": servePipe(t, a), "b": servePipe(t, b)})
+			client := hostRouter(map[string]*http.Client{"a": pipenet.Serve(t, a), "b": pipenet.Serve(t, b)})
 			c := &loadtest.Corpus{Sessions: sessions(20, 5, 1)}
 			res := run(t, c, "ws://a/sync", loadtest.Options{SessionsPerSecond: 30, Duration: 5 * time.Second, Interval: 250 * time.Millisecond,
 				Compare: "ws://b/sync", Replay: &replayer.Options{Correlate: "id", HTTPClient: client}})
@@ -335,7 +336,7 @@ func TestCompareLoopback(t *testing.T) {
 func TestReport(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a, b := &echoTarget{delay: 2 * time.Millisecond}, &echoTarget{delay: 3 * time.Millisecond}
-		ca, cb := servePipe(t, a), servePipe(t, b)
+		ca, cb := pipenet.Serve(t, a), pipenet.Serve(t, b)
 		// One client serving two pipe servers by host.
 		client := hostRouter(map[string]*http.Client{"a": ca, "b": cb})
 		c := &loadtest.Corpus{Sessions: sessions(5, 3, 1)}

@@ -4,69 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/preheatdev/preheat/internal/pipenet"
 )
 
-// pipeListener connects an in-process HTTP server and client over net.Pipe,
-// whose blocking is durable inside a synctest bubble, unlike a socket's.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
-
-func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// inBubble serves h over pipes for the duration of f, which gets a client.
+// inBubble serves h over pipes for the duration of the test and gives f a
+// client of it.
 func inBubble(t *testing.T, h http.Handler, f func(*http.Client)) {
 	t.Helper()
-	l := newPipeListener()
-	srv := &http.Server{Handler: h}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(l)
-	}()
-	tr := &http.Transport{DialContext: l.dial}
-	f(&http.Client{Transport: tr})
-	tr.CloseIdleConnections()
-	_ = srv.Close()
-	<-served
+	f(pipenet.Serve(t, h))
 }
 
 // TestWatcherDefaultsSynctest runs a whole warm-up with the default

@@ -2,8 +2,6 @@ package replayer_test
 
 import (
 	"context"
-	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -115,71 +113,6 @@ func (t *target) received() []received {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]received(nil), t.msgs...)
-}
-
-// pipeNet connects an http.Client to an http.Server over net.Pipe, so that
-// a replay runs inside a testing/synctest bubble with fake time.
-type pipeNet struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeNet() *pipeNet { return &pipeNet{conns: make(chan net.Conn), done: make(chan struct{})} }
-
-func (p *pipeNet) Accept() (net.Conn, error) {
-	select {
-	case c := <-p.conns:
-		return c, nil
-	case <-p.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (p *pipeNet) Close() error {
-	p.once.Do(func() { close(p.done) })
-	return nil
-}
-
-func (p *pipeNet) Addr() net.Addr { return pipeAddr{} }
-
-func (p *pipeNet) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
-	a, b := net.Pipe()
-	select {
-	case p.conns <- b:
-		return a, nil
-	case <-p.done:
-		return nil, errors.New("pipe network closed")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
-
-// servePipe serves h over a pipe network and returns a client dialling it.
-// Everything is shut down when the test ends.
-func servePipe(t *testing.T, h http.Handler) *http.Client {
-	p := newPipeNet()
-	srv := &http.Server{Handler: h}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(p)
-	}()
-	tr := &http.Transport{DialContext: p.DialContext}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		p.Close()
-		<-done
-	})
-	return &http.Client{Transport: tr}
 }
 
 // serveLoopback serves h on a real 127.0.0.1 listener and returns its

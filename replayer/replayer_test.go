@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/internal/pipenet"
 	"github.com/preheatdev/preheat/replayer"
 	"github.com/preheatdev/preheat/session"
 )
@@ -60,7 +61,7 @@ func TestReplayPacingAndOrder(t *testing.T) {
 		t.Helper()
 		synctest.Test(t, func(t *testing.T) {
 			tg := &target{protocols: []string{"sync.v3"}}
-			client := servePipe(t, tg)
+			client := pipenet.Serve(t, tg)
 			r := newReplayer(t, "ws://pod", replayer.Options{Speed: speed, Rate: -1, HTTPClient: client})
 			msgs := queries(len(offsets))
 			evs := recorded(time.Now().Add(-time.Hour), msgs, offsets)
@@ -93,7 +94,7 @@ func TestReplayPacingAndOrder(t *testing.T) {
 func TestReplayRateAndConcurrencyLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := &target{}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		const sessions, perSession = 12, 10
 		var src [][]session.Event
 		for range sessions {
@@ -139,7 +140,7 @@ func TestReplayRateAndConcurrencyLimits(t *testing.T) {
 func TestReplayMeasuresCorrelatedLatency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := &target{reply: echoID(50 * time.Millisecond)}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		var mu sync.Mutex
 		var seen []time.Duration
 		var kinds []string
@@ -184,7 +185,7 @@ func TestReplayCountsTimeouts(t *testing.T) {
 			}
 			return fmt.Appendf(nil, `{"id":%d}`, m.ID), time.Millisecond
 		}}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: -1, Correlate: "id", ResponseTimeout: 2 * time.Second, HTTPClient: client})
 		evs := recorded(time.Now(), queries(6), []int{0, 1, 2, 3, 4, 5})
 		if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
@@ -199,7 +200,7 @@ func TestReplayCountsTimeouts(t *testing.T) {
 func TestReplayUncorrelatedLatencyIsTimeToNextMessage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := &target{reply: echoID(30 * time.Millisecond)}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		r := newReplayer(t, "ws://pod/sync", replayer.Options{Speed: 1, Rate: -1, HTTPClient: client})
 		evs := recorded(time.Now(), queries(3), []int{0, 100, 200})
 		if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
@@ -338,7 +339,7 @@ func TestReplayTargetDownEndsByContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Nothing listens: every dial fails, backs off, and the run ends
 		// when its context does.
-		p := newPipeNet()
+		p := pipenet.NewListener()
 		p.Close()
 		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: -1, HTTPClient: &http.Client{Transport: &http.Transport{DialContext: p.DialContext}}})
 		var src [][]session.Event
@@ -375,7 +376,7 @@ func TestReplayBacksOffWhenLatencyClimbs(t *testing.T) {
 			resp, _ := echoID(0)(msg)
 			return resp, busyUntil.Sub(now)
 		}}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		var src [][]session.Event
 		for range 40 {
 			src = append(src, recorded(time.Now(), queries(50), make([]int, 50)))
@@ -393,7 +394,7 @@ func TestReplayBacksOffWhenLatencyClimbs(t *testing.T) {
 func TestReplayHoldsRateForAFastTarget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := &target{reply: echoID(time.Millisecond)}
-		client := servePipe(t, tg)
+		client := pipenet.Serve(t, tg)
 		var src [][]session.Event
 		for range 20 {
 			src = append(src, recorded(time.Now(), queries(50), make([]int, 50)))
