@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -295,11 +292,11 @@ func runLoadtest(ctx context.Context, e *env, args []string) error {
 	}
 	passed := res.Check(ths)
 	if o.report != "" {
-		paths, err := writeLoadtestReport(o.report, res)
+		paths, err := writeReport(o.report, "loadtest-report", res, loadtest.WriteJSON, loadtest.WriteHTML)
 		if err != nil {
 			e.log.Error("loadtest: writing the report failed", "err", err)
 		} else {
-			e.log.Info("loadtest: report written", "html", paths[0], "json", paths[1])
+			e.log.Info("loadtest: report written", "html", paths[1], "json", paths[0])
 		}
 	}
 	printSummary(e.stdout, res)
@@ -532,26 +529,4 @@ func printSummary(w io.Writer, r *loadtest.Result) {
 
 func fmtLatency(ms float64) string {
 	return time.Duration(ms * float64(time.Millisecond)).Round(10 * time.Microsecond).String()
-}
-
-// writeLoadtestReport writes loadtest-report.json and loadtest-report.html
-// into dir, and returns their paths.
-func writeLoadtestReport(dir string, r *loadtest.Result) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("report directory: %w", err)
-	}
-	var paths []string
-	for name, write := range map[string]func(io.Writer, *loadtest.Result) error{"json": loadtest.WriteJSON, "html": loadtest.WriteHTML} {
-		path := filepath.Join(dir, "loadtest-report."+name)
-		f, err := os.Create(path)
-		if err == nil {
-			err = errors.Join(write(f, r), f.Close())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("report: %w", err)
-		}
-		paths = append(paths, path)
-	}
-	slices.Sort(paths) // .html before .json
-	return paths, nil
 }

@@ -45,7 +45,7 @@ func (r *replayRules) register(fs *flag.FlagSet) {
 func (r *replayRules) apply(o *replayer.Options) error {
 	h := http.Header{}
 	for _, line := range r.headers {
-		name, value, ok := strings.Cut(os.ExpandEnv(line), ":")
+		name, value, ok := strings.Cut(expandBraced(line), ":")
 		if !ok || strings.TrimSpace(name) == "" {
 			return usagef("--header %q: want \"Name: value\"", line)
 		}
@@ -67,7 +67,7 @@ func (r *replayRules) apply(o *replayer.Options) error {
 	}
 	var rewrite []replayer.RewriteRule
 	for _, s := range r.rewrite {
-		rule, err := replayer.ParseRewriteRule(os.ExpandEnv(s))
+		rule, err := replayer.ParseRewriteRule(expandBraced(s))
 		if err != nil {
 			return usagef("--rewrite: %v", err)
 		}
@@ -76,4 +76,26 @@ func (r *replayRules) apply(o *replayer.Options) error {
 	o.Header, o.Safety, o.Rewrite = h, safety, rewrite
 	o.SendUnchecked, o.DropRedacted = r.sendUnchecked, r.dropRedacted
 	return nil
+}
+
+// expandBraced replaces each ${NAME} in s with the environment variable's
+// value. Unlike os.ExpandEnv it leaves a bare $ alone, so that a secret or
+// a pattern holding one passes through as written.
+func expandBraced(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			break
+		}
+		b.WriteString(s[:i])
+		b.WriteString(os.Getenv(s[i+2 : i+j]))
+		s = s[i+j+1:]
+	}
+	b.WriteString(s)
+	return b.String()
 }

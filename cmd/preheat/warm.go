@@ -55,8 +55,7 @@ type warmOptions struct {
 
 	// Set by tests and the demo only; no flag sets them.
 	allowShortWindow bool              // a --window under 10s
-	stopAfterRelease bool              // return once the run ends, as --init does, but with exit status 0 either way
-	onReady          func(addr string) // told the ready server's address
+	stopAfterRelease bool // return once the run ends, as --init does, but with exit status 0 either way
 }
 
 // repeated is a repeatable flag whose values are kept whole (rules may hold
@@ -289,8 +288,14 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		return warmResult{}, usagef("%v", err)
 	}
 	src := replayer.NewCacheSource(cache, srcOpts)
+	// The router learns which pod is ready from the webhook's headers.
+	hookHeader := http.Header{"X-Preheat-Target": {o.target}}
+	if host, err := os.Hostname(); err == nil {
+		hookHeader.Set("X-Preheat-Host", host)
+	}
 	gate := readiness.NewGate(&readiness.GateOptions{
-		File: o.readyFile, Webhook: o.webhook, WebhookToken: o.webhookToken, Logger: log, Metrics: sets.gate,
+		File: o.readyFile, Webhook: o.webhook, WebhookToken: o.webhookToken, WebhookHeader: hookHeader,
+		Logger: log, Metrics: sets.gate,
 	})
 
 	run := &warmRun{o: o, e: e, watcher: watcher, replay: rp, source: src, gate: gate, sets: sets}
@@ -313,9 +318,6 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 			<-srvDone
 		}()
 		log.Info("warm: serving /readyz", "addr", ln.Addr().String())
-		if o.onReady != nil {
-			o.onReady(ln.Addr().String())
-		}
 	}
 	log.Info("warm: starting", "target", o.target, "metrics", o.metricsURL, "cache", o.cacheURL,
 		"rate", o.rate, "concurrency", o.concurrency, "deadline", o.deadline, "window", o.window, "on_deadline", o.onDeadline)
@@ -325,7 +327,7 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		return res, err
 	}
 	if o.report != "" {
-		paths, werr := writeWarmReport(o.report, res.Report)
+		paths, werr := writeReport(o.report, "warm-report", res.Report, readiness.WriteJSON, readiness.WriteHTML)
 		if werr != nil {
 			log.Error("warm: writing the report failed", "err", werr)
 		} else {
@@ -540,20 +542,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-// writeWarmReport writes warm-report.json and warm-report.html into dir.
-func writeWarmReport(dir string, rep *readiness.Report) ([]string, error) {
+// writeReport writes a report as dir/base.json and dir/base.html and
+// returns their paths, JSON first.
+func writeReport[R any](dir, base string, r R, writeJSON, writeHTML func(io.Writer, R) error) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("report directory: %w", err)
 	}
-	paths := []string{filepath.Join(dir, "warm-report.json"), filepath.Join(dir, "warm-report.html")}
-	for i, write := range []func(io.Writer, *readiness.Report) error{readiness.WriteJSON, readiness.WriteHTML} {
+	paths := []string{filepath.Join(dir, base+".json"), filepath.Join(dir, base+".html")}
+	for i, write := range []func(io.Writer, R) error{writeJSON, writeHTML} {
 		f, err := os.Create(paths[i])
-		if err != nil {
-			return nil, fmt.Errorf("report: %w", err)
-		}
-		err = write(f, rep)
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		if err == nil {
+			err = errors.Join(write(f, r), f.Close())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("report %s: %w", paths[i], err)

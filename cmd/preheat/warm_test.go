@@ -141,10 +141,27 @@ func deadArgs(t *testing.T) []string {
 
 func TestWarmDeadlineFailOpen(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "released.json")
+	hooks := make(chan *http.Request, 1)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case hooks <- r:
+		default:
+		}
+	}))
+	defer hook.Close()
 	start := time.Now()
-	code, out, errOut := preheat(t, append(deadArgs(t), "--ready-file", file)...)
+	args := deadArgs(t)
+	code, out, errOut := preheat(t, append(args, "--ready-file", file, "--webhook", hook.URL, "--webhook-token", "hook-secret")...)
 	if code != 0 {
 		t.Fatalf("fail-open warm with nothing reachable: exit %d\n%s\n%s", code, out, errOut)
+	}
+	select {
+	case r := <-hooks:
+		if r.Header.Get("X-Preheat-Target") != args[2] || r.Header.Get("Authorization") != "Bearer hook-secret" {
+			t.Fatalf("webhook headers %v: want the target and the token", r.Header)
+		}
+	default:
+		t.Fatal("the router's webhook was not called on release")
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("run took %v past a 3s deadline", d)
@@ -307,5 +324,20 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	coldShare := first(coldSim, coldAddr)
 	if warmShare < 0.95 || coldShare != 0 {
 		t.Fatalf("first traffic ran %.1f%% compiled on the warmed server, %.1f%% on the cold one: want at least 95%% and 0%%", 100*warmShare, 100*coldShare)
+	}
+}
+
+func TestExpandBraced(t *testing.T) {
+	t.Setenv("PREHEAT_TEST_SECRET", "s3cret")
+	for in, want := range map[string]string{
+		"Authorization: Bearer ${PREHEAT_TEST_SECRET}": "Authorization: Bearer s3cret",
+		"token=unredact:${PREHEAT_TEST_SECRET}x":       "token=unredact:s3cretx",
+		"op~^admin$":                                   "op~^admin$",
+		"price=$5 ${UNSET_PREHEAT_VAR}":                "price=$5 ",
+		"dangling ${NAME":                              "dangling ${NAME",
+	} {
+		if got := expandBraced(in); got != want {
+			t.Errorf("expandBraced(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
