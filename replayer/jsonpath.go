@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strconv"
 	"strings"
 )
@@ -34,81 +33,118 @@ var errNotObject = errors.New("not a JSON object")
 // span finds the value at p in the JSON object msg and returns its byte
 // range [start, end). found is false when the path is absent (a key missing,
 // or an intermediate value that is not an object). err is set when msg is
-// not a well-formed JSON object up to the point the search reached; the
-// search stops at the first match, so bytes after it are not checked.
+// not a well-formed JSON object: the whole message is validated first
+// (json.Valid does not allocate), so that a rule never judges a message by a
+// field of one that a server's parser would reject or read differently.
 func span(msg []byte, p path) (start, end int, found bool, err error) {
-	dec := json.NewDecoder(bytes.NewReader(msg))
-	dec.UseNumber()
-	if err := expectDelim(dec, '{'); err != nil {
-		return 0, 0, false, err
+	if !json.Valid(msg) {
+		if len(msg) == 0 {
+			return 0, 0, false, errors.New("empty message")
+		}
+		return 0, 0, false, errMalformed
 	}
+	i := skipSpace(msg, 0)
+	if msg[i] != '{' {
+		return 0, 0, false, errNotObject
+	}
+	start, end, found = scanSpan(msg, i+1, p)
+	return start, end, found, nil
+}
+
+// errMalformed reports a message that is not well-formed JSON.
+var errMalformed = errors.New("malformed JSON")
+
+// scanSpan finds p in the members of the object whose body starts at i in
+// the valid JSON msg. With duplicate keys the first wins.
+func scanSpan(msg []byte, i int, p path) (start, end int, found bool) {
 	for depth := 0; ; {
-		t, err := dec.Token()
-		if err != nil {
-			return 0, 0, false, malformed(err)
+		i = skipSpace(msg, i)
+		if msg[i] == '}' {
+			return 0, 0, false // the key is absent at this level
 		}
-		if d, ok := t.(json.Delim); ok && d == '}' {
-			return 0, 0, false, nil // the key is absent at this level
-		}
-		key, ok := t.(string)
-		if !ok {
-			return 0, 0, false, errNotObject
-		}
-		if key != p[depth] {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return 0, 0, false, malformed(err)
+		keyEnd := skipString(msg, i)
+		match := keyEquals(msg[i:keyEnd], p[depth])
+		i = skipSpace(msg, keyEnd)
+		i = skipSpace(msg, i+1) // the colon
+		vEnd := skipValue(msg, i)
+		if match {
+			if depth == len(p)-1 {
+				return i, vEnd, true
 			}
+			if msg[i] != '{' {
+				return 0, 0, false // an intermediate value that is not an object
+			}
+			depth++
+			i++
 			continue
 		}
-		if depth == len(p)-1 {
-			start := valueStart(msg, int(dec.InputOffset()))
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return 0, 0, false, malformed(err)
+		i = skipSpace(msg, vEnd)
+		if msg[i] == ',' {
+			i++
+		}
+	}
+}
+
+// keyEquals reports whether the JSON string lit (quotes included) is key.
+func keyEquals(lit []byte, key string) bool {
+	body := lit[1 : len(lit)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return string(body) == key
+	}
+	var s string
+	return json.Unmarshal(lit, &s) == nil && s == key
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at i.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the valid JSON value that starts at i.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
 			}
-			return start, int(dec.InputOffset()), true, nil
 		}
-		t, err = dec.Token()
-		if err != nil {
-			return 0, 0, false, malformed(err)
+		return len(b)
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
 		}
-		if d, ok := t.(json.Delim); !ok || d != '{' {
-			return 0, 0, false, nil // an intermediate value that is not an object
-		}
-		depth++
+		i++
 	}
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	t, err := dec.Token()
-	if err != nil {
-		return malformed(err)
-	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		return errNotObject
-	}
-	return nil
-}
-
-func malformed(err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("truncated JSON")
-	}
-	return err
-}
-
-// valueStart skips the whitespace and colon after a key that ends at off.
-func valueStart(msg []byte, off int) int {
-	for off < len(msg) {
-		switch msg[off] {
-		case ' ', '\t', '\r', '\n', ':':
-			off++
-		default:
-			return off
-		}
-	}
-	return off
+	return i
 }
 
 // lookup returns the raw JSON value at p in msg.
