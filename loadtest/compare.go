@@ -75,8 +75,21 @@ const compareMetrics = 6
 const minPairs = 5
 
 // minPairResponses is the fewest responses each target must have in an
-// interval for its latency to be compared.
+// interval for its median or mean latency to be compared. A tail quantile
+// needs more: an interval's q-quantile is compared only when at least 5
+// responses lie beyond it (100 for p99, 50 for p90), or it would be the
+// interval's maximum, and two equal targets' maxima differ by chance far
+// more than any effect worth reporting.
 const minPairResponses = 5
+
+// minResponses returns the fewest responses an interval needs for its
+// q-quantile (0 < q < 1; 0 for the mean) to be compared.
+func minResponses(q float64) int {
+	if q <= 0.5 {
+		return minPairResponses
+	}
+	return max(minPairResponses, int(math.Ceil(5/(1-q))))
+}
 
 func compare(a, b TargetResult, o *Options) *Comparison {
 	level := 1 - (1-o.Confidence)/compareMetrics
@@ -87,23 +100,27 @@ func compare(a, b TargetResult, o *Options) *Comparison {
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5851f42d4c957f2d))
 	n := min(len(a.Intervals), len(b.Intervals))
-	latency := func(name string, whole func(Latency) float64, per func(Interval) float64) {
+	latency := func(name string, q float64, whole func(Latency) float64, per func(Interval) float64) {
 		var d []float64
+		need := minResponses(q)
 		for i := range n {
 			x, y := a.Intervals[i], b.Intervals[i]
-			if x.Responses < minPairResponses || y.Responses < minPairResponses || per(x) <= 0 || per(y) <= 0 {
+			if x.Responses < need || y.Responses < need || per(x) <= 0 || per(y) <= 0 {
 				continue
 			}
 			d = append(d, math.Log(per(y)/per(x)))
 		}
 		diff := Difference{Metric: name, Unit: "ms", Baseline: whole(a.Latency), Candidate: whole(b.Latency)}
 		relative(&diff, d, rng, o, level, "slower", "faster")
+		if len(d) < minPairs {
+			diff.Summary = fmt.Sprintf("too few intervals to compare %s: %d with the %d responses each it needs (a longer --interval or more load gives more)", name, len(d), need)
+		}
 		c.Metrics = append(c.Metrics, diff)
 	}
-	latency("p50", func(l Latency) float64 { return l.P50 }, func(i Interval) float64 { return i.P50 })
-	latency("p90", func(l Latency) float64 { return l.P90 }, func(i Interval) float64 { return i.P90 })
-	latency("p99", func(l Latency) float64 { return l.P99 }, func(i Interval) float64 { return i.P99 })
-	latency("mean", func(l Latency) float64 { return l.Mean }, func(i Interval) float64 { return i.Mean })
+	latency("p50", 0.5, func(l Latency) float64 { return l.P50 }, func(i Interval) float64 { return i.P50 })
+	latency("p90", 0.9, func(l Latency) float64 { return l.P90 }, func(i Interval) float64 { return i.P90 })
+	latency("p99", 0.99, func(l Latency) float64 { return l.P99 }, func(i Interval) float64 { return i.P99 })
+	latency("mean", 0, func(l Latency) float64 { return l.Mean }, func(i Interval) float64 { return i.Mean })
 
 	// Throughput: responses per interval, over intervals where either
 	// target answered.

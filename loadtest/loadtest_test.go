@@ -268,9 +268,11 @@ func TestCompare(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			client := hostRouter(map[string]*http.Client{"a": pipenet.Serve(t, a), "b": pipenet.Serve(t, b)})
 			c := &loadtest.Corpus{Sessions: sessions(20, 5, 1)}
-			res := run(t, c, "ws://a/sync", loadtest.Options{SessionsPerSecond: 30, Duration: 5 * time.Second, Interval: 250 * time.Millisecond,
+			// 20 intervals of 1s, each with about 150 responses a target:
+			// enough for p90 (50 needed), not for p99 (500).
+			res := run(t, c, "ws://a/sync", loadtest.Options{SessionsPerSecond: 30, Duration: 20 * time.Second, Interval: time.Second,
 				Compare: "ws://b/sync", Replay: &replayer.Options{Correlate: "id", HTTPClient: client}})
-			if res.Targets[0].Sessions.Started != 150 || res.Targets[1].Sessions.Started != 150 {
+			if res.Targets[0].Sessions.Started != 600 || res.Targets[1].Sessions.Started != 600 {
 				t.Fatalf("targets %+v", res.Targets)
 			}
 			cmp = res.Comparison
@@ -312,7 +314,7 @@ func TestCompareLoopback(t *testing.T) {
 		t.Helper()
 		ua, _ := serveLoopback(t, &echoTarget{delay: a})
 		ub, _ := serveLoopback(t, &echoTarget{delay: b})
-		res := run(t, c, ua+"/sync", loadtest.Options{SessionsPerSecond: 30, Duration: 3 * time.Second, Interval: 250 * time.Millisecond,
+		res := run(t, c, ua+"/sync", loadtest.Options{SessionsPerSecond: 30, Duration: 3 * time.Second, Interval: 500 * time.Millisecond,
 			Compare: ub + "/sync", Replay: &replayer.Options{Correlate: "id"}})
 		for _, m := range res.Comparison.Metrics {
 			t.Logf("%v vs %v: %s", a, b, m.Summary)
