@@ -26,7 +26,7 @@ $(KINESALITE): tools/kinesalite/package.json tools/kinesalite/package-lock.json
 	@touch $@
 
 test: kinesalite vet fmt-check
-	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -race -count=1 -timeout 14m $(PKGS)
 
 # Without the race detector and Kinesis setup: a quick loop while editing.
 test-short:
@@ -58,3 +58,11 @@ fuzz:
 
 clean:
 	rm -rf bin bench.txt
+
+# A real JVM warmed end to end (needs a JDK, javac and java on PATH): the
+# fixture's own tests, then capture, cache, warm, first traffic and the
+# -Xint and C1-only controls; about 4 minutes. See docs/benchmarks-jvm.md.
+.PHONY: jvm-e2e
+jvm-e2e:
+	$(GO) test -race -count=1 -timeout 5m -v ./internal/jvmfixture/
+	$(GO) test -race -count=1 -timeout 15m -run JVM -v ./cmd/preheat/

@@ -54,7 +54,7 @@ type warmOptions struct {
 	progress        time.Duration
 
 	// Set by tests and the demo only; no flag sets them.
-	allowShortWindow bool              // a --window under 10s
+	allowShortWindow bool // a --window under 10s
 	stopAfterRelease bool // return once the run ends, as --init does, but with exit status 0 either way
 }
 
