@@ -104,15 +104,18 @@ type signalState struct {
 // observed since the window's start with at least MinSamples samples, its
 // 95th percentile is under its absolute limit, and it has no trend that is
 // both significant (Mann-Kendall, p < Alpha) and material (Theil-Sen slope
-// times Window above MaxDrift of its level). A falling compile rate does not
-// count as a trend once every sample in the window is under its limit: it
-// is settling, not warming. The target is warm when every
+// times Window above MaxDrift of its level, and above the signal's drift
+// floor). A compile rate whose every sample in the window is under its
+// limit is flat whatever its trend: it is settling, not warming. The target is warm when every
 // present signal has been flat at every evaluation for Hold, at least one
 // scraped signal (jitter or compile) is present, and MinWarm has passed.
 //
-// Absent signals are set aside: a signal never seen (no JIT, so no compile
-// metric; no replay running, so no latencies), and replay latency that has
-// had no sample for a whole window (the replay paused or ended). A scraped
+// Absent signals are set aside: jitter never seen, no replay running (so no
+// latencies), and replay latency that has had no sample for a whole window
+// (the replay paused or ended). A compile metric never seen holds the
+// release, and the deadline decides, unless Options.NoJIT says the target
+// has no JIT: a JVM run with -Xint exposes none, and its flat, slow latency
+// must not pass for warm. A scraped
 // signal that stops arriving (failed scrapes) is not set aside; it goes
 // stale and blocks release until it returns or the deadline.
 type Detector struct {
@@ -202,13 +205,14 @@ func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why strin
 		level = max(level, l/4)
 	}
 	drift := math.Abs(slope) * w.Seconds()
-	material := drift > d.o.MaxDrift*level
-	// A compile rate that is falling while every sample is already under
-	// its limit is not warming any more: it is settling. A JIT's late,
-	// rare-path compiles make exactly this shape in a rate taken over
-	// RateWindow (a bump well under the limit, decaying to zero), and
-	// holding the release for each of them would hold it for minutes.
-	settling := s == Compile && slope < 0 && d.limit(s) > 0 && sorted[len(sorted)-1] <= d.limit(s)
+	material := drift > d.o.MaxDrift*level && drift > d.driftFloor(s)
+	// A compile rate whose every sample in the window is under its limit
+	// is not warming any more, whichever way it drifts: it is settling. A
+	// JIT's late, rare-path compiles make bumps well under the limit in a
+	// rate taken over RateWindow, and a real JVM keeps a tail of 3 to 28
+	// ms/s for minutes; holding the release for each bump would hold it
+	// for minutes.
+	settling := s == Compile && d.limit(s) > 0 && sorted[len(sorted)-1] <= d.limit(s)
 	if mk.P < d.o.Alpha && material && !settling {
 		dir := "falling"
 		if slope > 0 {
@@ -217,6 +221,19 @@ func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why strin
 		return true, false, fmt.Sprintf("%s %.4g %s over the window from %.4g (Mann-Kendall p=%.2g)", dir, drift, unit, med, mk.P)
 	}
 	return true, true, fmt.Sprintf("flat at %.4g %s (p95 %.4g, drift %.2g, p=%.2g)", med, unit, p95, drift, mk.P)
+}
+
+// driftFloor is the smallest drift across the window that can be material
+// for s, whatever its level: below it a trend is too small to matter to a
+// request, however significant.
+func (d *Detector) driftFloor(s Signal) float64 {
+	switch s {
+	case Jitter:
+		return d.o.JitterDriftFloor.Seconds()
+	case Latency:
+		return float64(d.o.LatencyDriftFloor) / float64(time.Millisecond)
+	}
+	return 0
 }
 
 // Decide evaluates every signal at now and returns the decision. Before the
@@ -255,6 +272,13 @@ func (d *Detector) Decide(now time.Time) Decision {
 	if !scraped {
 		allFlat = false
 		waiting = append(waiting, "no jitter or compile signal exposed")
+	}
+	if !d.o.NoJIT && !d.sig[Compile].present {
+		// A JIT that exposes no compile time cannot be judged warm by the
+		// other signals alone: -Xint's latency is flat and slow from the
+		// start. The deadline decides, unless the target has no JIT.
+		allFlat = false
+		waiting = append(waiting, fmt.Sprintf("compile metric %s never seen (set NoJIT for a target without a JIT)", d.o.CompileMetric))
 	}
 	if !allFlat {
 		d.flatSince = time.Time{}

@@ -45,9 +45,10 @@ func TestDetectorFlat(t *testing.T) {
 	if dec.Outcome != OutcomeWarm || !dec.Warm || !dec.Release {
 		t.Fatalf("decision %+v, want warm", dec)
 	}
-	// Observed for a window (30s), then held flat for the window again.
-	if s := at(dec); s < 58 || s > 61 {
-		t.Errorf("released at %vs, want about MinWarm+Window = 60s", s)
+	// Observed for a window (10s), then held flat for the window again:
+	// 20s, but not before MinWarm (30s).
+	if s := at(dec); s < 29 || s > 31 {
+		t.Errorf("released at %vs, want about MinWarm = 30s", s)
 	}
 	for _, sr := range d.Series() {
 		if sr.FlatAt < 0 || sr.Missing {
@@ -83,9 +84,10 @@ func TestDetectorDecayingThenFlat(t *testing.T) {
 		if dec.Outcome != OutcomeWarm {
 			t.Fatalf("seed %d: %+v, want warm", seed, dec)
 		}
-		// The window must clear the decay (120s+30s), then hold 30s.
-		if s := at(dec); s < 150 || s > 240 {
-			t.Errorf("seed %d: released at %vs, want after the decay ends (150s) and by 240s", seed, s)
+		// Jitter still falls until 120s: not flat before then, then held
+		// for Hold (10s).
+		if s := at(dec); s < 130 || s > 180 {
+			t.Errorf("seed %d: released at %vs, want after the decay ends (120s) and the hold (10s), by 180s", seed, s)
 		}
 	}
 }
@@ -106,34 +108,44 @@ func twoWaves(lullEnd float64) signalsAt {
 }
 
 func TestDetectorTwoWaveCompile(t *testing.T) {
-	f := func(lullEnd float64) {
+	f := func(opts *Options, lullEnd float64) {
 		t.Helper()
+		o := opts.withDefaults()
 		for seed := range uint64(5) {
-			dec, d := simulate(t, nil, seed, twoWaves(lullEnd))
+			dec, d := simulate(t, opts, seed, twoWaves(lullEnd))
 			secondEnd := lullEnd + 15
-			if s := at(dec); dec.Outcome != OutcomeWarm || s < secondEnd+30 || s > secondEnd+75 {
-				t.Errorf("lull to %vs, seed %d: %s at %vs, want warm after the second wave clears the window (%vs)",
-					lullEnd, seed, dec.Outcome, s, secondEnd+30)
+			clear := secondEnd + o.Window.Seconds()
+			if s := at(dec); dec.Outcome != OutcomeWarm || s < clear || s > clear+o.Hold.Seconds()+45 {
+				t.Errorf("window %v, lull to %vs, seed %d: %s at %vs, want warm after the second wave clears the window (%vs)",
+					o.Window, lullEnd, seed, dec.Outcome, s, clear)
 			}
 			if sr := d.Series()[Compile]; sr.FlatAt < secondEnd {
 				t.Errorf("compile last turned flat at %v, before the second wave ended", sr.FlatAt)
 			}
 		}
 	}
-	f(45) // lull of 25s, shorter than the 30s window
-	f(65) // lull of 45s: longer than the window, shorter than window+hold
+	// These are the raw rates: the watcher's RateWindow (10s) adds 10s of
+	// cover after each wave that this test does not have.
+	f(nil, 38) // defaults: a lull of 18s, shorter than window+hold (20s)
+	long := &Options{Window: 30 * time.Second}
+	f(long, 45) // a 30s window: a lull of 25s, shorter than the window
+	f(long, 65) // a lull of 45s: longer than the window, shorter than window+hold
 }
 
 func TestDetectorNeverWarm(t *testing.T) {
 	high := func(_ float64, rng *rand.Rand) (float64, float64, float64) {
-		return noise(rng, 0.2, 0.02), noise(rng, 2, 1), 10
+		return noise(rng, 0.2, 0.02), noise(rng, 100, 10), 10
 	}
 	slowly := func(s float64, rng *rand.Rand) (float64, float64, float64) {
 		return noise(rng, 0.004, 0.001), noise(rng, 400-0.5*s, 5), 10
 	}
+	highJitter := func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return noise(rng, 0.2, 0.02), noise(rng, 2, 1), 10
+	}
+	var maxJitter float64
 	f := func(name string, sig signalsAt, failClosed bool, want string) {
 		t.Helper()
-		dec, _ := simulate(t, &Options{FailClosed: failClosed}, 7, sig)
+		dec, _ := simulate(t, &Options{FailClosed: failClosed, MaxJitter: maxJitter}, 7, sig)
 		if dec.Outcome != want || dec.Warm || dec.Release == failClosed {
 			t.Errorf("%s: %+v, want %s", name, dec, want)
 		}
@@ -148,13 +160,16 @@ func TestDetectorNeverWarm(t *testing.T) {
 	f("steadily high, closed", high, true, OutcomeDeadlineClosed)
 	f("slowly decreasing, open", slowly, false, OutcomeDeadlineOpen)
 	f("slowly decreasing, closed", slowly, true, OutcomeDeadlineClosed)
+	maxJitter = 0.02 // jitter has no limit by default; with one, high jitter holds
+	f("jitter over its limit, open", highJitter, false, OutcomeDeadlineOpen)
 }
 
 func TestDetectorAbsentSignals(t *testing.T) {
 	nan := math.NaN()
-	f := func(name string, sig signalsAt, want string, missing ...Signal) {
+	noJIT := &Options{NoJIT: true}
+	f := func(name string, opts *Options, sig signalsAt, want string, missing ...Signal) {
 		t.Helper()
-		dec, d := simulate(t, nil, 3, sig)
+		dec, d := simulate(t, opts, 3, sig)
 		if dec.Outcome != want {
 			t.Errorf("%s: %+v, want %s", name, dec, want)
 		}
@@ -165,18 +180,22 @@ func TestDetectorAbsentSignals(t *testing.T) {
 			}
 		}
 	}
-	f("no compile metric", func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+	// Without a compile metric a JIT target is not judged warm (a JVM run
+	// with -Xint is flat and slow): the deadline decides, unless NoJIT.
+	noCompile := func(_ float64, rng *rand.Rand) (float64, float64, float64) {
 		return noise(rng, 0.004, 0.001), nan, noise(rng, 15, 2)
-	}, OutcomeWarm, Compile)
-	f("jitter only", func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+	}
+	f("no compile metric", nil, noCompile, OutcomeDeadlineOpen, Compile)
+	f("no compile metric, no JIT", noJIT, noCompile, OutcomeWarm, Compile)
+	f("jitter only, no JIT", noJIT, func(_ float64, rng *rand.Rand) (float64, float64, float64) {
 		return noise(rng, 0.004, 0.001), nan, nan
 	}, OutcomeWarm, Compile, Latency)
-	f("nothing", func(float64, *rand.Rand) (float64, float64, float64) { return nan, nan, nan },
+	f("nothing", noJIT, func(float64, *rand.Rand) (float64, float64, float64) { return nan, nan, nan },
 		OutcomeDeadlineOpen, Jitter, Compile, Latency)
-	f("latency only", func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+	f("latency only", noJIT, func(_ float64, rng *rand.Rand) (float64, float64, float64) {
 		return nan, nan, noise(rng, 15, 2)
 	}, OutcomeDeadlineOpen, Jitter, Compile)
-	f("replay stops", func(s float64, rng *rand.Rand) (float64, float64, float64) {
+	f("replay stops", nil, func(s float64, rng *rand.Rand) (float64, float64, float64) {
 		l := nan
 		if s < 20 {
 			l = 500 - 20*s // falling fast, then no more replay
@@ -186,10 +205,10 @@ func TestDetectorAbsentSignals(t *testing.T) {
 }
 
 func TestDetectorStaleScrapeBlocks(t *testing.T) {
-	// Jitter stops arriving from 40s to 100s (scrapes failing): no release
+	// Jitter stops arriving from 25s to 100s (scrapes failing): no release
 	// then, though everything before was flat.
 	dec, _ := simulate(t, nil, 1, func(s float64, _ *rand.Rand) (float64, float64, float64) {
-		if s >= 40 && s < 100 {
+		if s >= 25 && s < 100 {
 			return math.NaN(), math.NaN(), 10
 		}
 		return 0.003, 0, 10
@@ -203,7 +222,7 @@ func TestDetectorJudge(t *testing.T) {
 	sig := Jitter
 	f := func(name string, vals func(i int) float64, wantFlat bool, wantWhy string) {
 		t.Helper()
-		d := NewDetector(t0, nil)
+		d := NewDetector(t0, &Options{Window: 30 * time.Second, MaxJitter: 0.02})
 		for i := range 31 {
 			d.Add(sig, t0.Add(time.Duration(i)*time.Second), vals(i))
 		}
@@ -225,7 +244,13 @@ func TestDetectorJudge(t *testing.T) {
 	sig = Compile
 	f("compile settling under the limit", func(i int) float64 { return max(0, 15-1.5*float64(i)) }, true, "flat")
 	f("compile falling from over the limit", func(i int) float64 { return 300 - 10*float64(i) }, false, "over limit")
-	f("compile rising under the limit", func(i int) float64 { return 0.5 * float64(i) }, false, "rising")
+	f("compile rising under the limit", func(i int) float64 { return 0.5 * float64(i) }, true, "flat")
+	f("compile rising over the limit", func(i int) float64 { return float64(i) }, false, "over limit")
+
+	// Drifts under a signal's floor are not trends, however significant.
+	sig = Latency
+	f("latency drifting 0.09ms", func(i int) float64 { return 0.4 + 0.003*float64(i) }, true, "flat")
+	f("latency falling 3ms", func(i int) float64 { return 5 - 0.1*float64(i) }, false, "falling")
 }
 
 func TestDetectorDecisionIsFinal(t *testing.T) {

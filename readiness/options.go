@@ -52,10 +52,15 @@ type Options struct {
 	// take the maximum.
 	JitterLabels map[string]string
 	// CompileMetric names the JIT compile time counter, in milliseconds.
-	// Its rate over each interval, in ms/s, is the compile signal; when the
-	// family is absent the target has no JIT and the signal is missing.
-	// Default DefaultCompileMetric.
+	// Its rate over RateWindow, in ms/s, is the compile signal. A family
+	// that is absent is not a rate of zero: it holds the release until the
+	// deadline, unless NoJIT is set. Default DefaultCompileMetric.
 	CompileMetric string
+	// NoJIT says the target has no JIT compiler (not a JVM, or a JVM run
+	// with -Xint on purpose): the decision rests on jitter and replay
+	// latency, and a missing compile metric does not hold it. Default
+	// false.
+	NoJIT bool
 	// CompileLabels, if set, keeps only the compile series carrying all
 	// these label values. Default every series, summed.
 	CompileLabels map[string]string
@@ -75,10 +80,16 @@ type Options struct {
 	// the trickle it is, while a wave still stands out. Default 10s, but
 	// at most Window.
 	RateWindow time.Duration
-	// Window is the sliding window each signal is judged over. It must be
-	// longer than the lull between JIT compile waves (C1, then C2), or a
-	// lull looks flat. Default 30s. The library accepts any positive
-	// window, so that tests can run fast; the CLI rejects less than 10s.
+	// Window is the sliding window each signal is judged over. With
+	// RateWindow and Hold it must outlast the lull between JIT compile waves
+	// (C1, then C2), or a lull looks flat: the compile rate over 10 s stays
+	// up for 10 s after a wave, and Window and Hold add theirs, so a lull
+	// under about 30 s cannot release. Default 10s: on a real JVM (Java 17,
+	// 46 resolvers; docs/benchmarks-jvm.md) the waves overlap, the rate
+	// stayed under its limit once under it in 13 runs of 14, and 30s/30s
+	// released only one run of six within two minutes. The library accepts
+	// any positive window, so that tests can run fast; the CLI rejects less
+	// than 10s.
 	Window time.Duration
 	// Hold is how long every present signal must stay judged flat, at every
 	// evaluation without a break, before the target is warm. Together with
@@ -106,11 +117,19 @@ type Options struct {
 	// the signal's level (its median, but at least a quarter of its
 	// threshold). Default 0.15.
 	MaxDrift float64
+	// JitterDriftFloor and LatencyDriftFloor are the smallest changes
+	// across the window that count as a trend of jitter and of replay
+	// latency, whatever their level: a warm JVM's latency of 0.4 ms
+	// drifting by 0.09 ms is significant and 20% of its level, and matters
+	// to nobody. Defaults 5ms and 0.5ms.
+	JitterDriftFloor, LatencyDriftFloor time.Duration
 	// MaxJitter is the limit, in seconds, that the jitter signal's 95th
-	// percentile over the window must be under. Default 0.02: a warm JVM's
-	// scheduler jitter p99 is a few milliseconds and a cold one's hundreds
-	// of milliseconds to seconds, and 20ms leaves room for GC pauses.
-	// Negative means no limit.
+	// percentile over the window must be under. Negative means no limit:
+	// jitter is judged on its flatness alone. Default no limit: on a busy
+	// node a warm JVM's jitter p99 sat at 30 to 90 ms with spikes of
+	// seconds (docs/benchmarks-jvm.md), so any limit that a cold JVM
+	// exceeds is one a warm JVM on a busy node exceeds too; the compile
+	// rate is the clean signal. Set it (0.02, say) where nodes are quiet.
 	MaxJitter float64
 	// MaxCompileRate is the limit, in milliseconds of JIT compile time per
 	// second, that the compile signal's 95th percentile over the window
@@ -150,7 +169,7 @@ func (o *Options) withDefaults() Options {
 	}
 	def(&c.Interval, time.Second)
 	def(&c.ScrapeTimeout, 5*time.Second)
-	def(&c.Window, 30*time.Second)
+	def(&c.Window, 10*time.Second)
 	def(&c.Hold, c.Window)
 	def(&c.RateWindow, min(10*time.Second, c.Window))
 	def(&c.MinWarm, 30*time.Second)
@@ -186,7 +205,13 @@ func (o *Options) withDefaults() Options {
 		c.MaxDrift = 0.15
 	}
 	if c.MaxJitter == 0 {
-		c.MaxJitter = 0.02
+		c.MaxJitter = -1
+	}
+	if c.JitterDriftFloor == 0 {
+		c.JitterDriftFloor = 5 * time.Millisecond
+	}
+	if c.LatencyDriftFloor == 0 {
+		c.LatencyDriftFloor = 500 * time.Microsecond
 	}
 	if c.MaxCompileRate == 0 {
 		c.MaxCompileRate = 20

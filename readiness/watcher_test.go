@@ -190,9 +190,17 @@ func TestWatcherGaugeCounterReset(t *testing.T) {
 
 func TestWatcherMissingCompile(t *testing.T) {
 	srv, _ := target(t, func(int) (int, string) { return 200, "jvm_scheduler_jitter_seconds 0.001\nother_metric 5\n" })
-	w, d, err := runWatcher(t, srv.URL, fastOptions(nil, nil))
+	short := fastOptions(nil, nil)
+	short.MaxWarm = time.Second
+	_, d, err := runWatcher(t, srv.URL, short)
+	if err != nil || d.Outcome != OutcomeDeadlineOpen || !strings.Contains(d.Reason, "never seen") {
+		t.Fatalf("Run = %+v, %v; want the deadline to decide, saying the compile metric was never seen", d, err)
+	}
+	o := fastOptions(nil, nil)
+	o.NoJIT = true
+	w, d, err := runWatcher(t, srv.URL, o)
 	if err != nil || d.Outcome != OutcomeWarm {
-		t.Fatalf("Run = %+v, %v", d, err)
+		t.Fatalf("NoJIT: Run = %+v, %v", d, err)
 	}
 	if r := w.Report(); !r.Signals[Compile].Missing || r.Signals[Compile].FlatAt != -1 {
 		t.Errorf("compile series %+v, want missing", r.Signals[Compile])
@@ -212,6 +220,7 @@ func TestWatcherScrapeErrors(t *testing.T) {
 		return 200, "jvm_scheduler_jitter_seconds 0.001\n"
 	})
 	o := fastOptions(set, slog.New(slog.NewTextHandler(&logs, nil)))
+	o.NoJIT = true
 	w, d, err := runWatcher(t, srv.URL, o)
 	if err != nil || d.Outcome != OutcomeWarm {
 		t.Fatalf("Run = %+v, %v", d, err)

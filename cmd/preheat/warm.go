@@ -37,6 +37,7 @@ type warmOptions struct {
 	deadline, minWarm, window, hold, interval time.Duration
 	onDeadline                                string
 	jitterMetric, compileMetric               string
+	noJIT                                     bool
 	jitterQuantile                            float64
 	maxJitter, maxCompileRate, maxLatency     float64
 
@@ -109,13 +110,14 @@ prints what would be sent and skipped, without touching the target.
 			fs.DurationVar(&o.deadline, "deadline", 10*time.Minute, "end the run by then, warm or not")
 			fs.StringVar(&o.onDeadline, "on-deadline", "open", "at the deadline: open (release anyway) or closed (do not release)")
 			fs.DurationVar(&o.minWarm, "min-warm", 30*time.Second, "never release before this")
-			fs.DurationVar(&o.window, "window", 30*time.Second, "sliding window each signal is judged over (at least 10s; longer than the lull between JIT waves)")
+			fs.DurationVar(&o.window, "window", 10*time.Second, "sliding window each signal is judged over (at least 10s; longer than the lull between JIT waves)")
 			fs.DurationVar(&o.hold, "hold", 0, "how long every signal must stay flat before release (default the window)")
 			fs.DurationVar(&o.interval, "interval", time.Second, "scrape interval")
 			fs.StringVar(&o.jitterMetric, "jitter-metric", readiness.DefaultJitterMetric, "scheduler jitter metric, seconds (histogram, summary or gauge)")
 			fs.Float64Var(&o.jitterQuantile, "jitter-quantile", 0.99, "quantile of a jitter histogram")
-			fs.StringVar(&o.compileMetric, "compile-metric", readiness.DefaultCompileMetric, "JIT compile time counter, ms (absent: the target has no JIT)")
-			fs.Float64Var(&o.maxJitter, "max-jitter", 0, "jitter limit in seconds (default 0.02; negative: none)")
+			fs.StringVar(&o.compileMetric, "compile-metric", readiness.DefaultCompileMetric, "JIT compile time counter, ms; until it is seen the release waits for the deadline (see --no-jit)")
+			fs.BoolVar(&o.noJIT, "no-jit", false, "the target has no JIT (not a JVM, or -Xint): decide on jitter and replay latency alone (also --compile-metric '')")
+			fs.Float64Var(&o.maxJitter, "max-jitter", 0, "jitter limit in seconds (default none: jitter is judged on flatness; 0.02 suits quiet nodes)")
 			fs.Float64Var(&o.maxCompileRate, "max-compile-rate", 0, "compile limit in ms per second (default 20; negative: none)")
 			fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
 			fs.Float64Var(&o.rate, "rate", 200, "client messages per second across all sessions (backs off adaptively)")
@@ -264,6 +266,7 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		JitterMetric:   o.jitterMetric,
 		JitterQuantile: o.jitterQuantile,
 		CompileMetric:  o.compileMetric,
+		NoJIT:          o.noJIT || o.compileMetric == "",
 		Window:         o.window,
 		Hold:           o.hold,
 		MinWarm:        o.minWarm,
