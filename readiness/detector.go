@@ -278,7 +278,7 @@ func (d *Detector) Decide(now time.Time) Decision {
 		// other signals alone: -Xint's latency is flat and slow from the
 		// start. The deadline decides, unless the target has no JIT.
 		allFlat = false
-		waiting = append(waiting, fmt.Sprintf("compile metric %s never seen (set NoJIT for a target without a JIT)", d.o.CompileMetric))
+		waiting = append(waiting, fmt.Sprintf("compile metric %s never seen (for a target without a JIT: --no-jit, Options.NoJIT)", d.o.CompileMetric))
 	}
 	if !allFlat {
 		d.flatSince = time.Time{}
