@@ -38,14 +38,12 @@ type target struct {
 	// protocols are the subprotocols accepted.
 	protocols []string
 
-	mu        sync.Mutex
-	msgs      []received
-	conns     int
-	active    int
-	maxActive int
-	headers   []http.Header
-	urls      []string
-	protos    []string
+	mu      sync.Mutex
+	msgs    []received
+	conns   int
+	headers []http.Header
+	urls    []string
+	protos  []string
 }
 
 func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -61,17 +59,10 @@ func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.mu.Lock()
 	t.conns++
 	n := t.conns
-	t.active++
-	t.maxActive = max(t.maxActive, t.active)
 	t.headers = append(t.headers, r.Header.Clone())
 	t.urls = append(t.urls, r.URL.String())
 	t.protos = append(t.protos, c.Subprotocol())
 	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		t.active--
-		t.mu.Unlock()
-	}()
 	var replies sync.WaitGroup
 	defer replies.Wait()
 	ctx, cancel := context.WithCancel(r.Context()) // ends pending replies with the connection

@@ -621,6 +621,20 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 		}
 	}
 
+	// await waits for c, unless the session ends first: it records why and
+	// returns false.
+	await := func(c <-chan time.Time) bool {
+		select {
+		case <-c:
+			return true
+		case <-ctx.Done():
+			failed("timeout", ctx.Err())
+		case err := <-readDone:
+			failed("closed_by_target", err)
+		}
+		return false
+	}
+
 	start := time.Now()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -629,13 +643,7 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 		if r.opts.Speed > 0 {
 			if d := time.Until(start.Add(time.Duration(float64(st.offset) / r.opts.Speed))); d > 0 {
 				timer.Reset(d)
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
-					failed("timeout", ctx.Err())
-					return
-				case err := <-readDone:
-					failed("closed_by_target", err)
+				if !await(timer.C) {
 					return
 				}
 			}
@@ -667,13 +675,7 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 	defer tick.Stop()
 	deadline := time.Now().Add(r.opts.ResponseTimeout)
 	for w.outstanding() > 0 && time.Now().Before(deadline) {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			failed("timeout", ctx.Err())
-			return
-		case err := <-readDone:
-			failed("closed_by_target", err)
+		if !await(tick.C) {
 			return
 		}
 	}
