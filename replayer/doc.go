@@ -6,7 +6,8 @@
 //
 // It owns the client side of a replay: pacing, a global message rate and a
 // session concurrency limit, adaptive back-off when the target's latency or
-// error rate climbs, rewrite rules for JSON fields, and a safety filter that
+// error rate climbs or (optionally) when the node's CPU is contended, a
+// ramp from a start rate, rewrite rules for JSON fields, and a safety filter that
 // never sends a message a rule marks as mutating. It always reads what the
 // target sends and measures response latency, by a correlation field or as
 // the time to the next server message. A failing session is counted and

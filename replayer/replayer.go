@@ -107,6 +107,26 @@ type Options struct {
 	// MinRate is the floor adaptive back-off does not go below, in messages
 	// per second. Default Rate/20.
 	MinRate float64
+	// StartRate is the message rate at the start, from which the rate
+	// climbs by a tenth of Rate a second while nothing calls for back-off.
+	// Starting low spreads the first wave of work a cold target sets off
+	// (its JIT compiles every method that has just become hot at once).
+	// Default Rate: no ramp. It is raised to MinRate if below it. Like
+	// MaxCPUPressure, it is part of adaptive back-off: ignored with
+	// NoBackoff or an unlimited Rate.
+	StartRate float64
+	// MaxCPUPressure backs the rate off while the node's CPU is contended:
+	// when, in the last second, some runnable task waited for a CPU more
+	// than this share of the time (Linux pressure stall information, the
+	// "some" line of PressureFile). A warming pod's compile threads and
+	// replayed work then cannot take the CPU its neighbours need. The
+	// target's own compile work counts, so the rate stays low while the
+	// target compiles on a busy node. Default 0: off.
+	MaxCPUPressure float64
+	// PressureFile is the PSI file MaxCPUPressure reads. Default
+	// DefaultPressureFile, which is node-wide. If it cannot be read the
+	// signal is off for the run, logged once and counted.
+	PressureFile string
 	// OnResponse, when set, is called with each measured response. It
 	// must be quick and safe for concurrent use.
 	OnResponse func(Response)
@@ -189,6 +209,16 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MinRate <= 0 {
 		c.MinRate = max(c.Rate/20, 1)
 	}
+	if c.StartRate <= 0 || c.StartRate > c.Rate {
+		c.StartRate = c.Rate
+	}
+	c.StartRate = max(c.StartRate, c.MinRate)
+	if c.MaxCPUPressure < 0 || c.MaxCPUPressure >= 1 {
+		return c, fmt.Errorf("max CPU pressure %v: must be a share between 0 and 1", c.MaxCPUPressure)
+	}
+	if c.PressureFile == "" {
+		c.PressureFile = DefaultPressureFile
+	}
 	if c.HTTPClient == nil {
 		d := &net.Dialer{Timeout: c.DialTimeout}
 		c.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, Proxy: http.ProxyFromEnvironment}}
@@ -217,6 +247,7 @@ type Replayer struct {
 	failStreak  atomic.Int64
 	active      atomic.Int64
 	limitMilli  atomic.Int64 // current rate limit × 1000, for Stats
+	pressureM   atomic.Int64 // last CPU stall share × 1e6; -1e6 when not read
 	fixedLimits bool
 	dryMu       sync.Mutex // serializes writes to Options.DryRun
 }
@@ -256,8 +287,14 @@ func New(target string, opts *Options) (*Replayer, error) {
 		limit = rate.Inf
 	}
 	r.fixedLimits = o.Rate < 0 || o.NoBackoff
+	start := o.Rate
+	if !r.fixedLimits {
+		start = o.StartRate
+		limit = rate.Limit(start)
+	}
 	r.limiter = rate.NewLimiter(limit, o.Burst)
-	r.limitMilli.Store(int64(o.Rate * 1000))
+	r.limitMilli.Store(int64(start * 1000))
+	r.pressureM.Store(-1e6)
 	r.m = newReplayMetrics(o.Metrics, r)
 	return r, nil
 }
@@ -290,6 +327,10 @@ type Stats struct {
 	// RateLimit is the message rate allowed now, after back-off; negative
 	// when unlimited.
 	RateLimit float64 `json:"rate_limit"`
+	// CPUPressure is the node's CPU stall share of the last second when
+	// Options.MaxCPUPressure is set and the pressure file is readable;
+	// else -1.
+	CPUPressure float64 `json:"cpu_pressure"`
 }
 
 // Response is one measured response.
@@ -335,6 +376,7 @@ func (r *Replayer) Stats() Stats {
 	s.Active = r.active.Load()
 	s.LatencyP50, s.LatencyP99 = r.hist.quantiles(50, 99)
 	s.RateLimit = float64(r.limitMilli.Load()) / 1000
+	s.CPUPressure = float64(r.pressureM.Load()) / 1e6
 	return s
 }
 
@@ -979,6 +1021,9 @@ type replayMetrics struct {
 func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
 	s.NewGauge("preheat_replay_sessions_active", func() float64 { return float64(r.active.Load()) })
 	s.NewGauge("preheat_replay_rate_limit", func() float64 { return float64(r.limitMilli.Load()) / 1000 })
+	if r.opts.MaxCPUPressure > 0 {
+		s.NewGauge("preheat_replay_cpu_pressure", func() float64 { return float64(r.pressureM.Load()) / 1e6 })
+	}
 	return replayMetrics{
 		set:       s,
 		sent:      s.NewCounter("preheat_replay_messages_sent_total"),

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/coder/websocket"
 
 	"github.com/preheatdev/preheat/internal/corpus"
@@ -507,4 +510,87 @@ func TestReplayResultClassifiesFailures(t *testing.T) {
 	if res := r.Replay(t.Context(), evs()); res.Failure != "connect" || res.Err == nil {
 		t.Fatalf("dead target: %+v", res)
 	}
+}
+
+func TestReplayBacksOffUnderCPUPressure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A PSI file whose "some" stall share is half the wall time for 10s,
+		// then none: a contended node that frees up.
+		file := filepath.Join(t.TempDir(), "cpu")
+		start := time.Now()
+		writePSI := func(total uint64) {
+			tmp := file + ".tmp"
+			line := fmt.Sprintf("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", total)
+			if err := os.WriteFile(tmp, []byte(line), 0o644); err != nil {
+				t.Error(err)
+			}
+			if err := os.Rename(tmp, file); err != nil { // whole, never half written
+				t.Error(err)
+			}
+		}
+		writePSI(0)
+		ctx, cancel := context.WithTimeout(t.Context(), 25*time.Second)
+		var wg sync.WaitGroup
+		defer func() { cancel(); wg.Wait() }()
+		wg.Go(func() {
+			var total uint64
+			for ctx.Err() == nil {
+				time.Sleep(100 * time.Millisecond)
+				if time.Since(start) <= 10*time.Second {
+					total += 50_000 // µs: half of 100ms
+				}
+				writePSI(total)
+			}
+		})
+		tg := &target{reply: echoID(time.Millisecond)}
+		client := pipenet.Serve(t, tg)
+		var src [][]session.Event
+		for range 100 {
+			src = append(src, recorded(time.Now(), queries(50), make([]int, 50)))
+		}
+		set := metrics.NewSet()
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: 100, MinRate: 5, StartRate: 10, MaxCPUPressure: 0.2,
+			PressureFile: file, Concurrency: 4, Correlate: "id", HTTPClient: client, Metrics: set})
+		wg.Go(func() { _ = r.Run(ctx, replayer.NewSliceSource(src)) })
+
+		time.Sleep(500 * time.Millisecond)
+		if st := r.Stats(); st.RateLimit != 10 || st.CPUPressure != -1 {
+			t.Fatalf("at 0.5s: rate %v pressure %v; want the start rate 10 and no pressure read yet", st.RateLimit, st.CPUPressure)
+		}
+		time.Sleep(9 * time.Second)
+		if st := r.Stats(); st.RateLimit != 5 || st.CPUPressure < 0.4 || st.CPUPressure > 0.6 {
+			t.Fatalf("at 9.5s of a node stalled half the time: rate %v pressure %v; want backed off to the floor 5 and pressure about 0.5", st.RateLimit, st.CPUPressure)
+		}
+		var out bytes.Buffer
+		set.WritePrometheus(&out)
+		if !strings.Contains(out.String(), "preheat_replay_cpu_pressure 0.") {
+			t.Fatalf("metrics lack the pressure gauge:\n%s", out.String())
+		}
+		time.Sleep(15 * time.Second)
+		if st := r.Stats(); st.RateLimit != 100 || st.CPUPressure != 0 {
+			t.Fatalf("at 24.5s, the node free for 14s: rate %v pressure %v; want back at 100 and pressure 0", st.RateLimit, st.CPUPressure)
+		}
+	})
+}
+
+func TestReplayUnreadablePressureIsCountedNotFatal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := &target{reply: echoID(time.Millisecond)}
+		client := pipenet.Serve(t, tg)
+		src := [][]session.Event{recorded(time.Now(), queries(50), make([]int, 50))}
+		set := metrics.NewSet()
+		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: 20, MaxCPUPressure: 0.1,
+			PressureFile: filepath.Join(t.TempDir(), "missing"), Correlate: "id", HTTPClient: client, Metrics: set})
+		if err := r.Run(t.Context(), replayer.NewSliceSource(src)); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.Stats(); st.MessagesSent != 50 || st.RateLimit != 20 || st.CPUPressure != -1 {
+			t.Fatalf("stats %+v: want all 50 sent at the rate 20, pressure unknown (-1)", st)
+		}
+		var out bytes.Buffer
+		set.WritePrometheus(&out)
+		if !strings.Contains(out.String(), "preheat_replay_cpu_pressure_errors_total 1") {
+			t.Fatalf("metrics lack one pressure error:\n%s", out.String())
+		}
+	})
 }

@@ -42,6 +42,9 @@ type warmOptions struct {
 	maxJitter, maxCompileRate, maxLatency     float64
 
 	rate, speed     float64
+	startRate       float64
+	maxCPUPressure  float64
+	pressureFile    string
 	concurrency     int
 	correlate       string
 	replayRules     // --header, --mutating, --rewrite and the safety switches
@@ -121,6 +124,9 @@ prints what would be sent and skipped, without touching the target.
 			fs.Float64Var(&o.maxCompileRate, "max-compile-rate", 0, "compile limit in ms per second (default 20; negative: none)")
 			fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
 			fs.Float64Var(&o.rate, "rate", 200, "client messages per second across all sessions (backs off adaptively)")
+			fs.Float64Var(&o.startRate, "start-rate", 0, "messages per second at the start, climbing by a tenth of --rate a second (default --rate: no ramp)")
+			fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours (default 0: off; 0.05-0.2 for shared nodes)")
+			fs.StringVar(&o.pressureFile, "cpu-pressure-file", replayer.DefaultPressureFile, "PSI file --max-cpu-pressure reads")
 			fs.IntVar(&o.concurrency, "concurrency", 16, "sessions replayed at once")
 			fs.Float64Var(&o.speed, "speed", 0, "replay pace as a multiple of the recorded pace; 0: as fast as --rate allows")
 			fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
@@ -180,6 +186,10 @@ func (o *warmOptions) validate() error {
 		return usagef("--concurrency must be positive")
 	case o.speed < 0:
 		return usagef("--speed must not be negative")
+	case o.startRate < 0:
+		return usagef("--start-rate must not be negative")
+	case o.maxCPUPressure < 0 || o.maxCPUPressure >= 1:
+		return usagef("--max-cpu-pressure %v: a share of time, 0 (off) up to below 1", o.maxCPUPressure)
 	case o.initMode && o.keepWarming:
 		return usagef("--init and --keep-warming do not go together: an init container ends at release")
 	}
@@ -195,6 +205,9 @@ func (o *warmOptions) replayOptions(log *slog.Logger) (*replayer.Options, error)
 		Correlate:       o.correlate,
 		ResponseTimeout: o.responseTimeout,
 		NoBackoff:       o.noBackoff,
+		StartRate:       o.startRate,
+		MaxCPUPressure:  o.maxCPUPressure,
+		PressureFile:    o.pressureFile,
 		Logger:          log,
 	}
 	if err := o.replayRules.apply(ro); err != nil {
@@ -447,6 +460,13 @@ func (w *warmRun) buildReport() *readiness.Report {
 		{Name: "Replay rate limit at the end", Value: fmtRate(st.RateLimit)},
 		{Name: "Concurrency", Value: strconv.Itoa(w.o.concurrency)},
 	}
+	if w.o.maxCPUPressure > 0 {
+		last := "unreadable"
+		if st.CPUPressure >= 0 {
+			last = fmt.Sprintf("%.3f", st.CPUPressure)
+		}
+		facts = append(facts, readiness.Fact{Name: "Node CPU pressure limit / last second", Value: fmt.Sprintf("%.3f / %s", w.o.maxCPUPressure, last)})
+	}
 	rep.Facts = append(facts, rep.Facts...)
 	return rep
 }
@@ -468,6 +488,9 @@ func (w *warmRun) logProgress(ctx context.Context) {
 		attrs := []any{"elapsed", ws.Elapsed.Round(time.Second), "sessions", st.SessionsCompleted, "active", st.Active,
 			"sent", st.MessagesSent, "skipped", sum(st.MessagesSkipped), "rate", fmtRate(st.RateLimit),
 			"flat_for", ws.FlatFor.Round(time.Second)}
+		if st.CPUPressure >= 0 {
+			attrs = append(attrs, "cpu_pressure", fmt.Sprintf("%.3f", st.CPUPressure))
+		}
 		for _, s := range ws.Signals {
 			if s.Present {
 				attrs = append(attrs, s.Signal.String(), fmt.Sprintf("%.4g flat=%v", s.Value, s.Flat))

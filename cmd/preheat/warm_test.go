@@ -125,6 +125,8 @@ func TestWarmUsage(t *testing.T) {
 	f("--rewrite", append(base, "--rewrite", "token=bogus:x")...)
 	f("scheme must be ws or wss", "--target", "http://x", "--metrics", "http://x/metrics", "--cache", "http://x")
 	f("--header", append(base, "--header", "no colon")...)
+	f("--max-cpu-pressure 1.5", append(base, "--max-cpu-pressure", "1.5")...)
+	f("--start-rate must not be negative", append(base, "--start-rate", "-3")...)
 }
 
 // deadArgs point every dependency of a warm run at a closed port.
@@ -212,10 +214,16 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	cache := serveCache(t, corpusSessions(5, 300, 20, 0.1))
 	sim, addr := serveCold(t)
 	report := t.TempDir()
+	// A node whose CPU nobody waits for (a PSI file that stands still):
+	// the pressure back-off is wired in and never triggers.
+	psi := filepath.Join(t.TempDir(), "cpu")
+	if err := os.WriteFile(psi, []byte("some avg10=0.00 avg60=0.00 avg300=0.00 total=1000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	readyAddr, _ := startCommand(t, "warm: serving /readyz", "warm", "--target", "ws://"+addr+"/sync",
 		"--metrics", "http://"+addr+"/metrics", "--cache", cache, "--ready-addr", "127.0.0.1:0",
 		"--window", "10s", "--min-warm", "5s", "--deadline", "2m", "--rate", "400", "--concurrency", "8",
-		"--report", report, "--progress", "0",
+		"--report", report, "--progress", "0", "--max-cpu-pressure", "0.2", "--cpu-pressure-file", psi,
 		// Under -race, beside other test packages on two cores, scheduler
 		// jitter is the machine's more than the simulator's: this test
 		// decides on the compile rate and replay latency (the readiness
@@ -257,13 +265,16 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	}
 
 	// The ready server's other pages.
-	for path, want := range map[string]string{
-		"/status":      `"ready": true`,
-		"/report":      "<svg",
-		"/report.json": `"outcome": "warm"`,
-		"/metrics":     "preheat_replay_messages_sent_total",
-		"/healthz":     "ok",
+	for _, page := range [][2]string{
+		{"/status", `"ready": true`},
+		{"/report", "<svg"},
+		{"/report", "Node CPU pressure limit / last second</th><td>0.200 / 0.000"},
+		{"/report.json", `"outcome": "warm"`},
+		{"/metrics", "preheat_replay_messages_sent_total"},
+		{"/metrics", "preheat_replay_cpu_pressure 0\n"},
+		{"/healthz", "ok"},
 	} {
+		path, want := page[0], page[1]
 		resp, err := http.Get("http://" + readyAddr + path)
 		if err != nil {
 			t.Fatal(err)
