@@ -29,6 +29,7 @@ import (
 	"github.com/preheatdev/preheat/internal/jvmfixture"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
+	"github.com/preheatdev/preheat/replayer"
 	"github.com/preheatdev/preheat/stream"
 	"github.com/preheatdev/preheat/stream/dirlog"
 )
@@ -57,6 +58,7 @@ type jvmWarm struct {
 	window, hold, minWarm, deadline time.Duration
 	maxJitter, maxCompileRate       float64
 	rate                            float64
+	startRate, maxCPUPressure       float64
 	concurrency                     int
 }
 
@@ -73,9 +75,11 @@ const (
 // cache serves them, and 'preheat warm' warms a fresh JVM until its JIT
 // compile rate and jitter flatten. Then it takes real traffic, as does a
 // fresh JVM that takes it cold, and a JVM warmed by the capture traffic
-// gives the steady state. Two controls follow: an interpreter-only JVM
-// (-Xint) has no JIT signal, and a C1-only JVM (-XX:TieredStopAtLevel=1)
-// is released sooner than the default one.
+// gives the steady state; the warmed JVM must have little left to compile
+// under that traffic against the cold one (latency is logged, not
+// asserted: under -race it measures the machine). Two controls follow: an
+// interpreter-only JVM (-Xint) has no JIT signal, and a C1-only JVM
+// (-XX:TieredStopAtLevel=1) is released sooner than the default one.
 func TestJVMWarmEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a real JVM warm-up takes minutes")
@@ -107,17 +111,29 @@ func TestJVMWarmEndToEnd(t *testing.T) {
 	}
 	t.Logf("[%5.1fs] default JVM released after %.1fs (%s); compile rate settled at %.0fs: release / settled = %.2f",
 		time.Since(started).Seconds(), rel.Seconds(), res.Decision.Outcome, settled, rel.Seconds()/settled)
-	warmLat := driveJVM(t, warmed.URL(), 10*time.Second, 11)
-
+	// First real traffic, to the warmed JVM and to a cold one. What is
+	// asserted is the JIT's own count, not latency, which under -race on a
+	// shared machine measures the machine: the compile time each JVM
+	// spends under the same 10 s of real traffic. A warm JVM has little
+	// left to compile (the recompiles after the first real mutations
+	// deoptimize the dispatch, see docs/benchmarks-jvm.md); a cold one
+	// compiles most of its hot code then.
+	compiledUnder := func(s *jvmfixture.Server, seed uint64) (float64, *jvmLatencies) {
+		before := scrapeValue(t, s.MetricsURL(), readiness.DefaultCompileMetric)
+		l := driveJVM(t, s.URL(), 10*time.Second, seed)
+		return scrapeValue(t, s.MetricsURL(), readiness.DefaultCompileMetric) - before, l
+	}
+	warmCompile, warmLat := compiledUnder(warmed, 11)
 	cold := jvmfixture.Start(t, nil)
-	coldLat := driveJVM(t, cold.URL(), 10*time.Second, 11)
+	coldCompile, coldLat := compiledUnder(cold, 11)
 	steadyLat := driveJVM(t, steadyJVM.URL(), 10*time.Second, 11)
 	steady := steadyLat.p99(0, math.MaxInt)
 	w200, c200 := warmLat.p99(0, 200), coldLat.p99(0, 200)
+	t.Logf("first 10 s of real traffic: JIT compile %.0f ms on the warmed JVM, %.0f ms on a cold one", warmCompile, coldCompile)
 	t.Logf("first 200 requests' p99: warmed %v (%.1fx steady), unwarmed %v (%.1fx steady); steady p99 %v (%d requests)",
 		w200, ratio(w200, steady), c200, ratio(c200, steady), steady, steadyLat.n())
-	if w200*2 > c200 {
-		t.Errorf("first 200 requests' p99 %v on the warmed JVM, %v on a cold one: want the warmed one at least 2x lower", w200, c200)
+	if warmCompile*4 > coldCompile {
+		t.Errorf("first real traffic cost the warmed JVM %.0f ms of JIT compiling and a cold one %.0f ms: want the warmed one under a quarter", warmCompile, coldCompile)
 	}
 	warmed.Close()
 	cold.Close()
@@ -243,6 +259,7 @@ func warmJVM(t testing.TB, s *jvmfixture.Server, cacheURL string, w jvmWarm) war
 		onDeadline: "open", jitterMetric: readiness.DefaultJitterMetric, jitterQuantile: 0.99,
 		compileMetric: readiness.DefaultCompileMetric, maxJitter: w.maxJitter, maxCompileRate: w.maxCompileRate,
 		rate: w.rate, concurrency: w.concurrency, correlate: "id", responseTimeout: 10 * time.Second,
+		startRate: w.startRate, maxCPUPressure: w.maxCPUPressure, pressureFile: replayer.DefaultPressureFile,
 		mode: "coverage", progress: 10 * time.Second, stopAfterRelease: true,
 	}
 	if dir := os.Getenv("PREHEAT_JVM_REPORTS"); dir != "" {
@@ -390,6 +407,13 @@ func driveJVM(t testing.TB, url string, d time.Duration, seed uint64) *jvmLatenc
 	return l
 }
 
+// jvmNoMutations, set by TestJVMFigures under PREHEAT_JVM_NO_MUTATIONS=1
+// (a diagnostic), makes driveJVM's clients (the real traffic after release
+// and the neighbour's) send queries only, so that real traffic takes no
+// path the warm-up could not. The captured sessions, from the demo's
+// clients, still hold mutations, which the warm-up skips as always.
+var jvmNoMutations bool
+
 // driveJVMUntil is driveJVM until ctx ends, at rate requests/s over
 // clients clients.
 func driveJVMUntil(ctx context.Context, url string, clients int, rate float64, seed uint64) *jvmLatencies {
@@ -436,7 +460,7 @@ func jvmSession(ctx context.Context, url string, g *corpus.Generator, tick *time
 		case <-tick.C:
 		}
 		msg := g.Query(g.Kind())
-		if q%10 == 9 {
+		if q%10 == 9 && !jvmNoMutations {
 			msg = g.Mutation()
 		}
 		id := g.LastID()
@@ -486,7 +510,12 @@ func scrapeValue(t testing.TB, url, name string) float64 {
 // warmed and not; release time against the time the compile rate settled;
 // the cost of a warm-up to a warm neighbour JVM; and, on a long warm-up
 // that records every signal, when other readiness settings would have
-// released. It takes about four minutes a run. Run it with
+// released (skipped with PREHEAT_JVM_NO_WHATIF=1). It takes about four
+// minutes a run. PREHEAT_JVM_WARM_RATE, PREHEAT_JVM_START_RATE,
+// PREHEAT_JVM_MAX_PRESSURE and PREHEAT_JVM_DEADLINE change the warm-up's
+// --rate, --start-rate, --max-cpu-pressure and --deadline;
+// PREHEAT_JVM_NO_MUTATIONS=1 takes the mutations out of real traffic (see
+// jvmNoMutations). Run it with
 //
 //	PREHEAT_JVM_FIGURES=1 PREHEAT_JVM_RUNS=3 go test -count=1 -run JVMFigures -v -timeout 60m ./cmd/preheat/
 func TestJVMFigures(t *testing.T) {
@@ -501,6 +530,22 @@ func TestJVMFigures(t *testing.T) {
 	if r, err := strconv.ParseFloat(os.Getenv("PREHEAT_JVM_WARM_RATE"), 64); err == nil && r > 0 {
 		wf.rate = r // to weigh the neighbour's cost against the warm-up's length
 	}
+	// Gentler warm-ups: a ramp from a start rate, and back-off on the
+	// node's CPU pressure.
+	if r, err := strconv.ParseFloat(os.Getenv("PREHEAT_JVM_START_RATE"), 64); err == nil && r > 0 {
+		wf.startRate = r
+	}
+	if p, err := strconv.ParseFloat(os.Getenv("PREHEAT_JVM_MAX_PRESSURE"), 64); err == nil && p > 0 {
+		wf.maxCPUPressure = p
+	}
+	if d, err := time.ParseDuration(os.Getenv("PREHEAT_JVM_DEADLINE")); err == nil && d > 0 {
+		wf.deadline = d
+	}
+	whatIfRuns := os.Getenv("PREHEAT_JVM_NO_WHATIF") == ""
+	if os.Getenv("PREHEAT_JVM_NO_MUTATIONS") != "" {
+		jvmNoMutations = true
+		defer func() { jvmNoMutations = false }()
+	}
 	started := time.Now()
 	stamp := func() float64 { return time.Since(started).Seconds() }
 	neighbour := jvmfixture.Start(t, nil)
@@ -512,6 +557,8 @@ func TestJVMFigures(t *testing.T) {
 	type row struct {
 		warm200, cold200, steady time.Duration
 		steady200                time.Duration // the noise floor of a first-200 p99
+		warm15, cold15           time.Duration // p99 of all 15 s of first traffic
+		sent                     uint64        // messages the warm-up replayed
 		release, settled         float64
 		outcome                  string
 		nBefore, nDuring         time.Duration
@@ -537,20 +584,28 @@ func TestJVMFigures(t *testing.T) {
 		r.nBefore, r.nBeforeN = quantileOf(before, 0, len(before), 0.99), len(before)
 		r.nDuring, r.nDuringN = quantileOf(during, 0, len(during), 0.99), len(during)
 		r.outcome = res.Decision.Outcome
+		r.sent = res.Stats.MessagesSent
 		r.release = res.Decision.At.Sub(res.Report.Started).Seconds()
 		r.settled, _ = compileSettled(res.Report, 20, 10)
 		t.Logf("[%5.0fs] run %d: %s after %.1fs, compile settled at %.1fs; neighbour p99 before %v (%d) during %v (%d)",
 			stamp(), run+1, r.outcome, r.release, r.settled, r.nBefore, r.nBeforeN, r.nDuring, r.nDuringN)
 
-		r.warm200 = driveJVM(t, fresh.URL(), 15*time.Second, uint64(20+run)).p99(0, 200)
+		wl := driveJVM(t, fresh.URL(), 15*time.Second, uint64(20+run))
+		r.warm200, r.warm15 = wl.p99(0, 200), wl.p99(0, math.MaxInt)
 		fresh.Close()
 		cold := jvmfixture.Start(t, nil)
-		r.cold200 = driveJVM(t, cold.URL(), 15*time.Second, uint64(20+run)).p99(0, 200)
+		cl := driveJVM(t, cold.URL(), 15*time.Second, uint64(20+run))
+		r.cold200, r.cold15 = cl.p99(0, 200), cl.p99(0, math.MaxInt)
 		cold.Close()
 		sl := driveJVM(t, neighbour.URL(), 15*time.Second, uint64(20+run))
 		r.steady, r.steady200 = sl.p99(0, math.MaxInt), sl.p99(0, 200)
-		t.Logf("[%5.0fs] run %d: first 200 p99 warmed %v unwarmed %v; steady %v (its own first 200: %v)", stamp(), run+1, r.warm200, r.cold200, r.steady, r.steady200)
+		t.Logf("[%5.0fs] run %d: first 200 p99 warmed %v unwarmed %v; steady %v (its own first 200: %v); first 15 s p99 warmed %v unwarmed %v",
+			stamp(), run+1, r.warm200, r.cold200, r.steady, r.steady200, r.warm15, r.cold15)
 
+		if !whatIfRuns {
+			rows = append(rows, r)
+			continue
+		}
 		// A long warm-up that records every signal: replay for 120 s
 		// whatever the signals say, then ask what each readiness setting
 		// would have decided on the same series.
@@ -571,12 +626,12 @@ func TestJVMFigures(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "| run | warmed first-200 p99 | unwarmed first-200 p99 | steady p99 | steady first-200 p99 | warmed / steady | unwarmed / steady | outcome | release | compile settled | release / settled | neighbour p99 before | during | during / before |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| run | warmed first-200 p99 | unwarmed first-200 p99 | steady p99 | steady first-200 p99 | warmed / steady | unwarmed / steady | first 15 s p99 warmed / unwarmed | outcome | release | messages replayed | compile settled | release / settled | neighbour p99 before | during | during / before |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rows {
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %.2fx | %.1fx | %s | %.1fs | %.1fs | %.2f | %s | %s | %.2fx |\n", i+1,
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %.2fx | %.1fx | %s / %s | %s | %.1fs | %d | %.1fs | %.2f | %s | %s | %.2fx |\n", i+1,
 			fmtMS(r.warm200), fmtMS(r.cold200), fmtMS(r.steady), fmtMS(r.steady200), ratio(r.warm200, r.steady), ratio(r.cold200, r.steady),
-			r.outcome, r.release, r.settled, r.release/r.settled, fmtMS(r.nBefore), fmtMS(r.nDuring), ratio(r.nDuring, r.nBefore))
+			fmtMS(r.warm15), fmtMS(r.cold15), r.outcome, r.release, r.sent, r.settled, r.release/r.settled, fmtMS(r.nBefore), fmtMS(r.nDuring), ratio(r.nDuring, r.nBefore))
 	}
 	t.Logf("figures:\n%s", b.String())
 	for i, r := range rows {
