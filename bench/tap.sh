@@ -26,6 +26,7 @@
 # Environment: ROUNDS (1) CONNS (64) DURATION (10s) WARMUP (1s) RATE (2000)
 #   IDLE_CONNS (2000) IDLE_HOLD (8s) TARGETS ("direct nginx tap-off tap-on")
 #   PORT_BASE (18000) KEEP (set: keep the work directory) NGINX (nginx)
+#   TAP_ENV (environment for the tap process only, e.g. "GOMAXPROCS=1")
 #   OUT (records file; default in the work directory)
 set -euo pipefail
 
@@ -37,6 +38,7 @@ RATE=${RATE:-2000}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 IDLE_HOLD=${IDLE_HOLD:-8s}
 TARGETS=${TARGETS:-direct nginx tap-off tap-on}
+TAP_ENV=${TAP_ENV:-}
 PORT_BASE=${PORT_BASE:-18000}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
@@ -217,7 +219,7 @@ start_target() {
 		port_free "$TAP_PORT"
 		port_free "$ADMIN_PORT"
 		rm -rf "$WORK/stream"
-		"$WORK/preheat" tap --listen "$HOST:$TAP_PORT" --upstream "ws://$HOST:$ECHO_PORT" \
+		env $TAP_ENV "$WORK/preheat" tap --listen "$HOST:$TAP_PORT" --upstream "ws://$HOST:$ECHO_PORT" \
 			--stream "file://$WORK/stream" --admin-listen "$HOST:$ADMIN_PORT" --capture="$capture" \
 			--tap-id bench 2>>"$WORK/tap-$TARGET.log" &
 		PROXY_PID=$!
