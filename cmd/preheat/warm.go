@@ -76,9 +76,10 @@ func warmCommand() *command {
 		usage:   "--target ws://... --metrics http://.../metrics --cache http://... [--ready-addr :8099 | --init] [flags]",
 		help: `Replays captured sessions from a replay cache against a cold pod, under a message
 rate and a session concurrency limit that back off when the pod's latency or error
-rate climbs, and watches the pod's warmth signals until they flatten: scheduler
-jitter and JIT compile time scraped from its Prometheus endpoint, and the replay's
-own response latency. Then it releases the pod:
+rate climbs (and, with --max-cpu-pressure, while the node's CPU is contended, so
+that neighbours keep their share), and watches the pod's warmth signals until they
+flatten: scheduler jitter and JIT compile time scraped from its Prometheus
+endpoint, and the replay's own response latency. Then it releases the pod:
 
   --ready-addr ADDR   serve GET /readyz: 503 while warming, 200 once released
                       (a native sidecar's readiness probe); also /status, /report,
