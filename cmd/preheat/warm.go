@@ -126,7 +126,7 @@ prints what would be sent and skipped, without touching the target.
 			fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
 			fs.Float64Var(&o.rate, "rate", 200, "client messages per second across all sessions (backs off adaptively)")
 			fs.Float64Var(&o.startRate, "start-rate", 0, "messages per second at the start, climbing by a tenth of --rate a second (default --rate: no ramp)")
-			fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours (default 0: off; 0.05-0.2 for shared nodes)")
+			fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours (default 0: off; 0.1-0.2 for shared nodes, see docs/benchmarks-jvm.md)")
 			fs.StringVar(&o.pressureFile, "cpu-pressure-file", replayer.DefaultPressureFile, "PSI file --max-cpu-pressure reads")
 			fs.IntVar(&o.concurrency, "concurrency", 16, "sessions replayed at once")
 			fs.Float64Var(&o.speed, "speed", 0, "replay pace as a multiple of the recorded pace; 0: as fast as --rate allows")
