@@ -10,6 +10,14 @@
 // unmodified, half-closes included. Middleware does the same inside a Go
 // router by wrapping Hijack.
 //
+// After the upgrade, on Linux, a connection whose two sides are plain
+// sockets is moved into an event loop (relay_linux.go): a few goroutines
+// each wait on an epoll set and move the bytes of every ready connection
+// with non-blocking system calls, as nginx does, so a message costs no
+// goroutine wake-up and an idle connection holds no goroutine. TLS
+// connections, other systems and TapOptions.NoEventLoop use a goroutine
+// per direction (pump.go). Both keep the same guarantees.
+//
 // Bytes are observed only after they have been forwarded, stamped with the
 // time they were read: a session's events are in the order their bytes were
 // forwarded (an event waits, off the proxied path, while the other

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/coder/websocket"
 
 	"github.com/preheatdev/preheat/capture"
@@ -64,6 +65,12 @@ type rig struct {
 
 func newRig(t *testing.T, upstream string, policy capture.Policy, opts *capture.RecorderOptions) *rig {
 	t.Helper()
+	return newRigTap(t, upstream, policy, opts, nil)
+}
+
+// newRigTap is newRig with the tap's options.
+func newRigTap(t *testing.T, upstream string, policy capture.Policy, opts *capture.RecorderOptions, tapOpts *capture.TapOptions) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	prod, err := dirlog.NewProducer(dir, nil)
 	if err != nil {
@@ -80,7 +87,7 @@ func newRig(t *testing.T, upstream string, policy capture.Policy, opts *capture.
 	if err != nil {
 		t.Fatal(err)
 	}
-	tap, err := capture.NewTap(upstream, rec, nil)
+	tap, err := capture.NewTap(upstream, rec, tapOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +180,13 @@ func frames(evs []session.Event, dir session.Direction) []string {
 
 func counter(t *testing.T, r *capture.Recorder, name string) float64 {
 	t.Helper()
+	return metricValue(r.Metrics(), name)
+}
+
+// metricValue is the value of the series name in set, 0 when absent.
+func metricValue(set *metrics.Set, name string) float64 {
 	var b strings.Builder
-	r.Metrics().WritePrometheus(&b)
+	set.WritePrometheus(&b)
 	for line := range strings.SplitSeq(b.String(), "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			var v float64

@@ -3,6 +3,7 @@ package capture_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,9 +29,10 @@ import (
 // tap and its numbers are the tap's alone.
 const idlePeerEnv = "PREHEAT_IDLE_PEER"
 
-// TestIdlePeer is the peer process of BenchmarkIdleConnections; it does
-// nothing in an ordinary test run. It prints one line when ready ("echo
-// URL", or "holding"), then runs until its standard input closes.
+// TestIdlePeer is the peer process of BenchmarkIdleConnections and
+// BenchmarkTapRoundTrip; it does nothing in an ordinary test run. It prints
+// one line when ready ("echo URL", "holding", or a load run's result), then
+// runs until its standard input closes.
 func TestIdlePeer(t *testing.T) {
 	args := strings.Fields(os.Getenv(idlePeerEnv))
 	if len(args) == 0 {
@@ -61,8 +63,24 @@ func TestIdlePeer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	case "load":
+		// load URL RATE: a wsbench load run (RATE 0: closed loop); prints
+		// its result as one JSON line.
+		rate, err := strconv.ParseFloat(args[2], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := wsbench.Load(ctx, args[1], &wsbench.LoadOptions{Rate: rate, Duration: 5 * time.Second, Warmup: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println(string(out))
 	default:
-		t.Fatalf("%s=%q: want echo or idle", idlePeerEnv, args)
+		t.Fatalf("%s=%q: want echo, idle or load", idlePeerEnv, args)
 	}
 }
 
@@ -166,75 +184,84 @@ func vmRSS(b *testing.B) float64 {
 // -benchtime 1x: one iteration opens idleConns connections. VmRSS only
 // means something for the first run in a process, which starts from
 // nothing: later runs reuse the memory earlier ones left, so run one
-// sub-benchmark per process for it (-bench 'IdleConnections/capture=true$').
+// sub-benchmark per process for it
+// (-bench 'IdleConnections/core=event_loop/capture=true$'). The goroutine
+// core is the baseline the event loop is compared with.
 func BenchmarkIdleConnections(b *testing.B) {
+	for _, core := range cores {
+		for _, capturing := range []bool{false, true} {
+			b.Run(fmt.Sprintf("core=%s/capture=%v", core.name, capturing), func(b *testing.B) {
+				benchIdle(b, core.opts, capturing)
+			})
+		}
+	}
+}
+
+// benchIdle is one run of BenchmarkIdleConnections.
+func benchIdle(b *testing.B, tapOpts capture.TapOptions, capturing bool) {
 	const idleConns = 2000
 	const settle = 2 * time.Second // like bench/tap.sh's measure_idle
-	for _, capturing := range []bool{false, true} {
-		b.Run(fmt.Sprintf("capture=%v", capturing), func(b *testing.B) {
-			for range b.N {
-				echo := startPeer(b, "echo")
-				upstream := strings.TrimPrefix(echo.line, "echo ")
-				var rec *capture.Recorder
-				var prod *dirlog.Producer
-				if capturing {
-					var err error
-					prod, err = dirlog.NewProducer(b.TempDir(), nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					rec, err = capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "bench"})
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-				tap, err := capture.NewTap(upstream, rec, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				srv := httptest.NewUnstartedServer(tap)
-				srv.Config = &http.Server{Handler: tap, ReadHeaderTimeout: 10 * time.Second}
-				srv.Start()
-
-				runtime.GC()
-				time.Sleep(500 * time.Millisecond)
-				before := sampleMemory(b)
-				idle := startPeer(b, fmt.Sprintf("idle ws%s/sync %d", strings.TrimPrefix(srv.URL, "http"), idleConns))
-				if idle.line != "holding" {
-					b.Fatalf("idle peer said %q", idle.line)
-				}
-				time.Sleep(settle)
-				held := sampleMemory(b)
-				runtime.GC()
-				runtime.GC()
-				gced := sampleMemory(b)
-
-				per := func(v float64) float64 { return v / idleConns / 1024 }
-				b.ReportMetric(per(held.stacks-before.stacks), "stack-KiB/conn")
-				b.ReportMetric(per(held.objects-before.objects), "heapobj-KiB/conn")
-				b.ReportMetric(per(held.live-before.live), "live-KiB/conn")
-				b.ReportMetric(per(held.rss-before.rss), "rss-KiB/conn")
-				b.ReportMetric((held.goroutines-before.goroutines)/idleConns, "goroutines/conn")
-				b.ReportMetric(per(gced.stacks-before.stacks), "stack-after-gc-KiB/conn")
-				b.ReportMetric(per(gced.live-before.live), "live-after-gc-KiB/conn")
-
-				idle.stop()
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				srv.Close()
-				if err := tap.Shutdown(ctx); err != nil {
-					b.Errorf("tap shutdown: %v", err)
-				}
-				if rec != nil {
-					if err := rec.Close(ctx); err != nil {
-						b.Errorf("recorder close: %v", err)
-					}
-					if err := prod.Close(ctx); err != nil {
-						b.Errorf("producer close: %v", err)
-					}
-				}
-				cancel()
-				echo.stop()
+	for range b.N {
+		echo := startPeer(b, "echo")
+		upstream := strings.TrimPrefix(echo.line, "echo ")
+		var rec *capture.Recorder
+		var prod *dirlog.Producer
+		if capturing {
+			var err error
+			prod, err = dirlog.NewProducer(b.TempDir(), nil)
+			if err != nil {
+				b.Fatal(err)
 			}
-		})
+			rec, err = capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		tap, err := capture.NewTap(upstream, rec, &tapOpts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(tap)
+		srv.Config = &http.Server{Handler: tap, ReadHeaderTimeout: 10 * time.Second}
+		srv.Start()
+
+		runtime.GC()
+		time.Sleep(500 * time.Millisecond)
+		before := sampleMemory(b)
+		idle := startPeer(b, fmt.Sprintf("idle ws%s/sync %d", strings.TrimPrefix(srv.URL, "http"), idleConns))
+		if idle.line != "holding" {
+			b.Fatalf("idle peer said %q", idle.line)
+		}
+		time.Sleep(settle)
+		held := sampleMemory(b)
+		runtime.GC()
+		runtime.GC()
+		gced := sampleMemory(b)
+
+		per := func(v float64) float64 { return v / idleConns / 1024 }
+		b.ReportMetric(per(held.stacks-before.stacks), "stack-KiB/conn")
+		b.ReportMetric(per(held.objects-before.objects), "heapobj-KiB/conn")
+		b.ReportMetric(per(held.live-before.live), "live-KiB/conn")
+		b.ReportMetric(per(held.rss-before.rss), "rss-KiB/conn")
+		b.ReportMetric((held.goroutines-before.goroutines)/idleConns, "goroutines/conn")
+		b.ReportMetric(per(gced.stacks-before.stacks), "stack-after-gc-KiB/conn")
+		b.ReportMetric(per(gced.live-before.live), "live-after-gc-KiB/conn")
+
+		idle.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		srv.Close()
+		if err := tap.Shutdown(ctx); err != nil {
+			b.Errorf("tap shutdown: %v", err)
+		}
+		if rec != nil {
+			if err := rec.Close(ctx); err != nil {
+				b.Errorf("recorder close: %v", err)
+			}
+			if err := prod.Close(ctx); err != nil {
+				b.Errorf("producer close: %v", err)
+			}
+		}
+		cancel()
+		echo.stop()
 	}
 }

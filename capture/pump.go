@@ -140,13 +140,20 @@ func (p *pump) forward(b []byte) error {
 		t.mark(at)
 	}
 	if _, err := p.dst.Write(b); err != nil {
-		return err
+		return &writeError{err}
 	}
 	if t != nil {
 		t.see(b, at)
 	}
 	return nil
 }
+
+// writeError is a failure to write to a direction's destination: its peer
+// went away, so that side, not the one being read, ended the connection.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
 
 // stackAddr returns an address in the caller's goroutine stack that is the
 // same on every call from one function's frame until the runtime moves the
@@ -218,9 +225,14 @@ type spliceState struct {
 }
 
 // finish records that direction dir (0 reading a, 1 reading b) ended with
-// err; the second to finish closes both conns and calls end.
+// err; the second to finish closes both conns and calls end. The side that
+// ended first is the one read, or, when writing failed, the one written.
 func (s *spliceState) finish(dir int, err error) {
-	s.first.CompareAndSwap(0, int32(dir+1))
+	side := dir
+	if _, ok := errors.AsType[*writeError](err); ok {
+		side = 1 - dir
+	}
+	s.first.CompareAndSwap(0, int32(side+1))
 	if err != nil {
 		// One direction failed: stop the other now rather than waiting
 		// for its peer.

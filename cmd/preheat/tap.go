@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -48,6 +49,7 @@ type tapOptions struct {
 	maxSessionFrames         int
 	maxSessionDuration       time.Duration
 	shutdownTimeout          time.Duration
+	eventLoops               int
 }
 
 func tapCommand() *command {
@@ -112,6 +114,7 @@ SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
 			fs.IntVar(&o.maxSessionFrames, "max-session-frames", 50000, "stop recording a session after this many messages")
 			fs.DurationVar(&o.maxSessionDuration, "max-session-duration", 10*time.Minute, "stop recording a session this long after its connect")
 			fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long open sessions get to finish")
+			fs.IntVar(&o.eventLoops, "event-loops", max(1, runtime.GOMAXPROCS(0)/2), "epoll event loops that proxy plain (non-TLS) websocket connections, on Linux; 0: a goroutine per direction instead")
 			return o
 		},
 		run: runTap,
@@ -194,6 +197,8 @@ func runTap(ctx context.Context, e *env, args []string) error {
 		return usagef("--tls-cert and --tls-key go together")
 	case o.shutdownTimeout <= 0:
 		return usagef("--shutdown-timeout must be positive")
+	case o.eventLoops < 0:
+		return usagef("--event-loops must be 0 or more")
 	}
 	policy, err := loadPolicy(o)
 	if err != nil {
@@ -244,6 +249,8 @@ func runTap(ctx context.Context, e *env, args []string) error {
 		TrustForwarded:  o.trustForwarded,
 		Logger:          e.log,
 		Metrics:         tapSet,
+		NoEventLoop:     o.eventLoops == 0,
+		EventLoops:      o.eventLoops,
 	})
 	if err != nil {
 		rec.Close(ctx)
