@@ -63,9 +63,10 @@ type TapOptions struct {
 	// same either way.
 	NoEventLoop bool
 	// EventLoops is how many event loops share the connections. Default
-	// half of GOMAXPROCS, at least 1: a loop spends its waits in a system
-	// call, and the runtime takes a waiting loop's P away (and polls
-	// every 20 µs) when no other P is idle.
+	// half of GOMAXPROCS, at least 1. With fewer loops than Ps a loop
+	// waits in epoll_wait, the cheapest way; with as many (GOMAXPROCS 1,
+	// say) loops park on the runtime's poller, since a P held in a system
+	// call with no other P idle is taken away within 20 µs, at a cost.
 	EventLoops int
 }
 
