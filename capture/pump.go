@@ -219,6 +219,7 @@ type spliceState struct {
 	a, b     net.Conn
 	end      func(aFirst bool, err error)
 	first    atomic.Int32 // 1 when a's side ended first, 2 when b's did
+	firstDir atomic.Int32 // the direction whose end set first
 	left     atomic.Int32 // directions still running
 	stopping atomic.Bool  // set before a failed direction stops the other
 	errs     [2]error     // each direction's end: [0] reading a, [1] reading b
@@ -232,7 +233,9 @@ func (s *spliceState) finish(dir int, err error) {
 	if _, ok := errors.AsType[*writeError](err); ok {
 		side = 1 - dir
 	}
-	s.first.CompareAndSwap(0, int32(side+1))
+	if s.first.CompareAndSwap(0, int32(side+1)) {
+		s.firstDir.Store(int32(dir))
+	}
 	if err != nil {
 		// One direction failed: stop the other now rather than waiting
 		// for its peer.
@@ -247,11 +250,11 @@ func (s *spliceState) finish(dir int, err error) {
 	}
 	s.a.Close()
 	s.b.Close()
-	aFirst := s.first.Load() == 1
-	errA, errB := s.errs[0], s.errs[1]
-	if errA != nil && aFirst || errB == nil {
-		s.end(aFirst, errA)
-		return
+	// The first direction's error, unless it ended cleanly.
+	d := s.firstDir.Load()
+	err = s.errs[d]
+	if err == nil {
+		err = s.errs[1-d]
 	}
-	s.end(aFirst, errB)
+	s.end(s.first.Load() == 1, err)
 }

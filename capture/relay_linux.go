@@ -435,10 +435,11 @@ func (p *relayPair) ready(fd int, events uint32) {
 		p.read(i)
 		handled = true
 	}
-	if !p.done && !handled && events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		// Nothing to read or write on a socket that failed or hung up:
-		// its peer is gone (with both sides still open, a hang-up is a
-		// reset).
+	if !p.done && !handled && events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.mask[i] != 0 {
+		// A socket the loop waits on failed or hung up, and neither a
+		// read nor a write would find out how: its peer is gone. (A
+		// socket the loop has nothing to do with is out of the set; see
+		// update.)
 		err := error(syscall.ECONNRESET)
 		if e, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && e != 0 {
 			err = syscall.Errno(e)
@@ -553,7 +554,16 @@ func (p *relayPair) update() {
 			continue
 		}
 		ev := unix.EpollEvent{Events: want, Fd: int32(fd)}
-		if err := unix.EpollCtl(p.loop.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		op := unix.EPOLL_CTL_MOD
+		switch {
+		case want == 0:
+			// Out of the set: a hang-up (EPOLLHUP is reported whatever
+			// the mask) would otherwise be reported at every wait.
+			op = unix.EPOLL_CTL_DEL
+		case p.mask[i] == 0:
+			op = unix.EPOLL_CTL_ADD
+		}
+		if err := unix.EpollCtl(p.loop.epfd, op, fd, &ev); err != nil {
 			p.fail(i, os.NewSyscallError("epoll_ctl", err))
 			return
 		}

@@ -197,6 +197,65 @@ func TestTapBackpressure(t *testing.T) {
 	}
 }
 
+// TestTapHalfCloseThenStream: one side half-closes, then the other sends
+// far more than the sockets hold and closes, while the receiver is not
+// reading yet. Every byte arrives before the end, in both orders. (The
+// first event loop lost the tail: the sender's socket reported a hang-up
+// while the loop was not reading it, and the pair ended as reset.)
+func TestTapHalfCloseThenStream(t *testing.T) {
+	wire, _ := bulkFrames(64, 64<<10, false)
+	masked, _ := bulkFrames(64, 64<<10, true)
+	for _, core := range cores {
+		for _, first := range []string{"client", "upstream"} {
+			t.Run(core.name+"/"+first+"_half_closes", func(t *testing.T) {
+				received := make(chan []byte, 1)
+				up := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+					defer c.Close()
+					if first == "client" {
+						io.ReadAll(br) // until the client's half-close
+						c.Write(wire)
+						return
+					}
+					c.(*net.TCPConn).CloseWrite()
+					time.Sleep(300 * time.Millisecond) // the client's stream backs up
+					got, _ := io.ReadAll(br)
+					received <- got
+				})
+				r := newRigTap(t, up, capture.DefaultPolicy(), &capture.RecorderOptions{MaxSessionBytes: 64 << 20, TapID: "test-tap"}, &core.opts)
+				c := rawUpgrade(t, r.srv.Listener.Addr().String(), "/half", nil)
+				if first == "client" {
+					c.(*net.TCPConn).CloseWrite()
+					time.Sleep(300 * time.Millisecond) // the upstream's stream backs up
+					got, err := io.ReadAll(c)
+					if err != nil || !bytes.Equal(got, wire) {
+						t.Fatalf("client received %d of %d bytes (err %v)", len(got), len(wire), err)
+					}
+				} else {
+					if _, err := io.ReadAll(c); err != nil { // the upstream's half-close
+						t.Fatal(err)
+					}
+					if _, err := c.Write(masked); err != nil {
+						t.Fatal(err)
+					}
+					c.Close()
+					select {
+					case got := <-received:
+						if !bytes.Equal(got, masked) {
+							t.Fatalf("upstream received %d of %d bytes", len(got), len(masked))
+						}
+					case <-time.After(20 * time.Second):
+						t.Fatal("the upstream never saw the client's end")
+					}
+				}
+				checkCore(t, r, core.name, 1)
+				if n := counter(t, r.rec, `preheat_tap_sessions_cut_total{reason="parse"}`); n != 0 {
+					t.Fatalf("%v sessions cut", n)
+				}
+			})
+		}
+	}
+}
+
 // TestTapReset: a peer that resets its connection ends the proxied pair at
 // once. When the client resets, the upstream sees its connection end; when
 // the upstream resets while the client is still sending, the client's

@@ -377,6 +377,11 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 			if clientFirst {
 				side = sideClient
 			}
+			t.mu.Lock()
+			if t.forced {
+				side = sideTap // Shutdown's deadline closed it
+			}
+			t.mu.Unlock()
 			rec.End(side)
 		}
 		t.untrack(sp)

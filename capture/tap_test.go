@@ -561,4 +561,9 @@ func TestTapShutdown(t *testing.T) {
 	if len(sessions) != 1 {
 		t.Fatalf("%d sessions", len(sessions))
 	}
+	for _, evs := range sessions {
+		if last := evs[len(evs)-1]; last.Kind != session.KindClose || last.ClosedBy != session.SideTap {
+			t.Fatalf("last event = %+v, want the tap's close", last)
+		}
+	}
 }
