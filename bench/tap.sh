@@ -27,6 +27,7 @@
 #   IDLE_CONNS (2000) IDLE_HOLD (8s) TARGETS ("direct nginx tap-off tap-on")
 #   PORT_BASE (18000) KEEP (set: keep the work directory) NGINX (nginx)
 #   TAP_ENV (environment for the tap process only, e.g. "GOMAXPROCS=1")
+#   TAP_ARGS (extra tap flags, e.g. "--event-loops 0" for the goroutine core)
 #   OUT (records file; default in the work directory)
 set -euo pipefail
 
@@ -39,6 +40,7 @@ IDLE_CONNS=${IDLE_CONNS:-2000}
 IDLE_HOLD=${IDLE_HOLD:-8s}
 TARGETS=${TARGETS:-direct nginx tap-off tap-on}
 TAP_ENV=${TAP_ENV:-}
+TAP_ARGS=${TAP_ARGS:-}
 PORT_BASE=${PORT_BASE:-18000}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
@@ -221,7 +223,7 @@ start_target() {
 		rm -rf "$WORK/stream"
 		env $TAP_ENV "$WORK/preheat" tap --listen "$HOST:$TAP_PORT" --upstream "ws://$HOST:$ECHO_PORT" \
 			--stream "file://$WORK/stream" --admin-listen "$HOST:$ADMIN_PORT" --capture="$capture" \
-			--tap-id bench 2>>"$WORK/tap-$TARGET.log" &
+			--tap-id bench $TAP_ARGS 2>>"$WORK/tap-$TARGET.log" &
 		PROXY_PID=$!
 		URL=ws://$HOST:$TAP_PORT/sync
 		wait_port "$TAP_PORT"
