@@ -202,33 +202,11 @@ func benchIdle(b *testing.B, tapOpts capture.TapOptions, capturing bool) {
 	const idleConns = 2000
 	const settle = 2 * time.Second // like bench/tap.sh's measure_idle
 	for range b.N {
-		echo := startPeer(b, "echo")
-		upstream := strings.TrimPrefix(echo.line, "echo ")
-		var rec *capture.Recorder
-		var prod *dirlog.Producer
-		if capturing {
-			var err error
-			prod, err = dirlog.NewProducer(b.TempDir(), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rec, err = capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		tap, err := capture.NewTap(upstream, rec, &tapOpts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := httptest.NewUnstartedServer(tap)
-		srv.Config = &http.Server{Handler: tap, ReadHeaderTimeout: 10 * time.Second}
-		srv.Start()
-
+		bt := startBenchTap(b, tapOpts, capturing)
 		runtime.GC()
 		time.Sleep(500 * time.Millisecond)
 		before := sampleMemory(b)
-		idle := startPeer(b, fmt.Sprintf("idle ws%s/sync %d", strings.TrimPrefix(srv.URL, "http"), idleConns))
+		idle := startPeer(b, fmt.Sprintf("idle %s %d", bt.url(), idleConns))
 		if idle.line != "holding" {
 			b.Fatalf("idle peer said %q", idle.line)
 		}
@@ -248,20 +226,63 @@ func benchIdle(b *testing.B, tapOpts capture.TapOptions, capturing bool) {
 		b.ReportMetric(per(gced.live-before.live), "live-after-gc-KiB/conn")
 
 		idle.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		srv.Close()
-		if err := tap.Shutdown(ctx); err != nil {
-			b.Errorf("tap shutdown: %v", err)
-		}
-		if rec != nil {
-			if err := rec.Close(ctx); err != nil {
-				b.Errorf("recorder close: %v", err)
-			}
-			if err := prod.Close(ctx); err != nil {
-				b.Errorf("producer close: %v", err)
-			}
-		}
-		cancel()
-		echo.stop()
+		bt.stop(b)
 	}
+}
+
+// benchTap is a tap in this process in front of an echo peer, capturing
+// into a directory log or not; the benchmarks' peers connect to it.
+type benchTap struct {
+	echo *peer
+	rec  *capture.Recorder
+	prod *dirlog.Producer
+	tap  *capture.Tap
+	srv  *httptest.Server
+}
+
+func startBenchTap(b *testing.B, tapOpts capture.TapOptions, capturing bool) *benchTap {
+	b.Helper()
+	bt := &benchTap{echo: startPeer(b, "echo")}
+	if capturing {
+		var err error
+		bt.prod, err = dirlog.NewProducer(b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bt.rec, err = capture.NewRecorder(bt.prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	tap, err := capture.NewTap(strings.TrimPrefix(bt.echo.line, "echo "), bt.rec, &tapOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bt.tap = tap
+	bt.srv = httptest.NewUnstartedServer(tap)
+	bt.srv.Config = &http.Server{Handler: tap, ReadHeaderTimeout: 10 * time.Second}
+	bt.srv.Start()
+	return bt
+}
+
+// url is the websocket URL clients use.
+func (bt *benchTap) url() string { return "ws" + strings.TrimPrefix(bt.srv.URL, "http") + "/sync" }
+
+// stop shuts the tap down, flushes capture and stops the echo peer.
+func (bt *benchTap) stop(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bt.srv.Close()
+	if err := bt.tap.Shutdown(ctx); err != nil {
+		b.Errorf("tap shutdown: %v", err)
+	}
+	if bt.rec != nil {
+		if err := bt.rec.Close(ctx); err != nil {
+			b.Errorf("recorder close: %v", err)
+		}
+		if err := bt.prod.Close(ctx); err != nil {
+			b.Errorf("producer close: %v", err)
+		}
+	}
+	bt.echo.stop()
 }

@@ -140,14 +140,16 @@ type relayLoop struct {
 
 	mu      sync.Mutex
 	running bool
-	epfd    int
-	evfd    int
 	adds    []*relayPair // to register at the next wake-up
 	stops   []*relayPair // to stop at the next wake-up
+	// The loop's descriptors: opened under mu before its goroutine starts
+	// and closed under mu as it ends; the goroutine reads them freely.
+	epfd   int
+	evfd   int
+	epoll  *os.File        // with park: the epoll set, in the runtime's poller
+	epollc syscall.RawConn // with park: epoll's
 
 	// Owned by the loop's goroutine.
-	epoll  *os.File           // with park: the epoll set, in the runtime's poller
-	epollc syscall.RawConn    // with park: epoll's
 	pairs  map[int]*relayPair // by either side's descriptor
 	buf    []byte             // the read buffer; capture sees it, then it is reused
 	events []unix.EpollEvent
@@ -378,7 +380,7 @@ type relayPair struct {
 	pending [2][]byte // read from side i before the loop took the pair
 	out     [2]chunk  // out[i]: a chunk from side i not yet all written to side 1-i
 	ended   [2]bool   // side i's reads ended and the end was passed on
-	mask    [2]uint32 // the events registered for side i
+	mask    [2]uint32 // the events registered for side i; 0: not in the set (see update)
 	first   int       // 1 when side 0 ended first, 2 when side 1 did
 	end     func(aFirst bool, err error)
 	done    bool

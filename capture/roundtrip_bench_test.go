@@ -3,19 +3,14 @@
 package capture_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/preheatdev/preheat/capture"
 	"github.com/preheatdev/preheat/internal/wsbench"
-	"github.com/preheatdev/preheat/stream/dirlog"
 )
 
 // BenchmarkTapRoundTrip measures what the tap costs a websocket message:
@@ -43,31 +38,9 @@ func BenchmarkTapRoundTrip(b *testing.B) {
 }
 
 func benchRoundTrip(b *testing.B, tapOpts capture.TapOptions, capturing bool, rate int) {
-	echo := startPeer(b, "echo")
-	upstream := strings.TrimPrefix(echo.line, "echo ")
-	var rec *capture.Recorder
-	var prod *dirlog.Producer
-	if capturing {
-		var err error
-		prod, err = dirlog.NewProducer(b.TempDir(), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rec, err = capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "bench"})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	tap, err := capture.NewTap(upstream, rec, &tapOpts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(tap)
-	srv.Config = &http.Server{Handler: tap, ReadHeaderTimeout: 10 * time.Second}
-	srv.Start()
-
+	bt := startBenchTap(b, tapOpts, capturing)
 	cpu0 := cpuTime(b)
-	load := startPeer(b, fmt.Sprintf("load ws%s/sync %d", strings.TrimPrefix(srv.URL, "http"), rate))
+	load := startPeer(b, fmt.Sprintf("load %s %d", bt.url(), rate))
 	cpu := cpuTime(b) - cpu0
 	var res wsbench.Result
 	if err := json.Unmarshal([]byte(load.line), &res); err != nil {
@@ -82,21 +55,7 @@ func benchRoundTrip(b *testing.B, tapOpts capture.TapOptions, capturing bool, ra
 	b.ReportMetric(res.RTT.P99, "p99-µs")
 
 	load.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv.Close()
-	if err := tap.Shutdown(ctx); err != nil {
-		b.Errorf("tap shutdown: %v", err)
-	}
-	if rec != nil {
-		if err := rec.Close(ctx); err != nil {
-			b.Errorf("recorder close: %v", err)
-		}
-		if err := prod.Close(ctx); err != nil {
-			b.Errorf("producer close: %v", err)
-		}
-	}
-	echo.stop()
+	bt.stop(b)
 }
 
 // cpuTime is the user and system CPU time this process has used.
