@@ -138,8 +138,13 @@ func TestTapBackpressure(t *testing.T) {
 			received := make(chan []byte, 1)
 			up := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 				defer c.Close()
-				c.(*net.TCPConn).SetReadBuffer(16 << 10)
-				time.Sleep(300 * time.Millisecond) // the tap's writes to it back up
+				// Not read for a while: the tap's writes to it back up.
+				// (Its receive buffer stays small, as autotuning grows it
+				// only as it is read; shrinking it with SetReadBuffer
+				// after the connection is up made the kernel drop
+				// segments already in flight, and retransmissions backed
+				// off past the test's deadline.)
+				time.Sleep(300 * time.Millisecond)
 				got, _ := io.ReadAll(br)
 				received <- got
 				c.Write(toClient)
