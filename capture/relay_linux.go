@@ -456,7 +456,7 @@ func (p *relayPair) ready(fd int, events uint32) {
 // read reads side i once and forwards what it got.
 func (p *relayPair) read(i int) {
 	buf := p.loop.buf
-	n, errno := rawIO(unix.SYS_READ, p.fd[i], buf, 0)
+	n, errno := rawRead(p.fd[i], buf)
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		// Not ready after all; epoll reports it again when it is.
@@ -482,7 +482,7 @@ func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
 		at = time.Now()
 		t.mark(at)
 	}
-	n, errno := rawIO(unix.SYS_SENDTO, p.fd[1-i], b, unix.MSG_NOSIGNAL)
+	n, errno := rawSend(p.fd[1-i], b)
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		n = 0
@@ -507,7 +507,7 @@ func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
 // flush writes on what is left of out[i], the chunk read from side i.
 func (p *relayPair) flush(i int) {
 	c := &p.out[i]
-	n, errno := rawIO(unix.SYS_SENDTO, p.fd[1-i], c.b[c.off:], unix.MSG_NOSIGNAL)
+	n, errno := rawSend(p.fd[1-i], c.b[c.off:])
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		return
@@ -610,20 +610,20 @@ func (p *relayPair) close() {
 	}
 }
 
-// rawIO reads (SYS_READ) or sends (SYS_SENDTO, with flags) b on descriptor
-// fd, entering the kernel directly: the sockets are non-blocking, so the
-// call never blocks and the runtime need not hand the thread's P over.
-func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, syscall.Errno) {
-	if len(b) == 0 {
-		return 0, 0
+// rawRead reads fd into b, and rawSend sends b on fd without SIGPIPE,
+// entering the kernel directly: the sockets are non-blocking, so the calls
+// never block and the runtime need not hand the thread's P over. b is not
+// empty.
+func rawRead(fd int, b []byte) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
 	}
-	var r uintptr
-	var errno syscall.Errno
-	if trap == unix.SYS_SENDTO {
-		r, _, errno = syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
-	} else {
-		r, _, errno = syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	}
+	return int(r), 0
+}
+
+func rawSend(fd int, b []byte) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
