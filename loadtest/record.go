@@ -245,6 +245,7 @@ func (r *recorder) snapshot(elapsed time.Duration) TargetResult {
 		Sessions:  r.sessions,
 		Errors:    make(map[string]uint64, len(r.errors)+1),
 		Sent:      st.MessagesSent,
+		Rehearsed: st.MessagesRehearsed,
 		Responses: uint64(r.all.TotalCount()),
 		Timeouts:  st.Timeouts,
 		Skipped:   st.MessagesSkipped,

@@ -56,10 +56,13 @@ type TargetResult struct {
 	// session's connection or a message sent).
 	ErrorCount uint64  `json:"error_count"`
 	ErrorRate  float64 `json:"error_rate"`
-	// Sent counts client messages sent, Responses the latencies measured,
-	// Timeouts the responses that did not come; Skipped the messages the
-	// filters held back, by reason ("mutating", "unchecked", ...).
+	// Sent counts client messages sent, Rehearsed those of them sent as
+	// rehearsals (replayer.Options.Rehearse), Responses the latencies
+	// measured, Timeouts the responses that did not come; Skipped the
+	// messages the filters held back, by reason ("mutating", "unchecked",
+	// ...).
 	Sent      uint64            `json:"messages_sent"`
+	Rehearsed uint64            `json:"messages_rehearsed"`
 	Responses uint64            `json:"responses"`
 	Timeouts  uint64            `json:"timeouts"`
 	Skipped   map[string]uint64 `json:"messages_skipped"`

@@ -122,6 +122,7 @@ type Detector struct {
 	o         Options
 	start     time.Time
 	sig       [numSignals]signalState
+	responses uint64 // replay responses observed so far (SetResponses)
 	flatSince time.Time
 	final     Decision
 }
@@ -133,6 +134,10 @@ type Detector struct {
 func NewDetector(start time.Time, opts *Options) *Detector {
 	return &Detector{o: opts.withDefaults(), start: start}
 }
+
+// SetResponses records that n replay responses have been observed so far,
+// for MinResponses.
+func (d *Detector) SetResponses(n uint64) { d.responses = n }
 
 // Add records sample v of signal s taken at at. NaN and infinite values,
 // samples of unknown signals and samples older than the signal's newest are
@@ -279,6 +284,12 @@ func (d *Detector) Decide(now time.Time) Decision {
 		// start. The deadline decides, unless the target has no JIT.
 		allFlat = false
 		waiting = append(waiting, fmt.Sprintf("compile metric %s never seen (for a target without a JIT: --no-jit, Options.NoJIT)", d.o.CompileMetric))
+	}
+	if short := uint64(d.o.MinResponses); d.responses < short {
+		// Flat signals mean nothing of a target that has not been warmed:
+		// an idle JVM compiles nothing either.
+		allFlat = false
+		waiting = append(waiting, fmt.Sprintf("%d of the %d replay responses required observed (min responses)", d.responses, short))
 	}
 	if !allFlat {
 		d.flatSince = time.Time{}

@@ -263,3 +263,42 @@ func TestDetectorDecisionIsFinal(t *testing.T) {
 		t.Errorf("%+v, want the deadline decision at 5s kept", dec)
 	}
 }
+
+// TestDetectorMinResponses: flat signals from an idle target do not release
+// it; the hold counts from the moment the replay has had enough responses.
+func TestDetectorMinResponses(t *testing.T) {
+	d := NewDetector(t0, &Options{MinResponses: 500, MinWarm: time.Second, Hold: 10 * time.Second})
+	var released float64
+	for i := 0; i <= 120; i++ {
+		now := t0.Add(time.Duration(i) * time.Second)
+		d.Add(Jitter, now, 0.002)
+		d.Add(Compile, now, 0)
+		if i >= 60 { // the replay starts at 60 s, 50 responses a second
+			d.Add(Latency, now, 1)
+			d.SetResponses(uint64(50 * (i - 59)))
+		}
+		if dec := d.Decide(now); dec.Outcome != "" {
+			released = at(dec)
+			break
+		} else if i == 59 && !strings.Contains(dec.Reason, "0 of the 500 replay responses required") {
+			t.Fatalf("at 59 s: reason %q does not name the missing responses", dec.Reason)
+		}
+	}
+	// 500 responses at 69 s, then the 10 s hold.
+	if released < 79 || released > 81 {
+		t.Fatalf("released at %vs, want about 79s", released)
+	}
+
+	never := NewDetector(t0, &Options{MinResponses: 1, MaxWarm: time.Minute})
+	for i := 0; ; i++ {
+		now := t0.Add(time.Duration(i) * time.Second)
+		never.Add(Jitter, now, 0.002)
+		never.Add(Compile, now, 0)
+		if dec := never.Decide(now); dec.Outcome != "" {
+			if dec.Outcome != OutcomeDeadlineOpen || !strings.Contains(dec.Reason, "0 of the 1 replay responses") {
+				t.Fatalf("%s: %s", dec.Outcome, dec.Reason)
+			}
+			break
+		}
+	}
+}

@@ -101,6 +101,13 @@ type Options struct {
 	// MaxWarm is the deadline: the run ends then, warm or not, under the
 	// FailClosed policy. Default 10m.
 	MaxWarm time.Duration
+	// MinResponses is how many replay responses (Watcher.ObserveLatency,
+	// Detector.SetResponses) must have been observed before the target can
+	// be warm; Hold counts from then. An idle target's signals are as flat
+	// as a warm one's: without it, a warm-up whose source ran dry would
+	// release a pod it never warmed. Default 0, no minimum, because the
+	// detector sees only what its caller reports; preheat warm sets 500.
+	MinResponses int
 	// MinSamples is how many samples a signal needs inside the window to be
 	// judged. Default half the samples the window holds at Interval, but
 	// at least 5 (the fewest for which Mann-Kendall can be significant).
@@ -238,6 +245,9 @@ func (c *Options) validate() error {
 	}
 	if c.MinWarm < 0 {
 		errs = append(errs, fmt.Errorf("min warm %v must not be negative", c.MinWarm))
+	}
+	if c.MinResponses < 0 {
+		errs = append(errs, fmt.Errorf("min responses %d must not be negative", c.MinResponses))
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must not be negative", c.MaxBodyBytes))

@@ -221,6 +221,7 @@ func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time)
 		w.det.Add(Latency, now, ms)
 	}
 	w.latObs.Set(w.lat.observed())
+	w.det.SetResponses(w.lat.observed())
 
 	d := w.det.Decide(now)
 	t := now.Sub(w.started).Seconds()

@@ -8,7 +8,9 @@
 // session concurrency limit, adaptive back-off when the target's latency or
 // error rate climbs or (optionally) when the node's CPU is contended, a
 // ramp from a start rate, rewrite rules for JSON fields, and a safety filter that
-// never sends a message a rule marks as mutating. It always reads what the
+// never sends a message a rule marks as mutating, except, where the operator
+// names one, in the target's rehearsal form (a dry-run flag or a sandbox
+// tenant; see Options.Rehearse). It always reads what the
 // target sends and measures response latency, by a correlation field or as
 // the time to the next server message. A failing session is counted and
 // replaced, never fatal.

@@ -37,18 +37,28 @@ var errNotObject = errors.New("not a JSON object")
 // (json.Valid does not allocate), so that a rule never judges a message by a
 // field of one that a server's parser would reject or read differently.
 func span(msg []byte, p path) (start, end int, found bool, err error) {
+	i, err := objectBody(msg)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	start, end, found = scanSpan(msg, i, p)
+	return start, end, found, nil
+}
+
+// objectBody validates msg as a JSON object and returns the index just after
+// its opening brace.
+func objectBody(msg []byte) (int, error) {
 	if !json.Valid(msg) {
 		if len(msg) == 0 {
-			return 0, 0, false, errors.New("empty message")
+			return 0, errors.New("empty message")
 		}
-		return 0, 0, false, errMalformed
+		return 0, errMalformed
 	}
 	i := skipSpace(msg, 0)
 	if msg[i] != '{' {
-		return 0, 0, false, errNotObject
+		return 0, errNotObject
 	}
-	start, end, found = scanSpan(msg, i+1, p)
-	return start, end, found, nil
+	return i + 1, nil
 }
 
 // errMalformed reports a message that is not well-formed JSON.
@@ -85,6 +95,91 @@ func scanSpan(msg []byte, i int, p path) (start, end int, found bool) {
 	}
 }
 
+// visit calls fn with the byte range of every value at p among the members
+// of the object whose body starts at i in the valid JSON msg. Parsers differ
+// on duplicate keys (most keep the last, this package's span the first) and
+// some match keys regardless of case (Go's encoding/json into a struct) or
+// read an escaped NUL as the key's end (C parsers), so visit takes every key
+// equal to a path segment under Unicode case folding, whole or cut at a NUL,
+// at every level. unsure reports that some segment matched more than one key
+// of an object visited, or a key not spelled as the plain segment (escaped,
+// or in another case), which a parser that compares raw key bytes (simdjson)
+// would not find.
+func visit(msg []byte, i int, p path, fn func(start, end int)) (unsure bool) {
+	seen := 0
+	for {
+		i = skipSpace(msg, i)
+		if msg[i] == '}' {
+			return unsure || seen > 1
+		}
+		keyEnd := skipString(msg, i)
+		key := msg[i:keyEnd]
+		match := keyFolds(key, p[0])
+		i = skipSpace(msg, keyEnd)
+		i = skipSpace(msg, i+1) // the colon
+		vEnd := skipValue(msg, i)
+		if match {
+			seen++
+			if string(key[1:len(key)-1]) != p[0] {
+				unsure = true
+			}
+			switch {
+			case len(p) == 1:
+				fn(i, vEnd)
+			case msg[i] == '{':
+				if visit(msg, i+1, p[1:], fn) {
+					unsure = true
+				}
+			}
+		}
+		i = skipSpace(msg, vEnd)
+		if msg[i] == ',' {
+			i++
+		}
+	}
+}
+
+// setPath returns a copy of the valid JSON object msg with the value at p
+// set to the JSON value v: the first occurrence replaced, or the missing key
+// (and any missing objects on the way to it) added as the first member of
+// the deepest object on p that exists. ok is false when a value on the way
+// is not an object.
+func setPath(msg []byte, p path, v []byte) (out []byte, ok bool) {
+	obj := skipSpace(msg, 0) // the '{' of the object at depth d
+	if obj >= len(msg) || msg[obj] != '{' {
+		return nil, false
+	}
+	for d := range p {
+		s, e, found := scanSpan(msg, obj+1, p[d:d+1])
+		if !found {
+			ins := make([]byte, 0, 32+len(v))
+			for k, key := range p[d:] {
+				if k > 0 {
+					ins = append(ins, '{')
+				}
+				ins = append(ins, quote(key)...)
+				ins = append(ins, ':')
+			}
+			ins = append(ins, v...)
+			for range len(p) - d - 1 {
+				ins = append(ins, '}')
+			}
+			if msg[skipSpace(msg, obj+1)] != '}' {
+				ins = append(ins, ',')
+			}
+			return replace(msg, obj+1, obj+1, ins), true
+		}
+		if d == len(p)-1 {
+			return replace(msg, s, e, v), true
+		}
+		if msg[s] != '{' {
+			return nil, false
+		}
+		obj = s
+	}
+	return nil, false // p is never empty
+}
+
 // keyEquals reports whether the JSON string lit (quotes included) is key.
 func keyEquals(lit []byte, key string) bool {
 	body := lit[1 : len(lit)-1]
@@ -93,6 +188,21 @@ func keyEquals(lit []byte, key string) bool {
 	}
 	var s string
 	return json.Unmarshal(lit, &s) == nil && s == key
+}
+
+// keyFolds reports whether the JSON string lit (quotes included) equals key
+// under Unicode case folding, whole or up to an escaped NUL in it.
+func keyFolds(lit []byte, key string) bool {
+	body := lit[1 : len(lit)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return bytes.EqualFold(body, []byte(key))
+	}
+	var s string
+	if json.Unmarshal(lit, &s) != nil {
+		return false
+	}
+	cut, _, _ := strings.Cut(s, "\x00")
+	return strings.EqualFold(s, key) || strings.EqualFold(cut, key)
 }
 
 func skipSpace(b []byte, i int) int {

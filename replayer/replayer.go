@@ -81,6 +81,21 @@ type Options struct {
 	// Rewrite lists the rules applied to client messages, in order, before
 	// the safety check.
 	Rewrite []RewriteRule
+	// Rehearse, when set, sends each message a safety rule marks as
+	// mutating in its rehearsal form instead of skipping it: with every
+	// rule's field set to its value. Whoever sets it asserts that the
+	// target leaves nothing a user can see for a message carrying these
+	// values: it honours a dry-run flag, or confines the write to a
+	// sandbox tenant that real traffic never reads. A message that cannot
+	// be put in that form beyond doubt (not a JSON object, a key on a
+	// rule's path duplicated, escaped or in another case) is still skipped
+	// as mutating. Why: a warm-up
+	// that never takes the write path leaves it cold, and a JIT compiler
+	// that compiled the dispatch around a never-taken write branch throws
+	// that code away at the first real write. A sandbox tenant warms the
+	// whole path; a dry-run flag leaves the final commit untaken. Default
+	// none: mutating messages are never sent.
+	Rehearse []RehearseRule
 	// DropRedacted skips client messages that still hold the tap's
 	// redaction marker after rewriting. Default false: they are sent, and
 	// counted.
@@ -190,6 +205,13 @@ func (o *Options) withDefaults() (Options, error) {
 		if err := c.Safety[i].compile(); err != nil {
 			return c, err
 		}
+	}
+	if len(c.Rehearse) > 0 {
+		rules, err := compileRehearse(c.Rehearse)
+		if err != nil {
+			return c, err
+		}
+		c.Rehearse = rules
 	}
 	c.Rewrite = append([]RewriteRule(nil), c.Rewrite...)
 	for i := range c.Rewrite {
@@ -312,6 +334,9 @@ type Stats struct {
 	Active int64 `json:"active"`
 	// MessagesSent counts client messages sent to the target.
 	MessagesSent uint64 `json:"messages_sent"`
+	// MessagesRehearsed counts the messages of MessagesSent that were sent
+	// in their rehearsal form (see Options.Rehearse).
+	MessagesRehearsed uint64 `json:"messages_rehearsed"`
 	// MessagesSkipped counts client messages not sent, by reason:
 	// "mutating", "unchecked", "truncated", "redacted".
 	MessagesSkipped map[string]uint64 `json:"messages_skipped"`
@@ -455,11 +480,12 @@ func (r *Replayer) dialBackoff(ctx context.Context) error {
 
 // step is one client message of a session's plan.
 type step struct {
-	kind    string
-	seq     uint64
-	offset  time.Duration
-	binary  bool
-	payload []byte
+	kind      string
+	seq       uint64
+	offset    time.Duration
+	binary    bool
+	rehearsed bool // payload is a mutating message's rehearsal form
+	payload   []byte
 }
 
 // plan turns a session's client frames into the messages to send, applying
@@ -474,6 +500,7 @@ func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, 
 			continue
 		}
 		var reason string
+		rehearsed := false
 		payload := ev.Payload
 		switch {
 		case ev.Truncated:
@@ -485,18 +512,23 @@ func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, 
 		default:
 			payload = rw.apply(payload)
 			reason = r.check(payload)
+			if reason == "mutating" && len(r.opts.Rehearse) > 0 {
+				if p, ok := rehearse(payload, r.opts.Rehearse); ok {
+					payload, reason, rehearsed = p, "", true
+				}
+			}
 		}
 		if reason == "" && r.opts.DropRedacted && strings.Contains(string(payload), redact.Marker) {
 			reason = "redacted"
 		}
 		if dry != nil {
-			printStep(dry, evs[0].Session, ev, payload, reason)
+			printStep(dry, evs[0].Session, ev, payload, reason, rehearsed)
 		}
 		if reason != "" {
 			skipped[reason]++
 			continue
 		}
-		steps = append(steps, step{kind: r.kindOf(payload, ev.Opcode), seq: ev.Seq, offset: ev.Offset, binary: ev.Opcode == session.Binary, payload: payload})
+		steps = append(steps, step{kind: r.kindOf(payload, ev.Opcode), seq: ev.Seq, offset: ev.Offset, binary: ev.Opcode == session.Binary, rehearsed: rehearsed, payload: payload})
 	}
 	return steps, skipped
 }
@@ -533,10 +565,13 @@ func (r *Replayer) check(msg []byte) string {
 	return ""
 }
 
-func printStep(w io.Writer, id session.ID, ev *session.Event, payload []byte, reason string) {
+func printStep(w io.Writer, id session.ID, ev *session.Event, payload []byte, reason string, rehearsed bool) {
 	action := "send"
-	if reason != "" {
+	switch {
+	case reason != "":
 		action = "skip " + reason
+	case rehearsed:
+		action = "rehearse"
 	}
 	body := string(payload)
 	if ev.Opcode == session.Binary {
@@ -709,6 +744,10 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 		res.Sent++
 		r.stats.sent.Add(1)
 		r.m.sent.Inc()
+		if st.rehearsed {
+			r.stats.rehearsed.Add(1)
+			r.m.rehearsed.Inc()
+		}
 		r.hist.sent.Add(1)
 		w.expire(time.Now())
 	}
@@ -901,7 +940,7 @@ func (r *Replayer) timeout() {
 
 // counters are the replay's totals.
 type counters struct {
-	started, completed, sent, server, responses, timeouts atomic.Uint64
+	started, completed, sent, rehearsed, server, responses, timeouts atomic.Uint64
 
 	mu      sync.Mutex
 	failure map[string]uint64
@@ -931,6 +970,7 @@ func (c *counters) snapshot() Stats {
 		SessionsStarted:   c.started.Load(),
 		SessionsCompleted: c.completed.Load(),
 		MessagesSent:      c.sent.Load(),
+		MessagesRehearsed: c.rehearsed.Load(),
 		ServerMessages:    c.server.Load(),
 		Responses:         c.responses.Load(),
 		Timeouts:          c.timeouts.Load(),
@@ -1014,6 +1054,7 @@ func (h *latencyWindow) takeRecent() (time.Duration, int64) {
 type replayMetrics struct {
 	set                      *metrics.Set
 	sent, received, timeouts *metrics.Counter
+	rehearsed                *metrics.Counter
 	completed                *metrics.Counter
 	latency                  *metrics.Histogram
 }
@@ -1027,6 +1068,7 @@ func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
 	return replayMetrics{
 		set:       s,
 		sent:      s.NewCounter("preheat_replay_messages_sent_total"),
+		rehearsed: s.NewCounter("preheat_replay_messages_rehearsed_total"),
 		received:  s.NewCounter("preheat_replay_server_messages_total"),
 		timeouts:  s.NewCounter("preheat_replay_response_timeouts_total"),
 		completed: s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),

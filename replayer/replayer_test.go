@@ -296,6 +296,83 @@ func TestReplayNeverSendsMutatingMessages(t *testing.T) {
 	}
 }
 
+func TestReplayRehearsesMutatingMessages(t *testing.T) {
+	tg := &target{reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	g := corpus.New(11)
+	g.MutateRate = 0.3
+	var src [][]session.Event
+	mutations := 0
+	for range 12 {
+		evs := g.Session(time.Now(), 15)
+		for _, ev := range evs {
+			if ev.Direction == session.ClientToServer && isMutation(ev.Payload) {
+				mutations++
+			}
+		}
+		src = append(src, evs)
+	}
+	// One mutation the rehearsal cannot be sure of: a Go server decoding
+	// into a struct would read DRYRUN, not the dryRun the rule adds.
+	src = append(src, recorded(time.Now(), []string{`{"type":"connect","id":0}`, `{"type":"write","id":1,"DRYRUN":false}`, `{"type":"query","id":2}`}, []int{0, 1, 2}))
+	if mutations < 10 {
+		t.Fatalf("corpus has only %d mutations", mutations)
+	}
+	set := metrics.NewSet()
+	r := newReplayer(t, url+"/sync", replayer.Options{Rate: -1, Concurrency: 4, Correlate: "id", Metrics: set,
+		Rehearse: []replayer.RehearseRule{mustRehearse(t, "dryRun=true"), mustRehearse(t, `params.workspace="warmup"`)}})
+	if err := r.Run(t.Context(), replayer.NewSliceSource(src)); err != nil {
+		t.Fatal(err)
+	}
+	rehearsed := 0
+	for _, m := range tg.received() {
+		if !isMutation([]byte(m.payload)) {
+			if strings.Contains(m.payload, "dryRun") {
+				t.Fatalf("a query was rehearsed: %s", m.payload)
+			}
+			continue
+		}
+		var msg struct {
+			DryRun bool
+			Params struct{ Workspace string }
+		}
+		if err := json.Unmarshal([]byte(m.payload), &msg); err != nil || !msg.DryRun || msg.Params.Workspace != "warmup" {
+			t.Fatalf("target received a mutation not in its rehearsal form: %s (%v)", m.payload, err)
+		}
+		rehearsed++
+	}
+	st := r.Stats()
+	if rehearsed != mutations || st.MessagesRehearsed != uint64(mutations) || st.MessagesSkipped["mutating"] != 1 {
+		t.Fatalf("target got %d rehearsals of %d mutations; stats rehearsed %d, skipped %v",
+			rehearsed, mutations, st.MessagesRehearsed, st.MessagesSkipped)
+	}
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	if want := fmt.Sprintf("preheat_replay_messages_rehearsed_total %d\n", mutations); !strings.Contains(b.String(), want) {
+		t.Fatalf("metrics lack %q:\n%s", want, b.String())
+	}
+
+	// A dry run shows which messages would go as rehearsals.
+	var out bytes.Buffer
+	dry := newReplayer(t, "ws://127.0.0.1:1/sync", replayer.Options{DryRun: &out, Rehearse: []replayer.RehearseRule{mustRehearse(t, "dryRun=true")}})
+	evs := recorded(time.Now(), []string{`{"type":"connect"}`, `{"type":"mutate","id":1}`}, []int{0, 1})
+	if err := dry.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+		t.Fatal(err)
+	}
+	if want := `rehearse {"dryRun":true,"type":"mutate","id":1}`; !strings.Contains(out.String(), want) {
+		t.Fatalf("dry run printed %q, want a line ending %s", out.String(), want)
+	}
+}
+
+func mustRehearse(t *testing.T, s string) replayer.RehearseRule {
+	t.Helper()
+	r, err := replayer.ParseRehearseRule(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func isMutation(msg []byte) bool {
 	var m struct{ Type string }
 	if json.Unmarshal(msg, &m) != nil {

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -111,20 +112,141 @@ func (r *SafetyRule) compile() error {
 }
 
 // matches reports whether msg is mutating by this rule. err is set when msg
-// is not a well-formed JSON object.
+// is not a well-formed JSON object. Where a key on the rule's path occurs
+// more than once, every occurrence is judged and any match counts: a
+// server's parser may read whichever one this package does not.
 func (r *SafetyRule) matches(msg []byte) (bool, error) {
-	raw, ok, err := lookup(msg, r.path)
-	if err != nil || !ok {
+	i, err := objectBody(msg)
+	if err != nil {
 		return false, err
 	}
-	v, ok := scalar(raw)
+	hit := false
+	visit(msg, i, r.path, func(s, e int) {
+		if hit {
+			return
+		}
+		v, ok := scalar(msg[s:e])
+		if !ok {
+			return
+		}
+		if r.Match != nil {
+			hit = r.Match.MatchString(v)
+		} else {
+			hit = slices.Contains(r.Values, v)
+		}
+	})
+	return hit, nil
+}
+
+// A RehearseRule is one field of the form in which the target accepts a
+// mutating message as a rehearsal: it runs the message through its write
+// path but leaves nothing a user can see. With rehearse rules configured, a
+// message a safety rule marks as mutating is sent with every rule's field
+// set to its Value instead of being skipped (see Options.Rehearse).
+type RehearseRule struct {
+	// Field is a dotted path to the field, such as "dryRun" or
+	// "params.workspace". It is added where missing, with any objects on
+	// the way to it.
+	Field string
+	// Value is the JSON value the field is given, such as true or
+	// "warmup-sandbox" (quotes included).
+	Value json.RawMessage
+
+	path path
+}
+
+// String returns the rule in the syntax ParseRehearseRule reads.
+func (r RehearseRule) String() string { return r.Field + "=" + string(r.Value) }
+
+// ParseRehearseRule reads a rule written "field=JSON", such as "dryRun=true"
+// or `params.workspace="warmup"`. A field's segments must be printable
+// ASCII that JSON writes without escapes (no quote, backslash, <, > or &),
+// so that every parser finds the key as written.
+func ParseRehearseRule(s string) (RehearseRule, error) {
+	field, value, ok := strings.Cut(s, "=")
 	if !ok {
-		return false, nil
+		return RehearseRule{}, fmt.Errorf("rehearse rule %q: want field=JSON", s)
 	}
-	if r.Match != nil {
-		return r.Match.MatchString(v), nil
+	r := RehearseRule{Field: strings.TrimSpace(field), Value: json.RawMessage(value)}
+	if err := r.compile(); err != nil {
+		return RehearseRule{}, fmt.Errorf("rehearse rule %q: %w", s, err)
 	}
-	return slices.Contains(r.Values, v), nil
+	return r, nil
+}
+
+// compile checks the rule and fills its parsed path, compacting Value.
+func (r *RehearseRule) compile() error {
+	p, err := parsePath(r.Field)
+	if err != nil {
+		return err
+	}
+	for _, seg := range p {
+		for _, c := range []byte(seg) {
+			if c < 0x20 || c > 0x7e || strings.IndexByte(`"\\<>&`, c) >= 0 {
+				return fmt.Errorf("field %q: only printable ASCII without quotes, backslashes, <, > or &", r.Field)
+			}
+		}
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, r.Value); err != nil {
+		return fmt.Errorf("value %q is not JSON (quote a string)", r.Value)
+	}
+	r.path, r.Value = p, b.Bytes()
+	return nil
+}
+
+// compileRehearse compiles rules and refuses a set in which one rule's
+// field lies inside another's, ignoring case: setting both cannot leave both
+// in place unambiguously.
+func compileRehearse(rules []RehearseRule) ([]RehearseRule, error) {
+	rules = slices.Clone(rules)
+	for i := range rules {
+		if err := rules[i].compile(); err != nil {
+			return nil, fmt.Errorf("rehearse rule %s: %w", rules[i], err)
+		}
+	}
+	for i := range rules {
+		for j := range rules {
+			a, b := rules[i].path, rules[j].path
+			if i != j && len(a) <= len(b) && slices.EqualFunc(a, b[:len(a)], strings.EqualFold) {
+				return nil, fmt.Errorf("rehearse rules %s and %s: one field holds the other", rules[i], rules[j])
+			}
+		}
+	}
+	return rules, nil
+}
+
+// rehearse returns msg in its rehearsal form, or ok false when it cannot be
+// put in that form beyond doubt: msg is not a JSON object, a value on a
+// rule's path is not an object, or a key on the path occurs more than once
+// or is spelled otherwise than the rule's segment (escaped, in another case,
+// cut by an escaped NUL): a server might read a copy without the rule's
+// value, or not find the key.
+func rehearse(msg []byte, rules []RehearseRule) (out []byte, ok bool) {
+	if _, err := objectBody(msg); err != nil {
+		return nil, false
+	}
+	out = msg
+	for i := range rules {
+		if out, ok = setPath(out, rules[i].path, rules[i].Value); !ok {
+			return nil, false
+		}
+	}
+	body, err := objectBody(out)
+	if err != nil {
+		return nil, false
+	}
+	for i := range rules {
+		n, same := 0, true
+		unsure := visit(out, body, rules[i].path, func(s, e int) {
+			n++
+			same = same && bytes.Equal(out[s:e], rules[i].Value)
+		})
+		if unsure || n != 1 || !same {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // RewriteAction says what a RewriteRule does to a field.

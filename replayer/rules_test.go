@@ -164,3 +164,138 @@ func FuzzSpan(f *testing.F) {
 		}
 	})
 }
+
+func TestSafetyRulesJudgeEveryDuplicate(t *testing.T) {
+	// Most parsers keep the last of duplicate keys; a rule must not be
+	// fooled by a harmless first one.
+	for rule, msg := range map[string]string{
+		"type=mutate":   `{"type":"query","type":"mutate"}`,
+		"a.m=POST":      `{"a":{"m":"GET"},"a":{"m":"POST"}}`,
+		"a.m=POST ":     `{"a":{"m":"GET","m":"POST"}}`,
+		"op~^tasks\\.u": `{"op":"tasks.get","x":1,"op":"tasks.update"}`,
+		"type=delete":   `{"type":"query","TYPE":"delete"}`, // a Go struct reads TYPE as Type
+		"type=write":    `{"type\u0000":"write"}`,           // a C parser reads "type"
+	} {
+		r, err := ParseSafetyRule(strings.TrimSpace(rule))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hit, err := r.matches([]byte(msg)); err != nil || !hit {
+			t.Errorf("%s on %s: %v %v, want a match", rule, msg, hit, err)
+		}
+	}
+}
+
+func TestRehearse(t *testing.T) {
+	rules := func(ss ...string) []RehearseRule {
+		t.Helper()
+		var out []RehearseRule
+		for _, s := range ss {
+			r, err := ParseRehearseRule(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		out, err := compileRehearse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	f := func(rs []RehearseRule, msg, want string) {
+		t.Helper()
+		got, ok := rehearse([]byte(msg), rs)
+		if want == "" {
+			if ok {
+				t.Fatalf("rehearse(%s) = %s, want refused", msg, got)
+			}
+			return
+		}
+		if !ok || string(got) != want {
+			t.Fatalf("rehearse(%s) = %s %v\nwant %s", msg, got, ok, want)
+		}
+	}
+	dry := rules("dryRun=true")
+	f(dry, `{"type":"mutate","id":1}`, `{"dryRun":true,"type":"mutate","id":1}`)
+	f(dry, `{"type":"mutate","dryRun":false}`, `{"type":"mutate","dryRun":true}`)
+	f(dry, ` { } `, ` {"dryRun":true } `)
+	f(dry, `{"dryRun":false,"dryRun":false}`, "") // a server may read either
+	f(dry, `{"DryRun":false}`, "")                // so may a Go struct
+	f(dry, `{"dry\u0052un":false}`, "")           // a parser comparing raw bytes finds no dryRun
+	f(dry, `{"dryRun\u0000":false}`, "")          // a C parser reads dryRun
+	f(dry, `[{"type":"mutate"}]`, "")
+	f(dry, `not json`, "")
+
+	sandbox := rules(`params.workspace = "warmup"`, "meta.dry.run=1")
+	f(sandbox, `{"params":{"object":5}}`, `{"meta":{"dry":{"run":1}},"params":{"workspace":"warmup","object":5}}`)
+	f(sandbox, `{"params":{"workspace":3},"meta":{}}`, `{"params":{"workspace":"warmup"},"meta":{"dry":{"run":1}}}`)
+	f(sandbox, `{"params":7}`, "")                        // not an object on the way
+	f(sandbox, `{"params":{},"params":{"object":5}}`, "") // which params?
+
+	f(sandbox, `{"par\u0061ms":{"workspace":3}}`, "")
+
+	for _, bad := range []string{"dryRun", "dryRun=yes", "=true", "a..b=1", `x={"a":`, "a<b=1", `a"b=1`, "dry\x01run=1", "é=1"} {
+		if _, err := ParseRehearseRule(bad); err == nil {
+			t.Errorf("ParseRehearseRule(%q): no error", bad)
+		}
+	}
+	a, _ := ParseRehearseRule("a=1")
+	ab, _ := ParseRehearseRule("a.b=2")
+	if _, err := compileRehearse([]RehearseRule{a, ab}); err == nil {
+		t.Error("compileRehearse accepted a field inside another")
+	}
+	upper, _ := ParseRehearseRule("A.x=2")
+	if _, err := compileRehearse([]RehearseRule{a, upper}); err == nil {
+		t.Error("compileRehearse accepted a field inside another but for case")
+	}
+}
+
+// FuzzRehearse checks the promise a rehearsal makes: whatever the message,
+// a rehearsed one is valid JSON that carries every rule's value both where
+// this package looks (the first of duplicate keys) and where encoding/json
+// does (the last).
+func FuzzRehearse(f *testing.F) {
+	for _, s := range []string{`{"type":"mutate"}`, `{"dryRun":false}`, `{"params":{"a":1}}`, `{"params":1}`, `{}`,
+		`{"params":{"workspace":1},"params":{}}`, `{"dryRun":1,"dryRun":2}`, `[]`, ` {"a" : [ "}" ] } `} {
+		f.Add([]byte(s))
+	}
+	var rules []RehearseRule
+	for _, s := range []string{"dryRun=true", `params.workspace="warmup"`} {
+		r, err := ParseRehearseRule(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		rules = append(rules, r)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		out, ok := rehearse(msg, rules)
+		if !ok {
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("rehearse(%q) made invalid JSON %q", msg, out)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("rehearse(%q) = %q: %v", msg, out, err)
+		}
+		params, _ := m["params"].(map[string]any)
+		if m["dryRun"] != true || params == nil || params["workspace"] != "warmup" {
+			t.Fatalf("rehearse(%q) = %q: encoding/json reads %v", msg, out, m)
+		}
+		var st struct { // matched regardless of case
+			DryRun any
+			Params struct{ Workspace any }
+		}
+		if err := json.Unmarshal(out, &st); err != nil || st.DryRun != true || st.Params.Workspace != "warmup" {
+			t.Fatalf("rehearse(%q) = %q: a Go struct reads %+v %v", msg, out, st, err)
+		}
+		for _, r := range rules {
+			raw, found, err := lookup(out, r.path)
+			if err != nil || !found || string(raw) != string(r.Value) {
+				t.Fatalf("rehearse(%q) = %q: %s reads %s %v %v", msg, out, r.Field, raw, found, err)
+			}
+		}
+	})
+}

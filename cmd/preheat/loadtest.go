@@ -202,6 +202,8 @@ func (o *loadtestOptions) validate() error {
 		return usagef("--min-effect must be positive and --confidence between 0 and 1")
 	case o.noDefaultSafety && len(o.mutating) == 0 && !o.allowMutations:
 		return usagef("--no-default-safety without a --mutating rule would send mutations: add --allow-mutations to mean it")
+	case o.allowMutations && len(o.rehearse) > 0:
+		return usagef("--rehearse with --allow-mutations: mutations would be sent as recorded, not rehearsed; choose one")
 	case o.failOnRegression && o.compare == "":
 		return usagef("--fail-on-regression needs --compare")
 	}
@@ -479,7 +481,11 @@ func printSummary(w io.Writer, r *loadtest.Result) {
 		fmt.Fprintf(w, "\n%s %s\n", t.Name, t.URL)
 		s := t.Sessions
 		fmt.Fprintf(w, "  sessions    %d started, %d completed, %d failed, %d cut at the end, peak %d at once\n", s.Started, s.Completed, s.Failed, s.Cut, s.Peak)
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent, %d responses, %d timeouts; not sent %d %s", t.Sent, t.Responses, t.Timeouts, sum(t.Skipped), fmtCounts(t.Skipped)), " "))
+		rehearsed := ""
+		if t.Rehearsed > 0 {
+			rehearsed = fmt.Sprintf(" (%d rehearsed)", t.Rehearsed)
+		}
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s, %d responses, %d timeouts; not sent %d %s", t.Sent, rehearsed, t.Responses, t.Timeouts, sum(t.Skipped), fmtCounts(t.Skipped)), " "))
 		l := t.Latency
 		fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  errors      %.3f%% %s", 100*t.ErrorRate, fmtCounts(t.Errors)), " "))

@@ -30,6 +30,7 @@ func TestLoadtestUsage(t *testing.T) {
 	f("positive multiple", append(base, "--rate", "-2x")...)
 	f("--threshold", append(base, "--threshold", "p99<=fast")...)
 	f("--allow-mutations", append(base, "--no-default-safety")...)
+	f("choose one", append(base, "--allow-mutations", "--rehearse", "dryRun=true")...)
 	f("--fail-on-regression needs --compare", append(base, "--fail-on-regression")...)
 	f("--mutating", append(base, "--mutating", "type")...)
 	f("want http(s)://", "--source", "s3://bucket/x", "--target", "ws://x")

@@ -13,6 +13,7 @@ import (
 // command replaying sessions (warm, loadtest) takes.
 type replayRules struct {
 	headers, mutating, rewrite repeated
+	rehearse                   repeated
 	noDefaultSafety            bool
 	sendUnchecked              bool
 	dropRedacted               bool
@@ -22,7 +23,15 @@ type replayRules struct {
 const replayRulesHelp = `Safety: a client message a safety rule marks as mutating is never sent. The
 default rules catch "type" mutate/write/delete and state-changing verbs in
 "type", "op", "method" or "action" (see --mutating). Messages the rules cannot
-inspect (binary, not JSON) are not sent unless --send-unchecked.`
+inspect (binary, not JSON) are not sent unless --send-unchecked.
+
+Rehearsals (--rehearse FIELD=JSON, repeatable): if the target has a harmless
+form of its writes, mutating messages are sent in that form instead of being
+skipped, with every FIELD set to its JSON value (added where missing), such as
+--rehearse dryRun=true or --rehearse 'params.workspace="warmup-sandbox"'. Use
+it only if the target leaves nothing a user can see for such a message. A
+sandbox tenant warms the whole write path; a dry-run flag leaves the final
+commit cold, so a JIT may still recompile at the first real write.`
 
 // replayRewriteHelp explains --rewrite in a command's help.
 const replayRewriteHelp = `Rewrite rules (--rewrite FIELD=ACTION[:VALUE], repeatable, applied in order):
@@ -39,6 +48,7 @@ func (r *replayRules) register(fs *flag.FlagSet) {
 	fs.BoolVar(&r.sendUnchecked, "send-unchecked", false, "send messages the safety rules cannot inspect (binary, not JSON)")
 	fs.BoolVar(&r.dropRedacted, "drop-redacted", false, "skip messages that still hold a redaction marker after rewriting")
 	fs.Var(&r.rewrite, "rewrite", "rewrite rule FIELD=ACTION[:VALUE] (repeatable; see above)")
+	fs.Var(&r.rehearse, "rehearse", "send mutating messages in the target's harmless form, with FIELD set to the JSON value: FIELD=JSON (repeatable; see above)")
 }
 
 // apply sets the handshake headers, safety and rewrite rules of o.
@@ -73,9 +83,41 @@ func (r *replayRules) apply(o *replayer.Options) error {
 		}
 		rewrite = append(rewrite, rule)
 	}
-	o.Header, o.Safety, o.Rewrite = h, safety, rewrite
+	var rehearse []replayer.RehearseRule
+	for _, s := range r.rehearse {
+		// An unset variable must not turn a sandbox tenant into "": that
+		// may be the default, real one.
+		for _, name := range bracedNames(s) {
+			if _, ok := os.LookupEnv(name); !ok {
+				return usagef("--rehearse %q: environment variable %s is not set", s, name)
+			}
+		}
+		rule, err := replayer.ParseRehearseRule(expandBraced(s))
+		if err != nil {
+			return usagef("--rehearse: %v", err)
+		}
+		rehearse = append(rehearse, rule)
+	}
+	o.Header, o.Safety, o.Rewrite, o.Rehearse = h, safety, rewrite, rehearse
 	o.SendUnchecked, o.DropRedacted = r.sendUnchecked, r.dropRedacted
 	return nil
+}
+
+// bracedNames returns the NAMEs of the ${NAME}s in s.
+func bracedNames(s string) []string {
+	var names []string
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			return names
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return names
+		}
+		names = append(names, s[i+2:i+j])
+		s = s[i+j+1:]
+	}
 }
 
 // expandBraced replaces each ${NAME} in s with the environment variable's

@@ -35,6 +35,7 @@ type warmOptions struct {
 	report                           string
 
 	deadline, minWarm, window, hold, interval time.Duration
+	minResponses                              int
 	onDeadline                                string
 	jitterMetric, compileMetric               string
 	noJIT                                     bool
@@ -47,7 +48,7 @@ type warmOptions struct {
 	pressureFile    string
 	concurrency     int
 	correlate       string
-	replayRules     // --header, --mutating, --rewrite and the safety switches
+	replayRules     // --header, --mutating, --rewrite, --rehearse and the safety switches
 	noBackoff       bool
 	responseTimeout time.Duration
 	route, mode     string
@@ -61,6 +62,12 @@ type warmOptions struct {
 	allowShortWindow bool // a --window under 10s
 	stopAfterRelease bool // return once the run ends, as --init does, but with exit status 0 either way
 }
+
+// defaultMinResponses is --min-responses' default: about a second of
+// replay at 600 msg/s, or a minute at the back-off floor of a 200 msg/s
+// warm-up. On the JVM fixture the compile rate settles after some 25,000
+// messages; 500 only proves the warm-up reached the pod.
+const defaultMinResponses = 500
 
 // repeated is a repeatable flag whose values are kept whole (rules may hold
 // commas).
@@ -114,6 +121,7 @@ prints what would be sent and skipped, without touching the target.
 			fs.DurationVar(&o.deadline, "deadline", 10*time.Minute, "end the run by then, warm or not")
 			fs.StringVar(&o.onDeadline, "on-deadline", "open", "at the deadline: open (release anyway) or closed (do not release)")
 			fs.DurationVar(&o.minWarm, "min-warm", 30*time.Second, "never release before this")
+			fs.IntVar(&o.minResponses, "min-responses", defaultMinResponses, "never release before the replay has had this many responses: an idle pod's signals are flat too (0: no minimum, for a target that never answers)")
 			fs.DurationVar(&o.window, "window", 10*time.Second, "sliding window each signal is judged over (at least 10s; longer than the lull between JIT waves)")
 			fs.DurationVar(&o.hold, "hold", 0, "how long every signal must stay flat before release (default the window)")
 			fs.DurationVar(&o.interval, "interval", time.Second, "scrape interval")
@@ -177,6 +185,8 @@ func (o *warmOptions) validate() error {
 		return usagef("--window %v: at least 10s, longer than the lull between JIT compile waves", o.window)
 	case o.deadline <= 0:
 		return usagef("--deadline must be positive")
+	case o.minResponses < 0:
+		return usagef("--min-responses must not be negative")
 	case o.minWarm < 0 || o.minWarm > o.deadline:
 		return usagef("--min-warm %v: between 0 and --deadline", o.minWarm)
 	case o.onDeadline != "open" && o.onDeadline != "closed":
@@ -285,6 +295,7 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		Hold:           o.hold,
 		MinWarm:        o.minWarm,
 		MaxWarm:        o.deadline,
+		MinResponses:   o.minResponses,
 		MaxJitter:      o.maxJitter,
 		MaxCompileRate: o.maxCompileRate,
 		MaxLatency:     o.maxLatency,
@@ -460,6 +471,9 @@ func (w *warmRun) buildReport() *readiness.Report {
 		{Name: "Message kinds covered", Value: strconv.Itoa(w.source.KindsCovered())},
 		{Name: "Replay rate limit at the end", Value: fmtRate(st.RateLimit)},
 		{Name: "Concurrency", Value: strconv.Itoa(w.o.concurrency)},
+	}
+	if len(w.o.rehearse) > 0 {
+		facts = append(facts, readiness.Fact{Name: "Mutations sent as rehearsals", Value: fmt.Sprintf("%d (--rehearse %s)", st.MessagesRehearsed, strings.Join(w.o.rehearse, " "))})
 	}
 	if w.o.maxCPUPressure > 0 {
 		last := "unreadable"

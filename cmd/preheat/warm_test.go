@@ -108,6 +108,35 @@ func TestWarmDryRunNeverSendsMutations(t *testing.T) {
 	}
 }
 
+func TestWarmDryRunRehearsesMutations(t *testing.T) {
+	cache := serveCache(t, corpusSessions(3, 10, 20, 0.3))
+	code, out, errOut := preheat(t, "warm", "--cache", cache, "--dry-run", "--dry-run-sessions", "4",
+		"--rehearse", "params.workspace=999", "--rehearse", "dryRun = true")
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	rehearsals := 0
+	for l := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		mutation := false
+		for _, typ := range corpus.MutatingTypes {
+			mutation = mutation || strings.Contains(l, `"type":"`+typ+`"`)
+		}
+		switch {
+		case strings.Contains(l, " skip mutating "):
+			t.Fatalf("a rehearsable mutation was skipped: %s", l)
+		case mutation && (!strings.Contains(l, " rehearse {") || !strings.Contains(l, `"dryRun":true`) || !strings.Contains(l, `"workspace":999`)):
+			t.Fatalf("a mutation not in its rehearsal form: %s", l)
+		case mutation:
+			rehearsals++
+		case strings.Contains(l, " rehearse "):
+			t.Fatalf("a query was rehearsed: %s", l)
+		}
+	}
+	if rehearsals == 0 {
+		t.Fatalf("dry run printed no rehearsals:\n%s", out)
+	}
+}
+
 func TestWarmUsage(t *testing.T) {
 	f := func(want string, args ...string) {
 		t.Helper()
@@ -123,6 +152,9 @@ func TestWarmUsage(t *testing.T) {
 	f("--on-deadline", append(base, "--on-deadline", "maybe")...)
 	f("--mutating", append(base, "--mutating", "type")...)
 	f("--rewrite", append(base, "--rewrite", "token=bogus:x")...)
+	f("--rehearse", append(base, "--rehearse", "dryRun=yes")...)
+	f("one field holds the other", append(base, "--rehearse", "a=1", "--rehearse", "a.b=2")...)
+	f("PREHEAT_TEST_UNSET_SANDBOX is not set", append(base, "--rehearse", "params.workspace=${PREHEAT_TEST_UNSET_SANDBOX}")...)
 	f("scheme must be ws or wss", "--target", "http://x", "--metrics", "http://x/metrics", "--cache", "http://x")
 	f("--header", append(base, "--header", "no colon")...)
 	f("--max-cpu-pressure 1.5", append(base, "--max-cpu-pressure", "1.5")...)
@@ -195,6 +227,35 @@ func TestWarmDeadlineFailClosed(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "deadline_closed") {
 		t.Fatalf("the log does not say why:\n%s", errOut)
+	}
+}
+
+// TestWarmNothingReplayedIsNotWarm: a cache with nothing to replay leaves
+// the pod idle, and an idle pod's signals are flat from the start. That
+// must not pass for warm: the deadline decides, and says why.
+func TestWarmNothingReplayedIsNotWarm(t *testing.T) {
+	cache := serveCache(t, nil)
+	_, addr := serveCold(t)
+	file := filepath.Join(t.TempDir(), "released.json")
+	start := time.Now()
+	code, out, errOut := preheat(t, "warm", "--target", "ws://"+addr+"/sync", "--metrics", "http://"+addr+"/metrics",
+		"--cache", cache, "--init", "--window", "10s", "--hold", "1s", "--min-warm", "1s", "--deadline", "16s",
+		"--progress", "0", "--ready-file", file)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dec struct{ Outcome, Reason string }
+	if err := json.Unmarshal(b, &dec); err != nil {
+		t.Fatal(err)
+	}
+	// The idle simulator's signals were flat after the 10 s window: without
+	// the minimum it is released as warm at about 11 s.
+	if dec.Outcome != "deadline_open" || !strings.Contains(dec.Reason, "0 of the 500 replay responses required") {
+		t.Fatalf("after %v: outcome %q, reason %q; want deadline_open for want of responses", time.Since(start), dec.Outcome, dec.Reason)
 	}
 }
 
