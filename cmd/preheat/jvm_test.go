@@ -50,8 +50,16 @@ import (
 //     holds when warm and means anything when cold; jitter is still judged
 //     for flatness (no significant trend over the window).
 //   - rate 600 msg/s, concurrency 8: the rate the captured clients sent.
+//
+// Mutations are skipped, as by default; jvmRehearse sends them to the
+// fixture's sandbox workspace instead.
 var jvmWarmFlags = jvmWarm{window: 10 * time.Second, hold: 10 * time.Second, minWarm: 10 * time.Second,
 	maxJitter: -1, rate: 600, concurrency: 8, deadline: 3 * time.Minute}
+
+// jvmRehearse is the --rehearse rule that sends a warm-up's writes to the
+// fixture's sandbox workspace: the whole write path runs, and nothing
+// lands where users look.
+var jvmRehearse = "params.workspace=" + strconv.Itoa(jvmfixture.SandboxWorkspace)
 
 // jvmWarm are the settings of one warm run against a JVM.
 type jvmWarm struct {
@@ -60,6 +68,7 @@ type jvmWarm struct {
 	rate                            float64
 	startRate, maxCPUPressure       float64
 	concurrency                     int
+	rehearse                        []string // --rehearse rules
 }
 
 // Real traffic after release, as driveJVM sends it: jvmClients clients at
@@ -73,7 +82,9 @@ const (
 // TestJVMWarmEndToEnd shows preheat warming a real JVM: sessions of the JVM
 // sync server are captured through the tap into a directory log, a replay
 // cache serves them, and 'preheat warm' warms a fresh JVM until its JIT
-// compile rate and jitter flatten. Then it takes real traffic, as does a
+// compile rate and jitter flatten, sending the captured writes as
+// rehearsals into the fixture's sandbox workspace (none may land anywhere
+// else). Then it takes real traffic, as does a
 // fresh JVM that takes it cold, and a JVM warmed by the capture traffic
 // gives the steady state; the warmed JVM must have little left to compile
 // under that traffic against the cold one (latency is logged, not
@@ -89,9 +100,12 @@ func TestJVMWarmEndToEnd(t *testing.T) {
 	cacheURL := captureJVM(t, steadyJVM, 25*time.Second)
 	t.Logf("[%5.1fs] capture done", time.Since(started).Seconds())
 
-	// A fresh JVM, warmed by preheat, then real traffic.
+	// A fresh JVM, warmed by preheat with its writes rehearsed in the
+	// sandbox workspace, then real traffic.
 	warmed := jvmfixture.Start(t, nil)
-	res := warmJVM(t, warmed, cacheURL, jvmWarmFlags)
+	wf := jvmWarmFlags
+	wf.rehearse = []string{jvmRehearse}
+	res := warmJVM(t, warmed, cacheURL, wf)
 	rel := res.Decision.At.Sub(res.Report.Started)
 	if res.Decision.Outcome != readiness.OutcomeWarm {
 		t.Fatalf("default JVM: outcome %s, want warm: %s", res.Decision.Outcome, res.Decision.Reason)
@@ -103,11 +117,15 @@ func TestJVMWarmEndToEnd(t *testing.T) {
 	if rel.Seconds() < settled {
 		t.Fatalf("default JVM released after %v, before its compile rate settled at %.0fs", rel, settled)
 	}
+	// The safety contract of a rehearsal: every write the warm-up sent
+	// landed in the sandbox, none where users look.
 	if n := scrapeValue(t, warmed.MetricsURL(), "sync_mutations_total"); n != 0 {
-		t.Fatalf("warm-up sent %v mutations to the JVM", n)
+		t.Fatalf("warm-up stored %v writes outside the sandbox", n)
 	}
-	if res.Stats.MessagesSkipped["mutating"] == 0 {
-		t.Fatalf("no mutating message was skipped: the captured sessions should hold some")
+	sandboxed := scrapeValue(t, warmed.MetricsURL(), `sync_rehearsals_total{form="sandbox"}`)
+	if res.Stats.MessagesRehearsed == 0 || sandboxed <= 0 || sandboxed > float64(res.Stats.MessagesRehearsed) || res.Stats.MessagesSkipped["mutating"] != 0 {
+		t.Fatalf("warm-up rehearsed %d writes (skipped %v); the sandbox stored %v: want every captured write rehearsed and stored there",
+			res.Stats.MessagesRehearsed, res.Stats.MessagesSkipped, sandboxed)
 	}
 	t.Logf("[%5.1fs] default JVM released after %.1fs (%s); compile rate settled at %.0fs: release / settled = %.2f",
 		time.Since(started).Seconds(), rel.Seconds(), res.Decision.Outcome, settled, rel.Seconds()/settled)
@@ -115,9 +133,7 @@ func TestJVMWarmEndToEnd(t *testing.T) {
 	// asserted is the JIT's own count, not latency, which under -race on a
 	// shared machine measures the machine: the compile time each JVM
 	// spends under the same 10 s of real traffic. A warm JVM has little
-	// left to compile (the recompiles after the first real mutations
-	// deoptimize the dispatch, see docs/benchmarks-jvm.md); a cold one
-	// compiles most of its hot code then.
+	// left to compile; a cold one compiles most of its hot code then.
 	compiledUnder := func(s *jvmfixture.Server, seed uint64) (float64, *jvmLatencies) {
 		before := scrapeValue(t, s.MetricsURL(), readiness.DefaultCompileMetric)
 		l := driveJVM(t, s.URL(), 10*time.Second, seed)
@@ -224,7 +240,10 @@ func captureJVM(t testing.TB, up *jvmfixture.Server, d time.Duration) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := replaycache.New(cons, &replaycache.Options{Logger: quiet, Metrics: set})
+	// The sessions are captured once and replayed for as long as the test
+	// runs (TestJVMFigures: half an hour or more), past the default
+	// 15-minute window, which would empty the cache.
+	cache := replaycache.New(cons, &replaycache.Options{Logger: quiet, Metrics: set, Window: 4 * time.Hour})
 	cacheLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -255,13 +274,14 @@ func warmJVM(t testing.TB, s *jvmfixture.Server, cacheURL string, w jvmWarm) war
 	t.Helper()
 	wo := &warmOptions{
 		target: s.URL(), metricsURL: s.MetricsURL(), cacheURL: cacheURL,
-		deadline: w.deadline, minWarm: w.minWarm, window: w.window, hold: w.hold, interval: time.Second,
+		deadline: w.deadline, minWarm: w.minWarm, minResponses: defaultMinResponses, window: w.window, hold: w.hold, interval: time.Second,
 		onDeadline: "open", jitterMetric: readiness.DefaultJitterMetric, jitterQuantile: 0.99,
 		compileMetric: readiness.DefaultCompileMetric, maxJitter: w.maxJitter, maxCompileRate: w.maxCompileRate,
 		rate: w.rate, concurrency: w.concurrency, correlate: "id", responseTimeout: 10 * time.Second,
 		startRate: w.startRate, maxCPUPressure: w.maxCPUPressure, pressureFile: replayer.DefaultPressureFile,
 		mode: "coverage", progress: 10 * time.Second, stopAfterRelease: true,
 	}
+	wo.rehearse = w.rehearse
 	if dir := os.Getenv("PREHEAT_JVM_REPORTS"); dir != "" {
 		wo.report = filepath.Join(dir, time.Now().Format("150405.000")+"-"+t.Name())
 	}
@@ -515,7 +535,10 @@ func scrapeValue(t testing.TB, url, name string) float64 {
 // PREHEAT_JVM_MAX_PRESSURE and PREHEAT_JVM_DEADLINE change the warm-up's
 // --rate, --start-rate, --max-cpu-pressure and --deadline;
 // PREHEAT_JVM_NO_MUTATIONS=1 takes the mutations out of real traffic (see
-// jvmNoMutations). Run it with
+// jvmNoMutations). PREHEAT_JVM_REHEARSE lists warm-up variants, separated by
+// semicolons, that each run measures in turn: "none" (mutations skipped, the
+// default) or comma-separated --rehearse rules, such as
+// "none;params.workspace=999;dryRun=true". Run it with
 //
 //	PREHEAT_JVM_FIGURES=1 PREHEAT_JVM_RUNS=3 go test -count=1 -run JVMFigures -v -timeout 60m ./cmd/preheat/
 func TestJVMFigures(t *testing.T) {
@@ -542,6 +565,10 @@ func TestJVMFigures(t *testing.T) {
 		wf.deadline = d
 	}
 	whatIfRuns := os.Getenv("PREHEAT_JVM_NO_WHATIF") == ""
+	variants := []string{"none"}
+	if v := os.Getenv("PREHEAT_JVM_REHEARSE"); v != "" {
+		variants = strings.Split(v, ";")
+	}
 	if os.Getenv("PREHEAT_JVM_NO_MUTATIONS") != "" {
 		jvmNoMutations = true
 		defer func() { jvmNoMutations = false }()
@@ -555,10 +582,12 @@ func TestJVMFigures(t *testing.T) {
 	driveJVM(t, neighbour.URL(), time.Minute, 76)
 
 	type row struct {
+		variant                  string // "none" or --rehearse rules
 		warm200, cold200, steady time.Duration
 		steady200                time.Duration // the noise floor of a first-200 p99
 		warm15, cold15           time.Duration // p99 of all 15 s of first traffic
-		sent                     uint64        // messages the warm-up replayed
+		warmJIT, coldJIT         float64       // JIT compile ms under those 15 s
+		sent, rehearsed          uint64        // messages the warm-up replayed, and of them rehearsals
 		release, settled         float64
 		outcome                  string
 		nBefore, nDuring         time.Duration
@@ -566,8 +595,13 @@ func TestJVMFigures(t *testing.T) {
 		whatIf                   []string
 	}
 	var rows []row
-	for run := range runs {
-		var r row
+	for n := range runs * len(variants) {
+		run, variant := n/len(variants), variants[n%len(variants)]
+		r := row{variant: variant}
+		vf := wf
+		if variant != "none" {
+			vf.rehearse = strings.Split(variant, ",")
+		}
 		// The neighbour serves steady traffic (two clients, 200 requests/s)
 		// from 20 s before the warm-up until its end; its client-measured
 		// p99 before and during the warm-up are compared.
@@ -577,30 +611,38 @@ func TestJVMFigures(t *testing.T) {
 		go func() { nDone <- driveJVMUntil(nctx, neighbour.URL(), 2, 200, uint64(77+run)) }()
 		time.Sleep(20 * time.Second)
 		warmStart := time.Now()
-		res := warmJVM(t, fresh, cacheURL, wf)
+		res := warmJVM(t, fresh, cacheURL, vf)
 		stopNeighbour()
 		nl := <-nDone
 		before, during := nl.between(warmStart.Add(-20*time.Second), warmStart), nl.between(warmStart, res.Decision.At)
 		r.nBefore, r.nBeforeN = quantileOf(before, 0, len(before), 0.99), len(before)
 		r.nDuring, r.nDuringN = quantileOf(during, 0, len(during), 0.99), len(during)
 		r.outcome = res.Decision.Outcome
-		r.sent = res.Stats.MessagesSent
+		r.sent, r.rehearsed = res.Stats.MessagesSent, res.Stats.MessagesRehearsed
+		if n := scrapeValue(t, fresh.MetricsURL(), "sync_mutations_total"); n != 0 {
+			t.Fatalf("run %d (%s): the warm-up stored %v writes outside the sandbox", run+1, variant, n)
+		}
 		r.release = res.Decision.At.Sub(res.Report.Started).Seconds()
 		r.settled, _ = compileSettled(res.Report, 20, 10)
-		t.Logf("[%5.0fs] run %d: %s after %.1fs, compile settled at %.1fs; neighbour p99 before %v (%d) during %v (%d)",
-			stamp(), run+1, r.outcome, r.release, r.settled, r.nBefore, r.nBeforeN, r.nDuring, r.nDuringN)
+		t.Logf("[%5.0fs] run %d (%s): %s after %.1fs, compile settled at %.1fs; %d messages, %d rehearsed; neighbour p99 before %v (%d) during %v (%d)",
+			stamp(), run+1, variant, r.outcome, r.release, r.settled, r.sent, r.rehearsed, r.nBefore, r.nBeforeN, r.nDuring, r.nDuringN)
 
+		jit0 := scrapeValue(t, fresh.MetricsURL(), readiness.DefaultCompileMetric)
 		wl := driveJVM(t, fresh.URL(), 15*time.Second, uint64(20+run))
+		r.warmJIT = scrapeValue(t, fresh.MetricsURL(), readiness.DefaultCompileMetric) - jit0
 		r.warm200, r.warm15 = wl.p99(0, 200), wl.p99(0, math.MaxInt)
 		fresh.Close()
 		cold := jvmfixture.Start(t, nil)
+		jit0 = scrapeValue(t, cold.MetricsURL(), readiness.DefaultCompileMetric)
 		cl := driveJVM(t, cold.URL(), 15*time.Second, uint64(20+run))
+		r.coldJIT = scrapeValue(t, cold.MetricsURL(), readiness.DefaultCompileMetric) - jit0
 		r.cold200, r.cold15 = cl.p99(0, 200), cl.p99(0, math.MaxInt)
 		cold.Close()
 		sl := driveJVM(t, neighbour.URL(), 15*time.Second, uint64(20+run))
 		r.steady, r.steady200 = sl.p99(0, math.MaxInt), sl.p99(0, 200)
-		t.Logf("[%5.0fs] run %d: first 200 p99 warmed %v unwarmed %v; steady %v (its own first 200: %v); first 15 s p99 warmed %v unwarmed %v",
-			stamp(), run+1, r.warm200, r.cold200, r.steady, r.steady200, r.warm15, r.cold15)
+		t.Logf("[%5.0fs] run %d (%s): JIT compile under 15 s of first traffic %.0f ms warmed, %.0f ms unwarmed", stamp(), run+1, variant, r.warmJIT, r.coldJIT)
+		t.Logf("[%5.0fs] run %d (%s): first 200 p99 warmed %v unwarmed %v; steady %v (its own first 200: %v); first 15 s p99 warmed %v unwarmed %v",
+			stamp(), run+1, variant, r.warm200, r.cold200, r.steady, r.steady200, r.warm15, r.cold15)
 
 		if !whatIfRuns {
 			rows = append(rows, r)
@@ -612,6 +654,7 @@ func TestJVMFigures(t *testing.T) {
 		long := jvmfixture.Start(t, nil)
 		lw := wf
 		lw.minWarm, lw.deadline = 120*time.Second, 121*time.Second
+		lw.rehearse = vf.rehearse
 		lres := warmJVM(t, long, cacheURL, lw)
 		long.Close()
 		settled, _ := compileSettled(lres.Report, 20, 10)
@@ -626,12 +669,12 @@ func TestJVMFigures(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "| run | warmed first-200 p99 | unwarmed first-200 p99 | steady p99 | steady first-200 p99 | warmed / steady | unwarmed / steady | first 15 s p99 warmed / unwarmed | outcome | release | messages replayed | compile settled | release / settled | neighbour p99 before | during | during / before |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| run | rehearse | warmed first-200 p99 | unwarmed first-200 p99 | steady p99 | steady first-200 p99 | warmed / steady | unwarmed / steady | first 15 s p99 warmed / unwarmed | JIT ms in first 15 s, warmed / unwarmed | outcome | release | messages replayed | compile settled | release / settled | neighbour p99 before | during | during / before |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rows {
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %.2fx | %.1fx | %s / %s | %s | %.1fs | %d | %.1fs | %.2f | %s | %s | %.2fx |\n", i+1,
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %.2fx | %.1fx | %s / %s | %.0f / %.0f | %s | %.1fs | %d | %.1fs | %.2f | %s | %s | %.2fx |\n", i/len(variants)+1, r.variant,
 			fmtMS(r.warm200), fmtMS(r.cold200), fmtMS(r.steady), fmtMS(r.steady200), ratio(r.warm200, r.steady), ratio(r.cold200, r.steady),
-			fmtMS(r.warm15), fmtMS(r.cold15), r.outcome, r.release, r.sent, r.settled, r.release/r.settled, fmtMS(r.nBefore), fmtMS(r.nDuring), ratio(r.nDuring, r.nBefore))
+			fmtMS(r.warm15), fmtMS(r.cold15), r.warmJIT, r.coldJIT, r.outcome, r.release, r.sent, r.settled, r.release/r.settled, fmtMS(r.nBefore), fmtMS(r.nDuring), ratio(r.nDuring, r.nBefore))
 	}
 	t.Logf("figures:\n%s", b.String())
 	for i, r := range rows {

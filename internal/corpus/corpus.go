@@ -132,8 +132,8 @@ func (g *Generator) Mutation() []byte {
 	g.seq++
 	typ := MutatingTypes[g.rng.IntN(len(MutatingTypes))]
 	return fmt.Appendf(nil,
-		`{"type":%q,"id":%d,"op":"tasks.update","params":{"object":%d,"changes":{"completed":%t,"name":"%s"}}}`,
-		typ, g.seq, g.objectID(), g.rng.IntN(2) == 0, words[g.rng.IntN(len(words))])
+		`{"type":%q,"id":%d,"op":"tasks.update","params":{"workspace":%d,"object":%d,"changes":{"completed":%t,"name":"%s"}}}`,
+		typ, g.seq, 1000000+g.rng.IntN(50), g.objectID(), g.rng.IntN(2) == 0, words[g.rng.IntN(len(words))])
 }
 
 // LastID returns the id of the most recent query.

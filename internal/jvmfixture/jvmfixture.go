@@ -32,6 +32,12 @@ var ErrNoJDK = errors.New("no JDK: javac and java must be on PATH")
 // Resolvers is the number of distinct query resolvers the server has.
 const Resolvers = 46
 
+// SandboxWorkspace is the workspace id whose writes the server counts as
+// rehearsals (sync_rehearsals_total{form="sandbox"}), not as mutations: a
+// warm-up sends its writes there with preheat warm --rehearse
+// params.workspace=999.
+const SandboxWorkspace = 999
+
 // startTimeout bounds how long Launch waits for the server to listen.
 const startTimeout = 60 * time.Second
 

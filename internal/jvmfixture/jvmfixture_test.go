@@ -127,7 +127,16 @@ func TestProtocol(t *testing.T) {
 			t.Fatalf("%s: %+v", msg, r)
 		}
 	}
-	for _, bad := range []string{`{"type":"query","id":9,"op":"nope.nope","params":{}}`, `{"type":"hello","id":10}`, `{not json`} {
+	// Rehearsals: a write to the sandbox workspace, and a dry run.
+	sandbox := fmt.Sprintf(`{"type":"write","id":101,"params":{"workspace":%d,"object":5,"changes":{"name":"x"}}}`, jvmfixture.SandboxWorkspace)
+	dry := `{"type":"delete","id":102,"dryRun":true,"params":{"workspace":1000003,"object":6,"changes":{"completed":true}}}`
+	for _, msg := range []string{sandbox, sandbox, dry} {
+		if r := roundTrip(t, c, []byte(msg)); r.Type != "ack" {
+			t.Fatalf("%s: %+v", msg, r)
+		}
+	}
+	for _, bad := range []string{`{"type":"query","id":9,"op":"nope.nope","params":{}}`, `{"type":"hello","id":10}`, `{not json`,
+		`{"type":"write","id":11,"params":{"object":5,"changes":{"password":"x"}}}`, `{"type":"write","id":12,"params":{"changes":{"name":"x"}}}`} {
 		if r := roundTrip(t, c, []byte(bad)); r.Type != "error" {
 			t.Fatalf("%s: %+v", bad, r)
 		}
@@ -142,6 +151,11 @@ func TestProtocol(t *testing.T) {
 	m := scrape(t, s)
 	if v, ok := metricValue(t, m, "sync_mutations_total"); !ok || v != mutations {
 		t.Fatalf("sync_mutations_total %v %v, want %d", v, ok, mutations)
+	}
+	for series, want := range map[string]float64{`sync_rehearsals_total{form="sandbox"}`: 2, `sync_rehearsals_total{form="dry_run"}`: 1, `sync_errors_total{kind="bad_write"}`: 2} {
+		if v, ok := metricValue(t, m, series); !ok || v != want {
+			t.Fatalf("%s %v %v, want %v", series, v, ok, want)
+		}
 	}
 	if v, ok := metricValue(t, m, "jvm_compilation_time_ms_total"); !ok || v <= 0 {
 		t.Fatalf("jvm_compilation_time_ms_total %v %v", v, ok)

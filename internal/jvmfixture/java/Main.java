@@ -13,6 +13,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * second port.
  *
  * Usage: java Main --port P --metrics-port M [--workers N] [--tasks N]
+ *     [--host H] [--sandbox-workspace ID]
  *
  * Port 0 picks a free port. Once both listen it prints "LISTENING P M" on
  * stdout; it exits when its stdin closes, so it never outlives its parent.
@@ -20,6 +21,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class Main implements WsServer.Handler {
     private final Dataset data;
     private final Metrics metrics;
+    private final Writes writes;
     private final ThreadPoolExecutor pool;
 
     /** Per-connection protocol state. */
@@ -29,9 +31,10 @@ public final class Main implements WsServer.Handler {
         final AtomicInteger subscriptions = new AtomicInteger();
     }
 
-    Main(Dataset data, Metrics metrics, int workers, int queue) {
+    Main(Dataset data, Metrics metrics, Writes writes, int workers, int queue) {
         this.data = data;
         this.metrics = metrics;
+        this.writes = writes;
         AtomicInteger n = new AtomicInteger();
         this.pool = new ThreadPoolExecutor(workers, workers, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(queue), r -> {
             Thread t = new Thread(r, "sync-worker-" + n.incrementAndGet());
@@ -42,6 +45,7 @@ public final class Main implements WsServer.Handler {
 
     public static void main(String[] args) throws Exception {
         int port = 0, metricsPort = 0, workers = 8, tasks = 1000;
+        long sandbox = 999;
         String host = "127.0.0.1";
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -53,11 +57,13 @@ public final class Main implements WsServer.Handler {
                 case "--workers": workers = Integer.parseInt(v); break;
                 case "--tasks": tasks = Integer.parseInt(v); break;
                 case "--host": host = v; break;
+                case "--sandbox-workspace": sandbox = Long.parseLong(v); break;
                 default: usage("unknown flag " + a);
             }
         }
-        Metrics metrics = new Metrics();
-        Main m = new Main(new Dataset(42, tasks), metrics, workers, 10_000);
+        Writes writes = new Writes(sandbox);
+        Metrics metrics = new Metrics(writes);
+        Main m = new Main(new Dataset(42, tasks), metrics, writes, workers, 10_000);
         WsServer ws = new WsServer(host, port, m, 1 << 20);
         int mp = metrics.serve(host, metricsPort);
         metrics.startJitter();
@@ -73,7 +79,7 @@ public final class Main implements WsServer.Handler {
 
     private static void usage(String why) {
         System.err.println("jvmfixture: " + why);
-        System.err.println("usage: java Main --port P --metrics-port M [--workers N] [--tasks N] [--host H]");
+        System.err.println("usage: java Main --port P --metrics-port M [--workers N] [--tasks N] [--host H] [--sandbox-workspace ID]");
         System.exit(2);
     }
 
@@ -145,8 +151,7 @@ public final class Main implements WsServer.Handler {
         Object type = msg.get("type");
         Object id = idOf(msg);
         if ("mutate".equals(type) || "write".equals(type) || "delete".equals(type)) {
-            metrics.mutations.increment();
-            reply(c, received, "{\"type\":\"ack\",\"id\":" + id + "}");
+            handleWrite(c, s, msg, id, received);
             return;
         }
         if ("ping".equals(type)) {
@@ -198,6 +203,31 @@ public final class Main implements WsServer.Handler {
         }
         b.append(",\"version\":").append(System.identityHashCode(result) & 0xffff).append('}');
         reply(c, received, b.toString());
+    }
+
+    /**
+     * A mutating message: params.object and params.changes name the write,
+     * params.workspace where it lands (the session user's workspace when
+     * absent). "dryRun": true validates it without storing it.
+     */
+    private void handleWrite(WsServer.Conn c, Session s, Map<?, ?> msg, Object id, long received) {
+        Map<?, ?> params = msg.get("params") instanceof Map ? (Map<?, ?>) msg.get("params") : Map.of();
+        long object = num(params.get("object"), -1);
+        Map<String, Object> changes = Writes.validate(params.get("changes"));
+        if (object < 0 || changes == null) {
+            metrics.error("bad_write");
+            reply(c, received, "{\"type\":\"error\",\"id\":" + id + ",\"error\":\"bad write\"}");
+            return;
+        }
+        long ws = num(params.get("workspace"), 1_000_000L + s.user % Dataset.WORKSPACES);
+        boolean dryRun = Boolean.TRUE.equals(msg.get("dryRun"));
+        long version = dryRun ? writes.dryRun() : writes.apply(ws, object, changes);
+        if (version < 0) {
+            metrics.error("too_many_workspaces");
+            reply(c, received, "{\"type\":\"error\",\"id\":" + id + ",\"error\":\"too many workspaces\"}");
+            return;
+        }
+        reply(c, received, "{\"type\":\"ack\",\"id\":" + id + ",\"version\":" + version + (dryRun ? ",\"dryRun\":true}" : "}"));
     }
 
     private static long num(Object v, long def) {

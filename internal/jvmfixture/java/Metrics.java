@@ -66,7 +66,7 @@ final class Metrics {
             "Lateness of a 10ms periodic task against each tick's due time.", JITTER_BUCKETS);
     final Histogram requests = new Histogram("sync_request_duration_seconds",
             "Time from a request's last frame read to its answer written, queueing included.", LATENCY_BUCKETS);
-    final LongAdder mutations = new LongAdder();
+    private final Writes writes;
     final LongAdder connections = new LongAdder();
     final AtomicLong open = new AtomicLong();
     final Map<String, LongAdder> errors = new ConcurrentHashMap<>();
@@ -78,6 +78,8 @@ final class Metrics {
         return t;
     });
     private HttpServer http;
+
+    Metrics(Writes writes) { this.writes = writes; }
 
     void error(String kind) { errors.computeIfAbsent(kind, k -> new LongAdder()).increment(); }
 
@@ -125,8 +127,11 @@ final class Metrics {
         }
         jitter.write(b);
         requests.write(b);
-        b.append("# HELP sync_mutations_total Mutating messages acknowledged.\n# TYPE sync_mutations_total counter\n");
-        b.append("sync_mutations_total ").append(mutations.sum()).append('\n');
+        b.append("# HELP sync_mutations_total Writes stored where users see them (outside the sandbox workspace).\n# TYPE sync_mutations_total counter\n");
+        b.append("sync_mutations_total ").append(writes.applied()).append('\n');
+        b.append("# HELP sync_rehearsals_total Writes that left nothing users see: stored in the sandbox workspace, or dry runs.\n# TYPE sync_rehearsals_total counter\n");
+        b.append("sync_rehearsals_total{form=\"sandbox\"} ").append(writes.sandboxed()).append('\n');
+        b.append("sync_rehearsals_total{form=\"dry_run\"} ").append(writes.dryRuns.sum()).append('\n');
         b.append("# HELP sync_connections_total Websocket connections accepted.\n# TYPE sync_connections_total counter\n");
         b.append("sync_connections_total ").append(connections.sum()).append('\n');
         b.append("# HELP sync_connections_open Websocket connections open.\n# TYPE sync_connections_open gauge\n");
