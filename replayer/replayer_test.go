@@ -258,14 +258,12 @@ func TestReplayHandshake(t *testing.T) {
 	}
 }
 
-func TestReplayNeverSendsMutatingMessages(t *testing.T) {
-	tg := &target{reply: echoID(0)}
-	url := serveLoopback(t, tg)
-	g := corpus.New(7)
+// mutatingCorpus returns n corpus sessions of 15 client messages, about a
+// third of them mutations, and how many mutations they hold.
+func mutatingCorpus(seed uint64, n int) (src [][]session.Event, mutations int) {
+	g := corpus.New(seed)
 	g.MutateRate = 0.3
-	var src [][]session.Event
-	mutations := 0
-	for range 20 {
+	for range n {
 		evs := g.Session(time.Now(), 15)
 		for _, ev := range evs {
 			if ev.Direction == session.ClientToServer && isMutation(ev.Payload) {
@@ -274,6 +272,13 @@ func TestReplayNeverSendsMutatingMessages(t *testing.T) {
 		}
 		src = append(src, evs)
 	}
+	return src, mutations
+}
+
+func TestReplayNeverSendsMutatingMessages(t *testing.T) {
+	tg := &target{reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	src, mutations := mutatingCorpus(7, 20)
 	if mutations < 20 {
 		t.Fatalf("corpus has only %d mutations", mutations)
 	}
@@ -299,19 +304,7 @@ func TestReplayNeverSendsMutatingMessages(t *testing.T) {
 func TestReplayRehearsesMutatingMessages(t *testing.T) {
 	tg := &target{reply: echoID(0)}
 	url := serveLoopback(t, tg)
-	g := corpus.New(11)
-	g.MutateRate = 0.3
-	var src [][]session.Event
-	mutations := 0
-	for range 12 {
-		evs := g.Session(time.Now(), 15)
-		for _, ev := range evs {
-			if ev.Direction == session.ClientToServer && isMutation(ev.Payload) {
-				mutations++
-			}
-		}
-		src = append(src, evs)
-	}
+	src, mutations := mutatingCorpus(11, 12)
 	// One mutation the rehearsal cannot be sure of: a Go server decoding
 	// into a struct would read DRYRUN, not the dryRun the rule adds.
 	src = append(src, recorded(time.Now(), []string{`{"type":"connect","id":0}`, `{"type":"write","id":1,"DRYRUN":false}`, `{"type":"query","id":2}`}, []int{0, 1, 2}))
