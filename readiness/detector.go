@@ -285,11 +285,11 @@ func (d *Detector) Decide(now time.Time) Decision {
 		allFlat = false
 		waiting = append(waiting, fmt.Sprintf("compile metric %s never seen (for a target without a JIT: --no-jit, Options.NoJIT)", d.o.CompileMetric))
 	}
-	if short := uint64(d.o.MinResponses); d.responses < short {
+	if need := uint64(d.o.MinResponses); d.responses < need {
 		// Flat signals mean nothing of a target that has not been warmed:
 		// an idle JVM compiles nothing either.
 		allFlat = false
-		waiting = append(waiting, fmt.Sprintf("%d of the %d replay responses required observed (min responses)", d.responses, short))
+		waiting = append(waiting, fmt.Sprintf("%d of the %d replay responses required so far (--min-responses, Options.MinResponses)", d.responses, need))
 	}
 	if !allFlat {
 		d.flatSince = time.Time{}
