@@ -619,8 +619,8 @@ func TestJVMFigures(t *testing.T) {
 		r.nDuring, r.nDuringN = quantileOf(during, 0, len(during), 0.99), len(during)
 		r.outcome = res.Decision.Outcome
 		r.sent, r.rehearsed = res.Stats.MessagesSent, res.Stats.MessagesRehearsed
-		if n := scrapeValue(t, fresh.MetricsURL(), "sync_mutations_total"); n != 0 {
-			t.Fatalf("run %d (%s): the warm-up stored %v writes outside the sandbox", run+1, variant, n)
+		if stored := scrapeValue(t, fresh.MetricsURL(), "sync_mutations_total"); stored != 0 {
+			t.Fatalf("run %d (%s): the warm-up stored %v writes outside the sandbox", run+1, variant, stored)
 		}
 		r.release = res.Decision.At.Sub(res.Report.Started).Seconds()
 		r.settled, _ = compileSettled(res.Report, 20, 10)

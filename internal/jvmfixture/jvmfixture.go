@@ -143,7 +143,8 @@ func Launch(ctx context.Context, opts *Options) (*Server, error) {
 		return nil, ErrNoJDK
 	}
 	args := append(append([]string{}, o.JVMFlags...), "-cp", classes, "Main",
-		"--port", "0", "--metrics-port", "0", "--workers", strconv.Itoa(o.Workers), "--tasks", strconv.Itoa(o.Tasks))
+		"--port", "0", "--metrics-port", "0", "--workers", strconv.Itoa(o.Workers), "--tasks", strconv.Itoa(o.Tasks),
+		"--sandbox-workspace", strconv.Itoa(SandboxWorkspace))
 	cmd := exec.Command(java, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	tail := &tailBuffer{max: 4096}
