@@ -87,12 +87,11 @@ func (r *replayRules) apply(o *replayer.Options) error {
 	for _, s := range r.rehearse {
 		// An unset variable must not turn a sandbox tenant into "": that
 		// may be the default, real one.
-		for _, name := range bracedNames(s) {
-			if _, ok := os.LookupEnv(name); !ok {
-				return usagef("--rehearse %q: environment variable %s is not set", s, name)
-			}
+		expanded, unset := expandBracedSet(s)
+		if len(unset) > 0 {
+			return usagef("--rehearse %q: environment variable %s is not set", s, unset[0])
 		}
-		rule, err := replayer.ParseRehearseRule(expandBraced(s))
+		rule, err := replayer.ParseRehearseRule(expanded)
 		if err != nil {
 			return usagef("--rehearse: %v", err)
 		}
@@ -103,28 +102,19 @@ func (r *replayRules) apply(o *replayer.Options) error {
 	return nil
 }
 
-// bracedNames returns the NAMEs of the ${NAME}s in s.
-func bracedNames(s string) []string {
-	var names []string
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			return names
-		}
-		j := strings.IndexByte(s[i:], '}')
-		if j < 0 {
-			return names
-		}
-		names = append(names, s[i+2:i+j])
-		s = s[i+j+1:]
-	}
-}
-
 // expandBraced replaces each ${NAME} in s with the environment variable's
 // value. Unlike os.ExpandEnv it leaves a bare $ alone, so that a secret or
 // a pattern holding one passes through as written.
 func expandBraced(s string) string {
+	out, _ := expandBracedSet(s)
+	return out
+}
+
+// expandBracedSet is expandBraced that also returns the NAMEs that are not
+// set in the environment (and expanded to "").
+func expandBracedSet(s string) (string, []string) {
 	var b strings.Builder
+	var unset []string
 	for {
 		i := strings.Index(s, "${")
 		if i < 0 {
@@ -134,10 +124,15 @@ func expandBraced(s string) string {
 		if j < 0 {
 			break
 		}
+		name := s[i+2 : i+j]
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			unset = append(unset, name)
+		}
 		b.WriteString(s[:i])
-		b.WriteString(os.Getenv(s[i+2 : i+j]))
+		b.WriteString(v)
 		s = s[i+j+1:]
 	}
 	b.WriteString(s)
-	return b.String()
+	return b.String(), unset
 }
