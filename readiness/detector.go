@@ -106,7 +106,9 @@ type signalState struct {
 // both significant (Mann-Kendall, p < Alpha) and material (Theil-Sen slope
 // times Window above MaxDrift of its level, and above the signal's drift
 // floor). A compile rate whose every sample in the window is under its
-// limit is flat whatever its trend: it is settling, not warming. The target is warm when every
+// limit is flat whatever its trend: it is settling, not warming. With
+// SetLoadShare fed, a compile rate must also be under its limit when scaled
+// to the replay's full rate (see Options.LoadShare). The target is warm when every
 // present signal has been flat at every evaluation for Hold, at least one
 // scraped signal (jitter or compile) is present, and MinWarm has passed.
 //
@@ -122,7 +124,8 @@ type Detector struct {
 	o         Options
 	start     time.Time
 	sig       [numSignals]signalState
-	responses uint64 // replay responses observed so far (SetResponses)
+	responses uint64   // replay responses observed so far (SetResponses)
+	load      []sample // shares of the full replay rate allowed, the last 2 RateWindows (SetLoadShare)
 	flatSince time.Time
 	final     Decision
 }
@@ -138,6 +141,38 @@ func NewDetector(start time.Time, opts *Options) *Detector {
 // SetResponses records that n replay responses have been observed so far,
 // for MinResponses.
 func (d *Detector) SetResponses(n uint64) { d.responses = n }
+
+// SetLoadShare records that at at the replay was allowed share of its full
+// rate (Options.LoadShare). Shares are clamped to [0.001, 1]; NaN and
+// shares older than the newest are dropped.
+func (d *Detector) SetLoadShare(at time.Time, share float64) {
+	if math.IsNaN(share) {
+		return
+	}
+	if n := len(d.load); n > 0 && at.Before(d.load[n-1].at) {
+		return
+	}
+	d.load = append(d.load, sample{at, min(max(share, 0.001), 1)})
+	cut := sort.Search(len(d.load), func(i int) bool { return d.load[i].at.After(at.Add(-2 * d.o.RateWindow)) })
+	d.load = slices.Delete(d.load, 0, cut)
+}
+
+// loadShare returns the mean share of its full rate the replay was allowed
+// over the RateWindow ending at now, and false if none was recorded.
+func (d *Detector) loadShare(now time.Time) (float64, bool) {
+	var sum float64
+	var n int
+	for _, p := range d.load {
+		if p.at.After(now.Add(-d.o.RateWindow)) && !p.at.After(now) {
+			sum += p.v
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return sum / float64(n), true
+}
 
 // Add records sample v of signal s taken at at. NaN and infinite values,
 // samples of unknown signals and samples older than the signal's newest are
@@ -224,6 +259,15 @@ func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why strin
 			dir = "rising"
 		}
 		return true, false, fmt.Sprintf("%s %.4g %s over the window from %.4g (Mann-Kendall p=%.2g)", dir, drift, unit, med, mk.P)
+	}
+	if l := d.limit(s); s == Compile && l > 0 {
+		// Judged at full load: see Options.LoadShare.
+		if share, ok := d.loadShare(now); ok && share < 1 {
+			last := win[len(win)-1].v
+			if full := last / share; full > l {
+				return true, false, fmt.Sprintf("%.4g %s with the replay held to %.0f%% of its rate: %.4g %s at full rate, over limit %.4g", last, unit, 100*share, full, unit, l)
+			}
+		}
 	}
 	return true, true, fmt.Sprintf("flat at %.4g %s (p95 %.4g, drift %.2g, p=%.2g)", med, unit, p95, drift, mk.P)
 }

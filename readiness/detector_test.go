@@ -302,3 +302,50 @@ func TestDetectorMinResponses(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectorJudgesCompileAtFullLoad: a compile rate under its limit only
+// because a back-off holds the replay at a twentieth of its rate is not
+// flat; the same rate at full load is, and a replay released from its
+// back-off is judged again at the share it runs at.
+func TestDetectorJudgesCompileAtFullLoad(t *testing.T) {
+	run := func(share func(i int) float64) (Decision, string) {
+		d := NewDetector(t0, &Options{MinWarm: time.Second, Hold: 10 * time.Second, MaxWarm: 90 * time.Second})
+		var at59 string
+		for i := 0; ; i++ {
+			now := t0.Add(time.Duration(i) * time.Second)
+			d.Add(Jitter, now, 0.002)
+			d.Add(Compile, now, 5) // ms/s: a quarter of the limit as scraped
+			d.SetLoadShare(now, share(i))
+			dec := d.Decide(now)
+			if i == 59 {
+				at59 = dec.Reason
+			}
+			if dec.Outcome != "" {
+				return dec, at59
+			}
+		}
+	}
+	held, at59 := run(func(int) float64 { return 0.05 })
+	if held.Outcome != OutcomeDeadlineOpen {
+		t.Fatalf("held at 5%% of its rate: %s at %vs (%s); want the deadline", held.Outcome, at(held), held.Reason)
+	}
+	if want := "compile_ms_per_second 5 ms/s with the replay held to 5% of its rate: 100 ms/s at full rate, over limit 20"; !strings.Contains(at59, want) {
+		t.Fatalf("reason %q lacks %q", at59, want)
+	}
+	full, _ := run(func(int) float64 { return 1 })
+	if full.Outcome != OutcomeWarm || at(full) > 21 {
+		t.Fatalf("at full rate: %s at %vs, want warm by 21s (window and hold)", full.Outcome, at(full))
+	}
+	// Released from the back-off at 30 s: the mean share over the 10 s
+	// rate window passes a quarter (5 ms/s scaled under 20) at 32 s, so the
+	// hold ends at 42 s.
+	freed, _ := run(func(i int) float64 {
+		if i < 30 {
+			return 0.05
+		}
+		return 1
+	})
+	if freed.Outcome != OutcomeWarm || at(freed) < 41 || at(freed) > 44 {
+		t.Fatalf("freed at 30s: %s at %vs (%s), want warm at about 42s", freed.Outcome, at(freed), freed.Reason)
+	}
+}

@@ -7,7 +7,9 @@
 // A [Detector], pure logic fed timestamped samples, judges each signal flat
 // or not over a sliding window with robust trend statistics (Mann-Kendall,
 // Theil-Sen) and absolute limits, and decides warm (not before the replay
-// has had Options.MinResponses answers: an idle target is flat too), or
+// has had Options.MinResponses answers: an idle target is flat too; and
+// with Options.LoadShare, judging the compile rate at the replay's full
+// rate while a back-off holds the replay down), or
 // gives up at a deadline under a fail-open or fail-closed policy. A [Gate] turns that
 // [Decision] into a release: /readyz flips from 503 to 200, and optionally a
 // file is written and a webhook is called.

@@ -144,6 +144,25 @@ type Options struct {
 	// at hundreds to thousands of ms/s and a warm one only trickles
 	// recompilations. Negative means no limit.
 	MaxCompileRate float64
+	// LoadShare, when set, reports the share of its full message rate that
+	// the warm-up replay is allowed at the moment: 1 when nothing holds it
+	// back, less while a back-off (on the target's latency or errors, or on
+	// the node's CPU pressure) holds it down. (preheat warm reports 1 while
+	// the replay sends well under its limit for reasons of its own.) The
+	// watcher reads it at every evaluation. While the share is under 1, the compile signal is judged
+	// at full load: its latest rate, divided by the share's mean over
+	// RateWindow, must be under MaxCompileRate too. A JIT compiles a method
+	// once it has run some number of times, not after some time, so a pod
+	// replayed at a twentieth of the rate compiles at about a twentieth of
+	// the rate for twenty times as long, and its compile rate is under the
+	// limit long before it is warm. On a real JVM (docs/benchmarks-jvm.md)
+	// warm-ups held at their floor by CPU pressure were released after
+	// 1,400 to 9,000 messages and left 1.1 to 3.0 s of compiles to the
+	// first 15 s of real traffic, against 0.17 to 0.39 s after full-rate
+	// warm-ups. A target held down for good (a node whose CPU pressure
+	// never falls) is then released by MaxWarm, or never under FailClosed.
+	// Default nil: the compile rate is judged as scraped.
+	LoadShare func() float64
 	// MaxLatency is the limit, in milliseconds, for the replay latency
 	// signal. Default 0, no limit: latency depends on the application, so
 	// only its flatness is judged.

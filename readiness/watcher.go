@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"strconv"
 	"sync"
@@ -186,6 +187,10 @@ func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time)
 	if ctx.Err() != nil {
 		return Decision{}
 	}
+	share := math.NaN()
+	if w.o.LoadShare != nil {
+		share = w.o.LoadShare() // outside w.mu: it may take the replayer's locks
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -222,6 +227,7 @@ func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time)
 	}
 	w.latObs.Set(w.lat.observed())
 	w.det.SetResponses(w.lat.observed())
+	w.det.SetLoadShare(now, share)
 
 	d := w.det.Decide(now)
 	t := now.Sub(w.started).Seconds()

@@ -405,6 +405,10 @@ func (r *Replayer) Stats() Stats {
 	return s
 }
 
+// RateLimit returns the message rate the replay is allowed now: Rate,
+// or less while adaptive back-off holds it down.
+func (r *Replayer) RateLimit() float64 { return float64(r.limitMilli.Load()) / 1000 }
+
 // Run replays sessions from src until src returns io.EOF and every started
 // session has ended (it then returns nil), src fails (its error), or ctx
 // ends (ctx's error, after the sessions in flight have stopped). Failing

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -134,7 +135,7 @@ prints what would be sent and skipped, without touching the target.
 			fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
 			fs.Float64Var(&o.rate, "rate", 200, "client messages per second across all sessions (backs off adaptively)")
 			fs.Float64Var(&o.startRate, "start-rate", 0, "messages per second at the start, climbing by a tenth of --rate a second (default --rate: no ramp)")
-			fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours (default 0: off; 0.1-0.2 for shared nodes, see docs/benchmarks-jvm.md)")
+			fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours, at the cost of a longer warm-up (default 0: off; 0.1-0.2 for shared nodes, see docs/benchmarks-jvm.md)")
 			fs.StringVar(&o.pressureFile, "cpu-pressure-file", replayer.DefaultPressureFile, "PSI file --max-cpu-pressure reads")
 			fs.IntVar(&o.concurrency, "concurrency", 16, "sessions replayed at once")
 			fs.Float64Var(&o.speed, "speed", 0, "replay pace as a multiple of the recorded pace; 0: as fast as --rate allows")
@@ -164,6 +165,31 @@ func runWarm(ctx context.Context, e *env, args []string) error {
 	return err
 }
 
+// loadMeter tells readiness how much of --rate the back-off lets the replay
+// send (readiness.Options.LoadShare). Its share is the rate limit over
+// --rate while the limit is what paces the replay, and 1 while the replay
+// sends well under its limit for reasons of its own (few or slow sessions,
+// a slow pod at --concurrency): lowering the limit then takes no load off
+// the pod.
+type loadMeter struct {
+	sent uint64
+	at   time.Time
+}
+
+// share is called once per readiness interval with the messages sent so
+// far and the current rate limit.
+func (m *loadMeter) share(now time.Time, sent uint64, limit, rate float64) float64 {
+	prevSent, prevAt := m.sent, m.at
+	m.sent, m.at = sent, now
+	if limit >= rate || prevAt.IsZero() || !now.After(prevAt) || sent < prevSent {
+		return 1
+	}
+	if sending := float64(sent-prevSent) / now.Sub(prevAt).Seconds(); sending < 0.8*limit {
+		return 1 // the limit does not bind
+	}
+	return limit / rate
+}
+
 // warmResult is what a warm run produced.
 type warmResult struct {
 	Decision readiness.Decision
@@ -191,15 +217,15 @@ func (o *warmOptions) validate() error {
 		return usagef("--min-warm %v: between 0 and --deadline", o.minWarm)
 	case o.onDeadline != "open" && o.onDeadline != "closed":
 		return usagef("--on-deadline %q: open or closed", o.onDeadline)
-	case o.rate == 0:
-		return usagef("--rate must not be 0 (negative: no limit)")
+	case o.rate == 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0):
+		return usagef("--rate must be a finite number other than 0 (negative: no limit)")
 	case o.concurrency <= 0:
 		return usagef("--concurrency must be positive")
 	case o.speed < 0:
 		return usagef("--speed must not be negative")
 	case o.startRate < 0:
 		return usagef("--start-rate must not be negative")
-	case o.maxCPUPressure < 0 || o.maxCPUPressure >= 1:
+	case !(o.maxCPUPressure >= 0 && o.maxCPUPressure < 1): // NaN too
 		return usagef("--max-cpu-pressure %v: a share of time, 0 (off) up to below 1", o.maxCPUPressure)
 	case o.initMode && o.keepWarming:
 		return usagef("--init and --keep-warming do not go together: an init container ends at release")
@@ -306,12 +332,19 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 	if o.minWarm == 0 {
 		wopts.MinWarm = time.Nanosecond // 0 means the default; the flag said none
 	}
+	var rp *replayer.Replayer // set before the watcher runs
+	if o.rate > 0 && o.speed == 0 && !o.noBackoff {
+		// A back-off that holds the replay down must not make a pod that
+		// compiles slowly because it is replayed slowly look warm.
+		var m loadMeter
+		wopts.LoadShare = func() float64 { return m.share(time.Now(), rp.Stats().MessagesSent, rp.RateLimit(), o.rate) }
+	}
 	watcher, err := readiness.NewWatcher(o.metricsURL, wopts)
 	if err != nil {
 		return warmResult{}, usagef("%v", err)
 	}
 	ropts.OnResponse = func(r replayer.Response) { watcher.ObserveLatency(r.At, r.Latency) }
-	rp, err := replayer.New(o.target, ropts)
+	rp, err = replayer.New(o.target, ropts)
 	if err != nil {
 		return warmResult{}, usagef("%v", err)
 	}

@@ -3,18 +3,22 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/preheatdev/preheat/internal/coldserver"
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/session"
 	"github.com/preheatdev/preheat/stream"
@@ -159,6 +163,10 @@ func TestWarmUsage(t *testing.T) {
 	f("--header", append(base, "--header", "no colon")...)
 	f("--max-cpu-pressure 1.5", append(base, "--max-cpu-pressure", "1.5")...)
 	f("--start-rate must not be negative", append(base, "--start-rate", "-3")...)
+	f("--max-cpu-pressure NaN", append(base, "--max-cpu-pressure", "NaN")...)
+	f("invalid value \"lots\" for flag -max-cpu-pressure", append(base, "--max-cpu-pressure", "lots")...)
+	f("--rate must be a finite number other than 0", append(base, "--rate", "NaN")...)
+	f("--rate must be a finite number other than 0", append(base, "--rate", "+Inf")...)
 }
 
 // deadArgs point every dependency of a warm run at a closed port.
@@ -410,6 +418,109 @@ func TestExpandBraced(t *testing.T) {
 	} {
 		if got := expandBraced(in); got != want {
 			t.Errorf("expandBraced(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// writePSI writes a PSI file whose "some" total is total microseconds,
+// whole (by rename), as the kernel presents it.
+func writePSI(t *testing.T, file string, total uint64) {
+	t.Helper()
+	line := fmt.Sprintf("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", total)
+	if err := os.WriteFile(file+".tmp", []byte(line), 0o644); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := os.Rename(file+".tmp", file); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestWarmHeldBackIsNotWarm: a warm-up that the node's CPU pressure holds
+// at its floor replays the pod too slowly for its compile rate to say it is
+// warm. The simulated pod compiles per invocation, as a JIT does: at the
+// floor, a twentieth of --rate, it compiles at 10 to 55 ms/s, under a limit
+// of 60 within seconds, while it would compile twenty times as fast at the
+// full rate. Judged as scraped, it was released as warm after about 15 s;
+// it must not be: the deadline decides, and the reason says what held it.
+func TestWarmHeldBackIsNotWarm(t *testing.T) {
+	cache := serveCache(t, corpusSessions(7, 300, 40, 0))
+	_, addr := serveCold(t)
+	psi := filepath.Join(t.TempDir(), "cpu")
+	writePSI(t, psi, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { // a node whose tasks wait for a CPU half the time
+		start, tick := time.Now(), time.NewTicker(100*time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			writePSI(t, psi, uint64(time.Since(start).Microseconds()/2))
+		}
+	})
+	file := filepath.Join(t.TempDir(), "released.json")
+	report := t.TempDir()
+	code, out, errOut := preheat(t, "warm", "--target", "ws://"+addr+"/sync", "--metrics", "http://"+addr+"/metrics",
+		"--cache", cache, "--init", "--rate", "400", "--start-rate", "20", "--concurrency", "8", "--max-cpu-pressure", "0.1", "--cpu-pressure-file", psi,
+		"--window", "10s", "--hold", "5s", "--min-warm", "5s", "--min-responses", "50", "--deadline", "30s", "--max-compile-rate", "60",
+		"--jitter-metric", "not_exposed", "--progress", "0", "--ready-file", file, "--report", report)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dec struct{ Outcome, Reason string }
+	if err := json.Unmarshal(b, &dec); err != nil {
+		t.Fatal(err)
+	}
+	if dec.Outcome != "deadline_open" || !strings.Contains(dec.Reason, "with the replay held to") {
+		t.Fatalf("outcome %q, reason %q; want deadline_open, held by the back-off\n%s", dec.Outcome, dec.Reason, errOut)
+	}
+	rb, err := os.ReadFile(filepath.Join(report, "warm-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep readiness.Report
+	if err := json.Unmarshal(rb, &rep); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rep.Facts, func(f readiness.Fact) bool { return f.Name == "Replay rate limit at the end" })
+	if i < 0 || rep.Facts[i].Value != "20 msg/s" {
+		t.Fatalf("facts %v: want the rate limit at the end at the floor, 20 msg/s", rep.Facts)
+	}
+}
+
+// TestLoadMeter: the share of --rate the back-off allows counts only while
+// the rate limit is what paces the replay.
+func TestLoadMeter(t *testing.T) {
+	var m loadMeter
+	now := time.Unix(1000, 0)
+	steps := []struct {
+		sent         uint64
+		limit, share float64
+	}{
+		{0, 600, 1},      // the first reading has nothing to compare with
+		{600, 600, 1},    // at full rate
+		{630, 30, 0.05},  // held to the floor, sending at it
+		{659, 30, 0.05},  // 29/s: still bound by the limit
+		{669, 30, 1},     // 10/s under a limit of 30: the sessions, not the limit, pace it
+		{699, 60, 1},     // 30/s under a limit just raised to 60: not bound
+		{759, 60, 0.1},   // bound again
+		{1359, 600, 1},   // back at full rate
+		{1000, 300, 1},   // a counter that went back (a new replayer) is not judged
+		{1300, 300, 0.5}, // 300/s at a limit of 300
+	}
+	for i, s := range steps {
+		now = now.Add(time.Second)
+		if got := m.share(now, s.sent, s.limit, 600); got != s.share {
+			t.Errorf("step %d (sent %d, limit %v): share %v, want %v", i, s.sent, s.limit, got, s.share)
 		}
 	}
 }
