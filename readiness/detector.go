@@ -126,6 +126,7 @@ type Detector struct {
 	sig       [numSignals]signalState
 	responses uint64   // replay responses observed so far (SetResponses)
 	load      []sample // shares of the full replay rate allowed, the last 2 RateWindows (SetLoadShare)
+	loadAll   []sample // every share recorded, for Series
 	flatSince time.Time
 	final     Decision
 }
@@ -153,6 +154,7 @@ func (d *Detector) SetLoadShare(at time.Time, share float64) {
 		return
 	}
 	d.load = append(d.load, sample{at, min(max(share, 0.001), 1)})
+	d.loadAll = append(d.loadAll, d.load[len(d.load)-1])
 	cut := sort.Search(len(d.load), func(i int) bool { return d.load[i].at.After(at.Add(-2 * d.o.RateWindow)) })
 	d.load = slices.Delete(d.load, 0, cut)
 }
@@ -402,5 +404,18 @@ func (d *Detector) Series() []Series {
 		}
 		out[s] = sr
 	}
+	if len(d.loadAll) > 0 {
+		sr := Series{Name: LoadShareSeries, Title: "Share of the full replay rate allowed", Unit: "share", FlatAt: -1,
+			Points: make([]Point, len(d.loadAll))}
+		for i, p := range d.loadAll {
+			sr.Points[i] = Point{T: p.at.Sub(d.start).Seconds(), V: p.v}
+		}
+		out = append(out, sr)
+	}
 	return out
 }
+
+// LoadShareSeries names the series Detector.Series adds, after the
+// signals', when SetLoadShare was fed: the share of its full rate the
+// replay was allowed at each evaluation (Options.LoadShare).
+const LoadShareSeries = "replay_load_share"

@@ -349,3 +349,21 @@ func TestDetectorJudgesCompileAtFullLoad(t *testing.T) {
 		t.Fatalf("freed at 30s: %s at %vs (%s), want warm at about 42s", freed.Outcome, at(freed), freed.Reason)
 	}
 }
+
+func TestDetectorSeriesRecordsLoadShare(t *testing.T) {
+	d := NewDetector(t0, nil)
+	if s := d.Series(); len(s) != int(numSignals) {
+		t.Fatalf("%d series without load shares, want the %d signals'", len(s), numSignals)
+	}
+	for i := range 30 { // longer than the two rate windows the judgment keeps
+		d.SetLoadShare(t0.Add(time.Duration(i)*time.Second), float64(i)/20)
+	}
+	d.SetLoadShare(t0.Add(time.Second), 0.5) // older than the newest: dropped
+	s := d.Series()
+	if len(s) != int(numSignals)+1 || s[numSignals].Name != LoadShareSeries || len(s[numSignals].Points) != 30 {
+		t.Fatalf("series %+v: want the load share's 30 points last", s)
+	}
+	if p := s[numSignals].Points; p[0].V != 0.001 || p[10].V != 0.5 || p[29].V != 1 || p[29].T != 29 {
+		t.Fatalf("points %v: want shares clamped to [0.001, 1] at their times", p)
+	}
+}

@@ -26,7 +26,9 @@ type Report struct {
 	// Reason says in a sentence why the run ended as it did, naming the
 	// signals and the values that decided it.
 	Reason string `json:"reason"`
-	// Signals holds the time series of each signal, in display order.
+	// Signals holds the time series of each signal, in display order, then,
+	// with Options.LoadShare, the share of its full rate the replay was
+	// allowed (LoadShareSeries).
 	Signals []Series `json:"signals"`
 	// Marks are moments worth drawing on every chart (first session
 	// replayed, a signal turning flat, release).

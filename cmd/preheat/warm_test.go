@@ -252,19 +252,25 @@ func TestWarmNothingReplayedIsNotWarm(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dec struct{ Outcome, Reason string }
-	if err := json.Unmarshal(b, &dec); err != nil {
-		t.Fatal(err)
-	}
+	dec := readDecision(t, file)
 	// The idle simulator's signals were flat after the 10 s window: without
 	// the minimum it is released as warm at about 11 s.
 	if dec.Outcome != "deadline_open" || !strings.Contains(dec.Reason, "0 of the 500 replay responses required") {
 		t.Fatalf("after %v: outcome %q, reason %q; want deadline_open for want of responses", time.Since(start), dec.Outcome, dec.Reason)
 	}
+}
+
+// readDecision reads the decision --ready-file wrote.
+func readDecision(t *testing.T, file string) (dec struct{ Outcome, Reason string }) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &dec); err != nil {
+		t.Fatal(err)
+	}
+	return dec
 }
 
 // serveCold starts a test-size simulated cold server on loopback.
@@ -368,7 +374,9 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 			Points []any  `json:"points"`
 		} `json:"signals"`
 	}
-	if err := json.Unmarshal(b, &rep); err != nil || rep.Outcome != "warm" || !rep.Released || len(rep.Signals) != 3 || len(rep.Signals[1].Points) == 0 {
+	// Three signals, then the share of --rate the back-off allowed.
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Outcome != "warm" || !rep.Released || len(rep.Signals) != 4 ||
+		len(rep.Signals[1].Points) == 0 || rep.Signals[3].Name != readiness.LoadShareSeries || len(rep.Signals[3].Points) == 0 {
 		t.Fatalf("report: %v %+v", err, rep)
 	}
 	if html, err := os.ReadFile(filepath.Join(report, "warm-report.html")); err != nil || !strings.Contains(string(html), "<svg") {
@@ -472,14 +480,7 @@ func TestWarmHeldBackIsNotWarm(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dec struct{ Outcome, Reason string }
-	if err := json.Unmarshal(b, &dec); err != nil {
-		t.Fatal(err)
-	}
+	dec := readDecision(t, file)
 	if dec.Outcome != "deadline_open" || !strings.Contains(dec.Reason, "with the replay held to") {
 		t.Fatalf("outcome %q, reason %q; want deadline_open, held by the back-off\n%s", dec.Outcome, dec.Reason, errOut)
 	}
