@@ -758,12 +758,22 @@ func whatIf(rep *readiness.Report, opts *readiness.Options, rateWindow time.Dura
 	}
 	slices.SortStableFunc(pts, func(a, b pt) int { return cmpFloat(a.t, b.t) })
 	at := func(sec float64) time.Time { return rep.Started.Add(time.Duration(sec * float64(time.Second))) }
-	k := 0
+	// The share of --rate the back-off allowed, recorded at every
+	// evaluation since the load-share rule (readiness.Options.LoadShare).
+	var shares []readiness.Point
+	if s := reportSeries(rep, readiness.LoadShareSeries); s != nil {
+		shares = s.Points
+	}
+	k, j := 0, 0
 	last := ""
 	for _, e := range evals {
 		for k < len(pts) && pts[k].t <= e {
 			d.Add(pts[k].s, at(pts[k].t), pts[k].v)
 			k++
+		}
+		for j < len(shares) && shares[j].T <= e {
+			d.SetLoadShare(at(shares[j].T), shares[j].V)
+			j++
 		}
 		dec := d.Decide(at(e))
 		if dec.Outcome != "" {
@@ -895,5 +905,30 @@ func TestJVMWhatIf(t *testing.T) {
 			lines = append(lines, fmt.Sprintf("  %-70s %s %.0fs", c.name, outcome, at))
 		}
 		t.Log(strings.Join(lines, "\n") + summarizeSignals(&rep))
+	}
+}
+
+// TestWhatIfReplaysLoadShare: whatIf feeds a report's recorded load share
+// to the detector, so that replaying a held-back run's signals does not
+// release it where the run itself could not.
+func TestWhatIfReplaysLoadShare(t *testing.T) {
+	rep := &readiness.Report{Started: time.Unix(1763800000, 0)}
+	var compile, jitter, share []readiness.Point
+	for i := range 90 {
+		compile = append(compile, readiness.Point{T: float64(i), V: 5})
+		jitter = append(jitter, readiness.Point{T: float64(i), V: 0.002})
+		share = append(share, readiness.Point{T: float64(i), V: 0.05})
+	}
+	rep.Signals = []readiness.Series{
+		{Name: readiness.Jitter.String(), Points: jitter},
+		{Name: readiness.Compile.String(), Points: compile},
+	}
+	opts := &readiness.Options{Hold: 10 * time.Second, MinWarm: 10 * time.Second}
+	if at, outcome := whatIf(rep, opts, 0, false); outcome != readiness.OutcomeWarm || at > 25 {
+		t.Fatalf("without a load share: %s at %vs, want warm by 25s", outcome, at)
+	}
+	rep.Signals = append(rep.Signals, readiness.Series{Name: readiness.LoadShareSeries, Points: share})
+	if at, outcome := whatIf(rep, opts, 0, false); outcome == readiness.OutcomeWarm {
+		t.Fatalf("held to 5%% of its rate: warm at %vs, want no release", at)
 	}
 }
