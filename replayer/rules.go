@@ -129,13 +129,41 @@ func (r *SafetyRule) matches(msg []byte) (bool, error) {
 		if !ok {
 			return
 		}
-		if r.Match != nil {
-			hit = r.Match.MatchString(v)
-		} else {
-			hit = slices.Contains(r.Values, v)
+		hit = r.matchValue(v)
+		if !hit && !isASCII(v) {
+			if f := foldToASCII.Replace(v); f != v {
+				hit = r.matchValue(f)
+			}
 		}
 	})
 	return hit, nil
+}
+
+func (r *SafetyRule) matchValue(v string) bool {
+	if r.Match != nil {
+		return r.Match.MatchString(v)
+	}
+	return slices.Contains(r.Values, v)
+}
+
+// foldToASCII maps the letters that servers' case-insensitive comparisons
+// turn into ASCII and Go's case folding (regexp's (?i), strings.EqualFold)
+// does not: Java's equalsIgnoreCase takes dotless ı and dotted İ for i, and
+// the full upper-casing of Java, JavaScript and Python turns ß into SS and
+// the Latin ligatures into their letters ("poﬆ" into "POST"). A value is
+// judged as written and as folded; either match marks the message.
+var foldToASCII = strings.NewReplacer(
+	"ı", "i", "İ", "i", "ß", "ss", "ẞ", "ss",
+	"ﬀ", "ff", "ﬁ", "fi", "ﬂ", "fl", "ﬃ", "ffi", "ﬄ", "ffl", "ﬅ", "st", "ﬆ", "st",
+)
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // A RehearseRule is one field of the form in which the target accepts a

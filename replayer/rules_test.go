@@ -2,6 +2,7 @@ package replayer
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,30 @@ func TestDefaultSafetyRules(t *testing.T) {
 	} {
 		if got := r.check([]byte(msg)); got != want {
 			t.Errorf("default rules on %s: %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// TestSafetyRulesFoldLikeServers: letters that a server's case-insensitive
+// comparison turns into ASCII, where Go's folding does not, still mark a
+// message mutating: Java's "wrıte".equalsIgnoreCase("write") is true, and
+// Java, JavaScript and Python upper-case "poﬆ" to "POST".
+func TestSafetyRulesFoldLikeServers(t *testing.T) {
+	r := &Replayer{opts: Options{Safety: slices.Concat(DefaultSafetyRules, mustRules("op=pass"))}}
+	for msg, want := range map[string]string{
+		`{"type":"wrıte"}`:                "mutating", // dotless i
+		`{"type":"WRİTE"}`:                "mutating", // dotted capital I
+		`{"type":"del\u0065te"}`:         "mutating", // escaped, as before
+		`{"op":"tasks.poﬆ"}`:              "mutating", // the st ligature
+		`{"action":"ﬁle.upſert"}`:         "mutating", // long s: Go folds it already
+		`{"method":"inbox/ﬂag_archive"}`:  "mutating",
+		`{"op":"paß"}`:                    "mutating", // sharp s upper-cases to SS
+		`{"type":"query","op":"wrıt"}`:    "",
+		`{"type":"sorgu","op":"lıste"}`:   "",
+		`{"type":"query","op":"ﬁnd.all"}`: "",
+	} {
+		if got := r.check([]byte(msg)); got != want {
+			t.Errorf("%s: %q, want %q", msg, got, want)
 		}
 	}
 }
