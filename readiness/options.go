@@ -149,9 +149,10 @@ type Options struct {
 	// back, less while a back-off (on the target's latency or errors, or on
 	// the node's CPU pressure) holds it down. (preheat warm reports 1 while
 	// the replay sends well under its limit for reasons of its own.) The
-	// watcher reads it at every evaluation. While the share is under 1, the compile signal is judged
-	// at full load: its latest rate, divided by the share's mean over
-	// RateWindow, must be under MaxCompileRate too. A JIT compiles a method
+	// watcher reads it at every evaluation. While the share is under 1,
+	// the compile signal is judged at full load: its latest rate, divided
+	// by the share's mean over RateWindow, must be under MaxCompileRate
+	// too. A JIT compiles a method
 	// once it has run some number of times, not after some time, so a pod
 	// replayed at a twentieth of the rate compiles at about a twentieth of
 	// the rate for twenty times as long, and its compile rate is under the
