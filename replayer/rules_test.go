@@ -98,7 +98,7 @@ func TestSafetyRulesFoldLikeServers(t *testing.T) {
 	for msg, want := range map[string]string{
 		`{"type":"wrıte"}`:                "mutating", // dotless i
 		`{"type":"WRİTE"}`:                "mutating", // dotted capital I
-		`{"type":"del\u0065te"}`:         "mutating", // escaped, as before
+		`{"type":"del\u0065te"}`:          "mutating", // escaped, as before
 		`{"op":"tasks.poﬆ"}`:              "mutating", // the st ligature
 		`{"action":"ﬁle.upſert"}`:         "mutating", // long s: Go folds it already
 		`{"method":"inbox/ﬂag_archive"}`:  "mutating",
