@@ -40,6 +40,7 @@ type target struct {
 
 	mu      sync.Mutex
 	msgs    []received
+	endings []string // how each connection ended: "normal" or why not
 	conns   int
 	headers []http.Header
 	urls    []string
@@ -70,6 +71,13 @@ func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i := 1; ; i++ {
 		_, msg, err := c.Read(ctx)
 		if err != nil {
+			ending := "normal"
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				ending = err.Error()
+			}
+			t.mu.Lock()
+			t.endings = append(t.endings, ending)
+			t.mu.Unlock()
 			return
 		}
 		t.mu.Lock()
@@ -98,6 +106,13 @@ func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		})
 	}
+}
+
+// ended returns how the connections that have ended did.
+func (t *target) ended() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.endings...)
 }
 
 func (t *target) received() []received {

@@ -272,6 +272,10 @@ type Replayer struct {
 	pressureM   atomic.Int64 // last CPU stall share × 1e6; -1e6 when not read
 	fixedLimits bool
 	dryMu       sync.Mutex // serializes writes to Options.DryRun
+	// stop is done once Stop is called: sessions send nothing more and
+	// close normally.
+	stop     context.Context
+	stopCall context.CancelFunc
 }
 
 // New returns a Replayer of sessions against target, a ws:// or wss:// URL.
@@ -292,6 +296,7 @@ func New(target string, opts *Options) (*Replayer, error) {
 		return nil, err
 	}
 	r := &Replayer{target: u, opts: o, log: o.Logger}
+	r.stop, r.stopCall = context.WithCancel(context.Background())
 	for _, f := range o.KindFields {
 		p, err := parsePath(f)
 		if err != nil {
@@ -326,8 +331,11 @@ type Stats struct {
 	// SessionsStarted counts sessions taken from the source.
 	SessionsStarted uint64 `json:"sessions_started"`
 	// SessionsCompleted counts sessions that sent every planned message
-	// and closed normally.
+	// and closed as recorded: with a close handshake, or by hanging up for a
+	// session whose client hung up.
 	SessionsCompleted uint64 `json:"sessions_completed"`
+	// SessionsStopped counts sessions that Stop ended early.
+	SessionsStopped uint64 `json:"sessions_stopped"`
 	// SessionsFailed counts sessions that ended early, by reason.
 	SessionsFailed map[string]uint64 `json:"sessions_failed"`
 	// Active is the number of sessions being replayed now.
@@ -373,11 +381,12 @@ type SessionResult struct {
 	// ID is the recorded session's id.
 	ID session.ID
 	// Failure is "" when the session completed: every planned message was
-	// sent and the session closed normally. Otherwise it names why not:
+	// sent and the session closed as recorded. Otherwise it names why not:
 	// "connect" (no connection: refused, unreachable, timed out),
 	// "handshake" (the target answered the upgrade with an error status),
 	// "write", "closed_by_target" (see CloseCode), "timeout" (the session
-	// outlived SessionTimeout or the run ended), "no_open",
+	// outlived SessionTimeout or the run ended), "stopped" (Stop was called:
+	// it sent no more, then closed), "no_open",
 	// "nothing_to_send" or "connect_skipped" (the filters left no connect).
 	Failure string
 	// Err is the error behind Failure.
@@ -410,8 +419,9 @@ func (r *Replayer) Stats() Stats {
 func (r *Replayer) RateLimit() float64 { return float64(r.limitMilli.Load()) / 1000 }
 
 // Run replays sessions from src until src returns io.EOF and every started
-// session has ended (it then returns nil), src fails (its error), or ctx
-// ends (ctx's error, after the sessions in flight have stopped). Failing
+// session has ended (it then returns nil), Stop is called and the sessions
+// in flight have closed (nil), src fails (its error), or ctx ends (ctx's
+// error, after the sessions in flight have stopped). Failing
 // sessions are counted and replaced by the next from src.
 func (r *Replayer) Run(ctx context.Context, src Source) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -422,20 +432,41 @@ func (r *Replayer) Run(ctx context.Context, src Source) error {
 		wg.Go(func() { r.control(ctx) })
 	}
 	slots := make(chan struct{}, r.opts.Concurrency)
+	// next ends when ctx does or Stop is called: waits for a slot, the dial
+	// back-off and the source end there.
+	next, endNext := context.WithCancel(ctx)
+	defer endNext()
+	defer context.AfterFunc(r.stop, endNext)()
 	var runErr error
 	for {
+		took := false
 		select {
 		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+			took = true
+		case <-next.Done():
 		}
-		if err := r.dialBackoff(ctx); err != nil {
-			return err
+		if next.Err() != nil || r.stop.Err() != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if took {
+				<-slots
+			}
+			break // stopped: no new session
 		}
-		evs, err := src.Next(ctx)
-		if err != nil {
+		if err := r.dialBackoff(next); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
 			<-slots
-			if !errors.Is(err, io.EOF) {
+			break
+		}
+		evs, err := src.Next(next)
+		if err != nil || r.stop.Err() != nil {
+			// next learns of Stop a moment late (AfterFunc): r.stop is
+			// read directly too, so nothing starts after Stop returns.
+			<-slots
+			if err != nil && !errors.Is(err, io.EOF) && r.stop.Err() == nil {
 				runErr = fmt.Errorf("session source: %w", err)
 				if ctx.Err() != nil {
 					runErr = ctx.Err()
@@ -446,7 +477,7 @@ func (r *Replayer) Run(ctx context.Context, src Source) error {
 		r.stats.started.Add(1)
 		wg.Go(func() {
 			defer func() { <-slots }()
-			res := r.replay(ctx, evs)
+			res := r.replay(ctx, r.stop, evs)
 			if r.opts.OnSessionEnd != nil {
 				r.opts.OnSessionEnd(res)
 			}
@@ -462,6 +493,20 @@ func (r *Replayer) Run(ctx context.Context, src Source) error {
 	}
 	return runErr
 }
+
+// Stop ends the replay the way clients leave: Run starts no new session,
+// and each session in flight sends nothing more, waits for the responses it
+// still expects (up to Options.ResponseTimeout) and closes with a normal
+// close handshake. Run then returns nil. Cancelling Run's context instead
+// drops every connection at once, which a target that has only seen
+// sessions end with a handshake takes as a new path: a JIT compiler then
+// deoptimizes the code it compiled for reading requests, at the moment a
+// warmed pod is released to real traffic. To bound the wait, cancel Run's
+// context after a grace period; a session waits at most a second for its
+// responses. Stop is safe to call more than once and from any goroutine.
+// It is final: a later Run starts nothing. It does not affect sessions
+// started by Replay.
+func (r *Replayer) Stop() { r.stopCall() }
 
 // dialBackoff waits after consecutive failed handshakes, so that a target
 // that is down is not dialled in a hot loop: 100ms doubling to 5s.
@@ -590,11 +635,12 @@ func printStep(w io.Writer, id session.ID, ev *session.Event, payload []byte, re
 // a load generator with its own arrival schedule calls it directly.
 func (r *Replayer) Replay(ctx context.Context, evs []session.Event) SessionResult {
 	r.stats.started.Add(1)
-	return r.replay(ctx, evs)
+	return r.replay(ctx, context.Background(), evs)
 }
 
 // replay plays one session against the target and counts how it ended.
-func (r *Replayer) replay(ctx context.Context, evs []session.Event) SessionResult {
+// When stop is done the session sends no more and closes normally.
+func (r *Replayer) replay(ctx, stop context.Context, evs []session.Event) SessionResult {
 	res := SessionResult{CloseCode: -1, Started: time.Now()}
 	defer func() { res.Duration = time.Since(res.Started) }()
 	if len(evs) == 0 || evs[0].Kind != session.KindOpen || evs[0].Open == nil {
@@ -635,7 +681,7 @@ func (r *Replayer) replay(ctx context.Context, evs []session.Event) SessionResul
 	defer r.active.Add(-1)
 	sctx, cancel := context.WithTimeout(ctx, r.opts.SessionTimeout)
 	defer cancel()
-	r.play(sctx, info, steps, &res)
+	r.play(sctx, stop, info, steps, droppedByClient(evs), &res)
 	if res.Failure != "" {
 		return r.fail(ctx, res, res.Failure, res.Err)
 	}
@@ -662,6 +708,11 @@ func (r *Replayer) fail(ctx context.Context, res SessionResult, reason string, e
 		res.Failure = "timeout"
 		return res
 	}
+	if reason == "stopped" {
+		r.stats.stopped.Add(1) // Stop's doing, not the session's
+		r.m.stopped.Inc()
+		return res
+	}
 	r.stats.failed(reason)
 	r.m.failed(reason).Inc()
 	r.hist.errors.Add(1)
@@ -674,8 +725,23 @@ func (r *Replayer) fail(ctx context.Context, res SessionResult, reason string, e
 	return res
 }
 
+// droppedByClient reports whether the recorded session ended with the
+// client hanging up without a close frame: no close code, closed by the
+// client. Its replay then ends the same way, so that a warm-up exercises a
+// target's handling of dropped connections as real traffic does.
+func droppedByClient(evs []session.Event) bool {
+	last := &evs[len(evs)-1]
+	return last.Kind == session.KindClose && last.Code == 0 && last.ClosedBy == session.SideClient
+}
+
+// stopDrain bounds how long a stopped session waits for the responses it
+// still expects before its close handshake.
+const stopDrain = time.Second
+
 // play dials the target and sends steps, recording in res how it went.
-func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, res *SessionResult) {
+// When stop is done it sends no more; a session that ends with drop hangs up
+// without a close handshake, as it was recorded to.
+func (r *Replayer) play(ctx, stop context.Context, info *session.Info, steps []step, drop bool, res *SessionResult) {
 	dctx, dcancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	conn, resp, err := websocket.Dial(dctx, r.url(info), r.dialOptions(info))
 	dcancel()
@@ -703,11 +769,14 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 	}
 
 	// await waits for c, unless the session ends first: it records why and
-	// returns false.
-	await := func(c <-chan time.Time) bool {
+	// returns false. With stop, it also returns false when stop is done,
+	// recording "stopped": the session then closes normally.
+	await := func(c <-chan time.Time, stop <-chan struct{}) bool {
 		select {
 		case <-c:
 			return true
+		case <-stop:
+			res.Failure = "stopped"
 		case <-ctx.Done():
 			failed("timeout", ctx.Err())
 		case err := <-readDone:
@@ -715,21 +784,39 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 		}
 		return false
 	}
+	// paced is ctx that also ends with stop, for the rate limiter's wait.
+	paced, endPaced := context.WithCancel(ctx)
+	defer endPaced()
+	defer context.AfterFunc(stop, endPaced)()
 
 	start := time.Now()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+steps:
 	for _, st := range steps {
+		if stop.Err() != nil {
+			res.Failure = "stopped"
+			break
+		}
 		if r.opts.Speed > 0 {
 			if d := time.Until(start.Add(time.Duration(float64(st.offset) / r.opts.Speed))); d > 0 {
 				timer.Reset(d)
-				if !await(timer.C) {
+				if !await(timer.C, stop.Done()) {
+					if res.Failure == "stopped" {
+						break steps
+					}
 					return
 				}
 			}
 		}
-		if err := r.limiter.Wait(ctx); err != nil {
+		if err := r.limiter.Wait(paced); err != nil || stop.Err() != nil {
+			// paced learns of stop a moment late: stop is read directly
+			// too, so nothing is sent after it.
+			if ctx.Err() == nil && stop.Err() != nil {
+				res.Failure = "stopped"
+				break
+			}
 			failed("timeout", err)
 			return
 		}
@@ -759,12 +846,20 @@ func (r *Replayer) play(ctx context.Context, info *session.Info, steps []step, r
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(r.opts.ResponseTimeout)
+	if res.Failure == "stopped" {
+		deadline = time.Now().Add(min(r.opts.ResponseTimeout, stopDrain))
+	}
 	for w.outstanding() > 0 && time.Now().Before(deadline) {
-		if !await(tick.C) {
+		if !await(tick.C, nil) {
 			return
 		}
 	}
 	w.expire(time.Now().Add(r.opts.ResponseTimeout + time.Second)) // all that remain timed out
+	if drop && res.Failure == "" {
+		conn.CloseNow() // as recorded: the client hung up
+		<-readDone
+		return
+	}
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	defer ccancel()
 	closed := make(chan error, 1)
@@ -944,7 +1039,7 @@ func (r *Replayer) timeout() {
 
 // counters are the replay's totals.
 type counters struct {
-	started, completed, sent, rehearsed, server, responses, timeouts atomic.Uint64
+	started, completed, stopped, sent, rehearsed, server, responses, timeouts atomic.Uint64
 
 	mu      sync.Mutex
 	failure map[string]uint64
@@ -973,6 +1068,7 @@ func (c *counters) snapshot() Stats {
 	s := Stats{
 		SessionsStarted:   c.started.Load(),
 		SessionsCompleted: c.completed.Load(),
+		SessionsStopped:   c.stopped.Load(),
 		MessagesSent:      c.sent.Load(),
 		MessagesRehearsed: c.rehearsed.Load(),
 		ServerMessages:    c.server.Load(),
@@ -1059,7 +1155,7 @@ type replayMetrics struct {
 	set                      *metrics.Set
 	sent, received, timeouts *metrics.Counter
 	rehearsed                *metrics.Counter
-	completed                *metrics.Counter
+	completed, stopped       *metrics.Counter
 	latency                  *metrics.Histogram
 }
 
@@ -1076,6 +1172,7 @@ func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
 		received:  s.NewCounter("preheat_replay_server_messages_total"),
 		timeouts:  s.NewCounter("preheat_replay_response_timeouts_total"),
 		completed: s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),
+		stopped:   s.NewCounter(`preheat_replay_sessions_total{result="stopped"}`),
 		latency:   s.NewHistogram("preheat_replay_response_seconds"),
 	}
 }

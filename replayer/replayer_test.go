@@ -429,6 +429,100 @@ func TestReplayFailingSessionsAreReplaced(t *testing.T) {
 	}
 }
 
+// TestReplayStopClosesSessionsNormally: Stop ends sessions in flight with a
+// close handshake, as clients leave; cancelling the context drops them,
+// which is what a warm-up's end used to do to the pod it released.
+func TestReplayStopClosesSessionsNormally(t *testing.T) {
+	run := func(stop func(r *replayer.Replayer, cancel context.CancelFunc)) (*target, replayer.Stats, error, int) {
+		t.Helper()
+		tg := &target{reply: echoID(0)}
+		url := serveLoopback(t, tg)
+		var src [][]session.Event
+		for range 8 {
+			src = append(src, recorded(time.Now(), queries(200), make([]int, 200)))
+		}
+		// 40 msg/s over 4 sessions: far from done when stopped.
+		r := newReplayer(t, url+"/sync", replayer.Options{Rate: 40, NoBackoff: true, Concurrency: 4, Correlate: "id"})
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx, replayer.NewSliceSource(src)) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(tg.received()) < 12 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		stop(r, cancel)
+		atStop := r.Stats().MessagesSent
+		err := <-done
+		// The target hears each connection's end after Run returns.
+		for len(tg.ended()) < 4 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		st := r.Stats()
+		return tg, st, err, int(st.MessagesSent - atStop)
+	}
+
+	tg, st, err, after := run(func(r *replayer.Replayer, _ context.CancelFunc) { r.Stop() })
+	if err != nil {
+		t.Fatalf("Run after Stop: %v, want nil", err)
+	}
+	ends := tg.ended()
+	if len(ends) != 4 {
+		t.Fatalf("%d connections ended, want the 4 in flight: %q", len(ends), ends)
+	}
+	for i, e := range ends {
+		if e != "normal" {
+			t.Errorf("connection %d ended %q, want a normal close handshake", i+1, e)
+		}
+	}
+	// At most the message each session was writing when Stop returned.
+	if after > 4 {
+		t.Errorf("%d messages sent after Stop, want at most 4", after)
+	}
+	if st.SessionsStarted != 4 || st.SessionsStopped != 4 || st.SessionsCompleted != 0 || len(st.SessionsFailed) != 0 {
+		t.Errorf("stats %+v: want 4 started and stopped, none completed, none counted as failed", st)
+	}
+
+	// The contrast: cancelling drops the connections.
+	tg, _, err, _ = run(func(_ *replayer.Replayer, cancel context.CancelFunc) { cancel() })
+	if err == nil {
+		t.Fatal("Run after cancel: nil error")
+	}
+	if ends := tg.ended(); len(ends) != 4 || slices.Contains(ends, "normal") {
+		t.Fatalf("a cancelled run's 4 connections ended %q: want all dropped", ends)
+	}
+}
+
+// TestReplayEndsSessionsAsRecorded: a session whose client hung up without
+// a close frame is replayed hanging up too; the others close with a
+// handshake.
+func TestReplayEndsSessionsAsRecorded(t *testing.T) {
+	tg := &target{reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	normal := recorded(time.Now(), queries(3), []int{0, 1, 2})
+	dropped := recorded(time.Now(), queries(3), []int{0, 1, 2})
+	last := &dropped[len(dropped)-1]
+	last.Code, last.ClosedBy = 0, session.SideClient // no close frame: the client hung up
+	byServer := recorded(time.Now(), queries(3), []int{0, 1, 2})
+	last = &byServer[len(byServer)-1]
+	last.Code, last.ClosedBy = 0, session.SideServer // the server hung up: the replay closes normally
+	r := newReplayer(t, url+"/sync", replayer.Options{Rate: -1, Concurrency: 1, Correlate: "id"})
+	if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{normal, dropped, byServer})); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tg.ended()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ends := tg.ended()
+	if len(ends) != 3 || ends[0] != "normal" || ends[1] == "normal" || ends[2] != "normal" {
+		t.Fatalf("endings %q: want normal, dropped, normal", ends)
+	}
+	if st := r.Stats(); st.SessionsCompleted != 3 || st.MessagesSent != 9 || st.Responses != 9 {
+		t.Fatalf("stats %+v: want 3 completed sessions, 9 messages and 9 responses", st)
+	}
+}
+
 func TestReplayTargetDownEndsByContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Nothing listens: every dial fails, backs off, and the run ends

@@ -573,6 +573,16 @@ func TestJVMFigures(t *testing.T) {
 		jvmNoMutations = true
 		defer func() { jvmNoMutations = false }()
 	}
+	// A diagnostic: each warmed JVM writes HotSpot's compilation log (XML,
+	// stamps in seconds since the JVM started) to this directory, so that
+	// what it still compiles under first traffic can be named.
+	compileLogs := os.Getenv("PREHEAT_JVM_COMPILE_LOGS")
+	if compileLogs != "" {
+		if err := os.MkdirAll(compileLogs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("compilation logs on: these runs' figures are not comparable with runs without them")
+	}
 	started := time.Now()
 	stamp := func() float64 { return time.Since(started).Seconds() }
 	neighbour := jvmfixture.Start(t, nil)
@@ -605,7 +615,14 @@ func TestJVMFigures(t *testing.T) {
 		// The neighbour serves steady traffic (two clients, 200 requests/s)
 		// from 20 s before the warm-up until its end; its client-measured
 		// p99 before and during the warm-up are compared.
-		fresh := jvmfixture.Start(t, nil)
+		var freshOpts *jvmfixture.Options
+		if compileLogs != "" {
+			freshOpts = &jvmfixture.Options{JVMFlags: []string{"-Xms256m", "-Xmx512m",
+				"-XX:+UnlockDiagnosticVMOptions", "-XX:+LogCompilation",
+				"-XX:LogFile=" + filepath.Join(compileLogs, fmt.Sprintf("run%d-%d.xml", run+1, n%len(variants)))}}
+		}
+		fresh := jvmfixture.Start(t, freshOpts)
+		freshStarted := time.Now()
 		nctx, stopNeighbour := context.WithCancel(context.Background())
 		nDone := make(chan *jvmLatencies, 1)
 		go func() { nDone <- driveJVMUntil(nctx, neighbour.URL(), 2, 200, uint64(77+run)) }()
@@ -628,6 +645,9 @@ func TestJVMFigures(t *testing.T) {
 			stamp(), run+1, variant, r.outcome, r.release, r.settled, r.sent, r.rehearsed, r.nBefore, r.nBeforeN, r.nDuring, r.nDuringN)
 
 		jit0 := scrapeValue(t, fresh.MetricsURL(), readiness.DefaultCompileMetric)
+		if compileLogs != "" {
+			t.Logf("run %d (%s): first traffic starts %.2fs after the warmed JVM's launch returned", run+1, variant, time.Since(freshStarted).Seconds())
+		}
 		wl := driveJVM(t, fresh.URL(), 15*time.Second, uint64(20+run))
 		r.warmJIT = scrapeValue(t, fresh.MetricsURL(), readiness.DefaultCompileMetric) - jit0
 		r.warm200, r.warm15 = wl.p99(0, 200), wl.p99(0, math.MaxInt)

@@ -435,13 +435,33 @@ type warmRun struct {
 	result *warmResult
 }
 
-// stopReplay ends the replay and waits for it; safe to call twice.
+// replayStopGrace bounds how long the end of a warm-up waits for the
+// sessions in flight to close normally (see replayer.Replayer.Stop) before
+// it drops them. The release waits for it.
+const replayStopGrace = 2 * time.Second
+
+// stopReplay ends the replay and waits for it; safe to call twice. Sessions
+// in flight close as clients leave, not by a dropped connection: a JVM that
+// never saw a dropped connection during the warm-up deoptimizes its request
+// reading path when it sees one, just as it is released
+// (docs/benchmarks-jvm.md, "The warm-up's end", session 7).
 func (w *warmRun) stopReplay() {
 	if w.replayDone == nil {
 		return
 	}
+	w.replay.Stop()
+	grace := time.NewTimer(replayStopGrace)
+	defer grace.Stop()
+	var err error
+	select {
+	case err = <-w.replayDone:
+	case <-grace.C:
+		w.e.log.Warn("warm: sessions did not close within the grace period; dropping them", "grace", replayStopGrace)
+		w.cancelReplay()
+		err = <-w.replayDone
+	}
 	w.cancelReplay()
-	if err := <-w.replayDone; err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil && !errors.Is(err, context.Canceled) {
 		w.e.log.Warn("warm: replay ended with an error", "err", err)
 	}
 	w.replayDone = nil
@@ -496,7 +516,7 @@ func (w *warmRun) buildReport() *readiness.Report {
 	rep.Target = w.o.target
 	st := w.replay.Stats()
 	facts := []readiness.Fact{
-		{Name: "Sessions replayed", Value: fmt.Sprintf("%d started, %d completed, %d failed %s", st.SessionsStarted, st.SessionsCompleted, sum(st.SessionsFailed), fmtCounts(st.SessionsFailed))},
+		{Name: "Sessions replayed", Value: fmt.Sprintf("%d started, %d completed, %d stopped at the end, %d failed %s", st.SessionsStarted, st.SessionsCompleted, st.SessionsStopped, sum(st.SessionsFailed), fmtCounts(st.SessionsFailed))},
 		{Name: "Messages sent", Value: strconv.FormatUint(st.MessagesSent, 10)},
 		{Name: "Messages not sent", Value: fmt.Sprintf("%d %s", sum(st.MessagesSkipped), fmtCounts(st.MessagesSkipped))},
 		{Name: "Responses measured", Value: fmt.Sprintf("%d (timeouts %d)", st.Responses, st.Timeouts)},

@@ -338,6 +338,12 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	if n := sim.Mutations(); n != 0 {
 		t.Fatalf("warm-up sent %d mutating messages", n)
 	}
+	// The replay stopped before the release, every session in flight with
+	// a close handshake: none was dropped (which a JIT would take as a new
+	// path just as real traffic arrives).
+	if n := sim.Dropped(); n != 0 {
+		t.Fatalf("the warm-up's end dropped %d sessions without a close handshake", n)
+	}
 
 	// The ready server's other pages.
 	for _, page := range [][2]string{

@@ -85,8 +85,11 @@ func (s *Server) serveConn(rctx context.Context, c *websocket.Conn) {
 	for {
 		typ, data, err := c.Read(rctx)
 		if err != nil {
-			if errors.Is(err, websocket.ErrMessageTooBig) {
+			switch {
+			case errors.Is(err, websocket.ErrMessageTooBig):
 				s.bad[reasonOversize].Inc()
+			case websocket.CloseStatus(err) == -1 && rctx.Err() == nil && s.ctx.Err() == nil:
+				s.dropped.Inc() // no close frame, and not ended by us
 			}
 			return
 		}

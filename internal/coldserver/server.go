@@ -129,6 +129,7 @@ type Server struct {
 	jitter     *histogram
 	latency    *histogram
 	mutations  *metrics.Counter
+	dropped    *metrics.Counter
 	requests   *metrics.Counter
 	overloaded *metrics.Counter
 	bad        map[string]*metrics.Counter
@@ -180,6 +181,7 @@ func (s *Server) registerMetrics() {
 	s.latency = newHistogram("sync_request_duration_seconds",
 		"Query service latency including queueing for a worker.", latencyBuckets)
 	s.mutations = s.set.NewCounter("coldserver_mutations_total")
+	s.dropped = s.set.NewCounter("coldserver_sessions_dropped_total")
 	s.requests = s.set.NewCounter("coldserver_requests_total")
 	s.overloaded = s.set.NewCounter("coldserver_overloaded_total")
 	for _, r := range []string{reasonNoConnect, reasonMalformed, reasonUnknownType, reasonUnknownOp,
@@ -285,6 +287,10 @@ func (s *Server) Close() error {
 // Mutations returns how many mutating messages (mutate, write, delete) the
 // server has applied.
 func (s *Server) Mutations() uint64 { return s.mutations.Get() }
+
+// Dropped returns how many sessions the client ended without a close
+// handshake: the connection went away with no close frame.
+func (s *Server) Dropped() uint64 { return s.dropped.Get() }
 
 // PathState is the compilation state of one code path.
 type PathState struct {
