@@ -495,17 +495,16 @@ func (r *Replayer) Run(ctx context.Context, src Source) error {
 }
 
 // Stop ends the replay the way clients leave: Run starts no new session,
-// and each session in flight sends nothing more, waits for the responses it
-// still expects (up to Options.ResponseTimeout) and closes with a normal
-// close handshake. Run then returns nil. Cancelling Run's context instead
-// drops every connection at once, which a target that has only seen
-// sessions end with a handshake takes as a new path: a JIT compiler then
-// deoptimizes the code it compiled for reading requests, at the moment a
-// warmed pod is released to real traffic. To bound the wait, cancel Run's
-// context after a grace period; a session waits at most a second for its
-// responses. Stop is safe to call more than once and from any goroutine.
-// It is final: a later Run starts nothing. It does not affect sessions
-// started by Replay.
+// and each session in flight sends nothing more, waits up to a second
+// (Options.ResponseTimeout if shorter) for the responses it still expects
+// and closes with a normal close handshake. Run then returns nil.
+// Cancelling Run's context instead drops every connection at once, which a
+// target that has only seen sessions end with a handshake takes as a new
+// path: a JIT compiler then deoptimizes the code it compiled for reading
+// requests, at the moment a warmed pod is released to real traffic. To
+// bound the wait, cancel Run's context after a grace period. Stop is safe
+// to call more than once and from any goroutine. It is final: a later Run
+// starts nothing. It does not affect sessions started by Replay.
 func (r *Replayer) Stop() { r.stopCall() }
 
 // dialBackoff waits after consecutive failed handshakes, so that a target

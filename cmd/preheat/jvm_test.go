@@ -538,7 +538,8 @@ func scrapeValue(t testing.TB, url, name string) float64 {
 // jvmNoMutations). PREHEAT_JVM_REHEARSE lists warm-up variants, separated by
 // semicolons, that each run measures in turn: "none" (mutations skipped, the
 // default) or comma-separated --rehearse rules, such as
-// "none;params.workspace=999;dryRun=true". Run it with
+// "none;params.workspace=999;dryRun=true". PREHEAT_JVM_COMPILE_LOGS=DIR
+// has each warmed JVM write HotSpot's compilation log to DIR. Run it with
 //
 //	PREHEAT_JVM_FIGURES=1 PREHEAT_JVM_RUNS=3 go test -count=1 -run JVMFigures -v -timeout 60m ./cmd/preheat/
 func TestJVMFigures(t *testing.T) {
