@@ -2,8 +2,10 @@ package replayer_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +42,7 @@ type target struct {
 
 	mu      sync.Mutex
 	msgs    []received
-	endings []string // how each connection ended: "normal" or why not
+	endings map[int]string // by connection number: "normal" or why not
 	conns   int
 	headers []http.Header
 	urls    []string
@@ -76,7 +78,10 @@ func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ending = err.Error()
 			}
 			t.mu.Lock()
-			t.endings = append(t.endings, ending)
+			if t.endings == nil {
+				t.endings = map[int]string{}
+			}
+			t.endings[n] = ending
 			t.mu.Unlock()
 			return
 		}
@@ -108,11 +113,16 @@ func (t *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// ended returns how the connections that have ended did.
+// ended returns how the connections that have ended did, in the order
+// they were accepted.
 func (t *target) ended() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]string(nil), t.endings...)
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(t.endings)) {
+		out = append(out, t.endings[n])
+	}
+	return out
 }
 
 func (t *target) received() []received {
