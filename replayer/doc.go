@@ -13,7 +13,9 @@
 // tenant; see Options.Rehearse). It always reads what the
 // target sends and measures response latency, by a correlation field or as
 // the time to the next server message. A failing session is counted and
-// replaced, never fatal.
+// replaced, never fatal. A session ends as it was recorded to, with a close
+// handshake or, where the client hung up, by hanging up; Stop ends a replay
+// the way clients leave, never by dropping the sessions in flight.
 //
 // Sessions enter through a Source (a replay cache, or a fixed list); what
 // leaves is traffic to the target, latency observations (Options.OnResponse)
