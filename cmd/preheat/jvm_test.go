@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -350,28 +351,64 @@ type jvmLatencies struct {
 	mu     sync.Mutex
 	sent   []time.Time
 	lat    []time.Duration
+	write  []bool // the request was a mutation
 	errors atomic.Int64
 }
 
-func (l *jvmLatencies) record(sent time.Time, d time.Duration) {
+func (l *jvmLatencies) record(sent time.Time, d time.Duration, write bool) {
 	l.mu.Lock()
 	l.sent = append(l.sent, sent)
 	l.lat = append(l.lat, d)
+	l.write = append(l.write, write)
 	l.mu.Unlock()
+}
+
+// jvmRequest is one timed request.
+type jvmRequest struct {
+	sent  time.Time
+	lat   time.Duration
+	write bool // a mutation
+}
+
+// requests returns a copy of the requests in send order.
+func (l *jvmLatencies) requests() []jvmRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]jvmRequest, len(l.lat))
+	for i := range out {
+		out[i] = jvmRequest{l.sent[i], l.lat[i], l.write[i]}
+	}
+	slices.SortStableFunc(out, func(a, b jvmRequest) int { return a.sent.Compare(b.sent) })
+	return out
+}
+
+// dump writes the first n requests in send order to path: a header line
+// with the first request's send time in Unix ms, then one line a request
+// with its send time in ms after the first, its latency in ms, and "query"
+// or "write" (a diagnostic of what makes a first-200 p99).
+func (l *jvmLatencies) dump(path string, n int) error {
+	rs := l.requests()
+	rs = rs[:min(n, len(rs))]
+	var b strings.Builder
+	if len(rs) > 0 {
+		fmt.Fprintf(&b, "# first request sent at Unix ms %d\n", rs[0].sent.UnixMilli())
+	}
+	for _, r := range rs {
+		kind := "query"
+		if r.write {
+			kind = "write"
+		}
+		fmt.Fprintf(&b, "%.2f %.3f %s\n", r.sent.Sub(rs[0].sent).Seconds()*1000, r.lat.Seconds()*1000, kind)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // ordered returns the latencies sorted by send time.
 func (l *jvmLatencies) ordered() []time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	idx := make([]int, len(l.lat))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return l.sent[a].Compare(l.sent[b]) })
-	out := make([]time.Duration, len(idx))
-	for i, k := range idx {
-		out[i] = l.lat[k]
+	rs := l.requests()
+	out := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		out[i] = r.lat
 	}
 	return out
 }
@@ -418,6 +455,11 @@ func ratio(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) 
 // tenth a mutation, and returns the latencies.
 func driveJVM(t testing.TB, url string, d time.Duration, seed uint64) *jvmLatencies {
 	t.Helper()
+	// The clients time requests from this process, which may have just run
+	// a warm-up (the replay, the cache's reads, the report): collect that
+	// garbage first, so that this process's collector is less likely to
+	// take a processor from the clients while they time the first requests.
+	runtime.GC()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	l := driveJVMUntil(ctx, url, jvmClients, jvmRate, seed)
@@ -479,9 +521,9 @@ func jvmSession(ctx context.Context, url string, g *corpus.Generator, tick *time
 			return nil
 		case <-tick.C:
 		}
-		msg := g.Query(g.Kind())
+		msg, write := g.Query(g.Kind()), false
 		if q%10 == 9 && !jvmNoMutations {
-			msg = g.Mutation()
+			msg, write = g.Mutation(), true
 		}
 		id := g.LastID()
 		start := time.Now()
@@ -491,7 +533,7 @@ func jvmSession(ctx context.Context, url string, g *corpus.Generator, tick *time
 		if _, err := awaitID(ctx, c, id); err != nil {
 			return ignoreDone(ctx, err)
 		}
-		l.record(start, time.Since(start))
+		l.record(start, time.Since(start), write)
 	}
 	return c.Close(websocket.StatusNormalClosure, "done")
 }
@@ -539,7 +581,9 @@ func scrapeValue(t testing.TB, url, name string) float64 {
 // semicolons, that each run measures in turn: "none" (mutations skipped, the
 // default) or comma-separated --rehearse rules, such as
 // "none;params.workspace=999;dryRun=true". PREHEAT_JVM_COMPILE_LOGS=DIR
-// has each warmed JVM write HotSpot's compilation log to DIR. Run it with
+// has each warmed JVM write HotSpot's compilation and GC logs to DIR, with
+// the first requests' latencies, and logs what the JVM did around the slow
+// ones (uncommon traps, compiles, GC pauses). Run it with
 //
 //	PREHEAT_JVM_FIGURES=1 PREHEAT_JVM_RUNS=3 go test -count=1 -run JVMFigures -v -timeout 60m ./cmd/preheat/
 func TestJVMFigures(t *testing.T) {
@@ -575,8 +619,10 @@ func TestJVMFigures(t *testing.T) {
 		defer func() { jvmNoMutations = false }()
 	}
 	// A diagnostic: each warmed JVM writes HotSpot's compilation log (XML,
-	// stamps in seconds since the JVM started) to this directory, so that
-	// what it still compiles under first traffic can be named.
+	// stamps in seconds since the JVM started) and its GC log to this
+	// directory, with the first 200 requests of its real traffic and of
+	// the steady run (send time, latency, kind), and the test logs what
+	// the JVM did around the slow ones among its first 200 (jvmTimeline).
 	compileLogs := os.Getenv("PREHEAT_JVM_COMPILE_LOGS")
 	if compileLogs != "" {
 		if err := os.MkdirAll(compileLogs, 0o755); err != nil {
@@ -617,13 +663,13 @@ func TestJVMFigures(t *testing.T) {
 		// from 20 s before the warm-up until its end; its client-measured
 		// p99 before and during the warm-up are compared.
 		var freshOpts *jvmfixture.Options
+		logs := filepath.Join(compileLogs, fmt.Sprintf("run%d-%d", run+1, n%len(variants)))
 		if compileLogs != "" {
 			freshOpts = &jvmfixture.Options{JVMFlags: []string{"-Xms256m", "-Xmx512m",
 				"-XX:+UnlockDiagnosticVMOptions", "-XX:+LogCompilation",
-				"-XX:LogFile=" + filepath.Join(compileLogs, fmt.Sprintf("run%d-%d.xml", run+1, n%len(variants)))}}
+				"-XX:LogFile=" + logs + ".xml", "-Xlog:gc:file=" + logs + "-gc.log"}}
 		}
 		fresh := jvmfixture.Start(t, freshOpts)
-		freshStarted := time.Now()
 		nctx, stopNeighbour := context.WithCancel(context.Background())
 		nDone := make(chan *jvmLatencies, 1)
 		go func() { nDone <- driveJVMUntil(nctx, neighbour.URL(), 2, 200, uint64(77+run)) }()
@@ -646,13 +692,21 @@ func TestJVMFigures(t *testing.T) {
 			stamp(), run+1, variant, r.outcome, r.release, r.settled, r.sent, r.rehearsed, r.nBefore, r.nBeforeN, r.nDuring, r.nDuringN)
 
 		jit0 := scrapeValue(t, fresh.MetricsURL(), readiness.DefaultCompileMetric)
-		if compileLogs != "" {
-			t.Logf("run %d (%s): first traffic starts %.2fs after the warmed JVM's launch returned", run+1, variant, time.Since(freshStarted).Seconds())
-		}
 		wl := driveJVM(t, fresh.URL(), 15*time.Second, uint64(20+run))
 		r.warmJIT = scrapeValue(t, fresh.MetricsURL(), readiness.DefaultCompileMetric) - jit0
 		r.warm200, r.warm15 = wl.p99(0, 200), wl.p99(0, math.MaxInt)
-		fresh.Close()
+		fresh.Close() // the JVM writes out its compilation log as it exits
+		if compileLogs != "" {
+			if err := wl.dump(logs+"-first200.txt", 200); err != nil {
+				t.Fatal(err)
+			}
+			// A diagnostic: its failure is logged, and the run goes on.
+			if tl, err := jvmTimeline(logs+".xml", logs+"-gc.log", wl, 200); err != nil {
+				t.Logf("run %d (%s): no timeline: %v", run+1, variant, err)
+			} else {
+				t.Logf("run %d (%s): the warmed JVM's %s", run+1, variant, tl)
+			}
+		}
 		cold := jvmfixture.Start(t, nil)
 		jit0 = scrapeValue(t, cold.MetricsURL(), readiness.DefaultCompileMetric)
 		cl := driveJVM(t, cold.URL(), 15*time.Second, uint64(20+run))
@@ -661,6 +715,11 @@ func TestJVMFigures(t *testing.T) {
 		cold.Close()
 		sl := driveJVM(t, neighbour.URL(), 15*time.Second, uint64(20+run))
 		r.steady, r.steady200 = sl.p99(0, math.MaxInt), sl.p99(0, 200)
+		if compileLogs != "" {
+			if err := sl.dump(logs+"-steady200.txt", 200); err != nil {
+				t.Fatal(err)
+			}
+		}
 		t.Logf("[%5.0fs] run %d (%s): JIT compile under 15 s of first traffic %.0f ms warmed, %.0f ms unwarmed", stamp(), run+1, variant, r.warmJIT, r.coldJIT)
 		t.Logf("[%5.0fs] run %d (%s): first 200 p99 warmed %v unwarmed %v; steady %v (its own first 200: %v); first 15 s p99 warmed %v unwarmed %v",
 			stamp(), run+1, variant, r.warm200, r.cold200, r.steady, r.steady200, r.warm15, r.cold15)
