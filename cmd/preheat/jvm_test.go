@@ -545,6 +545,28 @@ func ignoreDone(ctx context.Context, err error) error {
 	return err
 }
 
+// autogroup reports whether Linux groups processes by session for
+// scheduling (kernel.sched_autogroup_enabled), on which the JVMs' sessions
+// bear, with this process's autogroup and cpu cgroup: autogroup applies
+// only to processes in the root cpu cgroup.
+func autogroup() string {
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "unknown"
+		}
+		return strings.TrimSpace(string(b))
+	}
+	cg := "unknown"
+	for line := range strings.SplitSeq(read("/proc/self/cgroup"), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && slices.Contains(strings.Split(f[1], ","), "cpu") {
+			cg = f[2]
+		}
+	}
+	return fmt.Sprintf("sched_autogroup_enabled %s, this process %s, cpu cgroup %s",
+		read("/proc/sys/kernel/sched_autogroup_enabled"), read("/proc/self/autogroup"), cg)
+}
+
 // scrapeValue returns the value of an unlabelled sample in a Prometheus
 // text endpoint, or -1 if it is absent.
 func scrapeValue(t testing.TB, url, name string) float64 {
@@ -630,9 +652,30 @@ func TestJVMFigures(t *testing.T) {
 		}
 		t.Log("compilation logs on: these runs' figures are not comparable with runs without them")
 	}
+	// How the neighbour shares the machine (session 9's diagnostics; by
+	// default as before): PREHEAT_JVM_OWN_SESSIONS=1 starts every JVM in a
+	// session of its own, one scheduling group each under autogroup
+	// (jvmfixture.Options.OwnSession); PREHEAT_JVM_NEIGHBOUR_PROCESS=1 times
+	// the neighbour from a process of its own (startNeighbourClient), not
+	// from this one, which runs the warm-up; PREHEAT_JVM_NEIGHBOUR_CPUS=LIST
+	// pins the neighbour and that process to LIST (taskset's form, Linux),
+	// for a run with the test itself pinned elsewhere (taskset -c 1 ...).
+	// A JVM sizes itself by the processors it may use: pinned to one, it
+	// runs the serial collector and fewer compiler threads, like a pod
+	// limited to one processor, so pinning changes every figure, not only
+	// the neighbour's.
+	ownSessions := os.Getenv("PREHEAT_JVM_OWN_SESSIONS") != ""
+	nProcess := os.Getenv("PREHEAT_JVM_NEIGHBOUR_PROCESS") != ""
+	nCPUs := os.Getenv("PREHEAT_JVM_NEIGHBOUR_CPUS")
+	if nCPUs != "" && !nProcess {
+		t.Fatal("PREHEAT_JVM_NEIGHBOUR_CPUS needs PREHEAT_JVM_NEIGHBOUR_PROCESS: the neighbour's clients must be pinned with it")
+	}
+	t.Logf("JVMs in sessions of their own: %v (autogroup: %s); neighbour timed from a process of its own: %v; neighbour CPUs: %q",
+		ownSessions, autogroup(), nProcess, nCPUs)
 	started := time.Now()
 	stamp := func() float64 { return time.Since(started).Seconds() }
-	neighbour := jvmfixture.Start(t, nil)
+	jvmOpts := &jvmfixture.Options{OwnSession: ownSessions}
+	neighbour := jvmfixture.Start(t, &jvmfixture.Options{OwnSession: ownSessions, CPUs: nCPUs})
 	cacheURL := captureJVM(t, neighbour, 30*time.Second)
 	// A minute more of traffic makes the neighbour warm before the first
 	// "before".
@@ -662,22 +705,39 @@ func TestJVMFigures(t *testing.T) {
 		// The neighbour serves steady traffic (two clients, 200 requests/s)
 		// from 20 s before the warm-up until its end; its client-measured
 		// p99 before and during the warm-up are compared.
-		var freshOpts *jvmfixture.Options
+		freshOpts := jvmOpts
 		logs := filepath.Join(compileLogs, fmt.Sprintf("run%d-%d", run+1, n%len(variants)))
 		if compileLogs != "" {
-			freshOpts = &jvmfixture.Options{JVMFlags: []string{"-Xms256m", "-Xmx512m",
+			freshOpts = &jvmfixture.Options{OwnSession: ownSessions, JVMFlags: []string{"-Xms256m", "-Xmx512m",
 				"-XX:+UnlockDiagnosticVMOptions", "-XX:+LogCompilation",
 				"-XX:LogFile=" + logs + ".xml", "-Xlog:gc:file=" + logs + "-gc.log"}}
 		}
 		fresh := jvmfixture.Start(t, freshOpts)
-		nctx, stopNeighbour := context.WithCancel(context.Background())
-		nDone := make(chan *jvmLatencies, 1)
-		go func() { nDone <- driveJVMUntil(nctx, neighbour.URL(), 2, 200, uint64(77+run)) }()
-		time.Sleep(20 * time.Second)
+		var stopNeighbour func() *jvmLatencies
+		if nProcess {
+			nc := startNeighbourClient(t, neighbour.URL(), 2, 200, uint64(77+run), ownSessions, nCPUs)
+			time.Sleep(20 * time.Second)
+			nc.check(t)
+			stopNeighbour = func() *jvmLatencies { return nc.stop(t) }
+		} else {
+			nctx, cancel := context.WithCancel(context.Background())
+			nDone := make(chan *jvmLatencies, 1)
+			go func() { nDone <- driveJVMUntil(nctx, neighbour.URL(), 2, 200, uint64(77+run)) }()
+			stopped := false
+			stopNeighbour = func() *jvmLatencies { stopped = true; cancel(); return <-nDone }
+			t.Cleanup(func() { // a run that fails in the warm-up
+				if !stopped {
+					stopNeighbour()
+				}
+			})
+			time.Sleep(20 * time.Second)
+		}
 		warmStart := time.Now()
 		res := warmJVM(t, fresh, cacheURL, vf)
-		stopNeighbour()
-		nl := <-nDone
+		nl := stopNeighbour()
+		if nerr := nl.errors.Load(); nerr > 0 {
+			t.Errorf("run %d: %d of the neighbour's sessions failed", run+1, nerr)
+		}
 		before, during := nl.between(warmStart.Add(-20*time.Second), warmStart), nl.between(warmStart, res.Decision.At)
 		r.nBefore, r.nBeforeN = quantileOf(before, 0, len(before), 0.99), len(before)
 		r.nDuring, r.nDuringN = quantileOf(during, 0, len(during), 0.99), len(during)
@@ -707,7 +767,7 @@ func TestJVMFigures(t *testing.T) {
 				t.Logf("run %d (%s): the warmed JVM's %s", run+1, variant, tl)
 			}
 		}
-		cold := jvmfixture.Start(t, nil)
+		cold := jvmfixture.Start(t, jvmOpts)
 		jit0 = scrapeValue(t, cold.MetricsURL(), readiness.DefaultCompileMetric)
 		cl := driveJVM(t, cold.URL(), 15*time.Second, uint64(20+run))
 		r.coldJIT = scrapeValue(t, cold.MetricsURL(), readiness.DefaultCompileMetric) - jit0
@@ -731,7 +791,7 @@ func TestJVMFigures(t *testing.T) {
 		// A long warm-up that records every signal: replay for 120 s
 		// whatever the signals say, then ask what each readiness setting
 		// would have decided on the same series.
-		long := jvmfixture.Start(t, nil)
+		long := jvmfixture.Start(t, jvmOpts)
 		lw := wf
 		lw.minWarm, lw.deadline = 120*time.Second, 121*time.Second
 		lw.rehearse = vf.rehearse

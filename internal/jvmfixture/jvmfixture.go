@@ -56,6 +56,20 @@ type Options struct {
 	// Stderr receives the JVM's standard error. Default discarded, except
 	// the last 4 KiB, which Launch quotes when the server fails to start.
 	Stderr io.Writer
+	// OwnSession starts the JVM in a session of its own instead of the
+	// caller's. Where Linux groups processes for scheduling by session
+	// (autogroup, kernel.sched_autogroup_enabled, on in most distributions'
+	// kernels), the JVM is then one group, and the processors are shared
+	// between whole servers and the test, as a node shares them between
+	// containers' cgroups; in the caller's session every thread competes on
+	// its own. Default false.
+	OwnSession bool
+	// CPUs, if set, restricts the JVM to these processors, in taskset's
+	// list form ("0", "2-3"), as a node's static CPU manager gives a pod
+	// cores of its own; Linux only (taskset, from util-linux). The JVM sizes
+	// its collector and compiler threads by them. Default every processor
+	// the caller may use.
+	CPUs string
 }
 
 // Server is a running JVM sync server.
@@ -145,8 +159,18 @@ func Launch(ctx context.Context, opts *Options) (*Server, error) {
 	args := append(append([]string{}, o.JVMFlags...), "-cp", classes, "Main",
 		"--port", "0", "--metrics-port", "0", "--workers", strconv.Itoa(o.Workers), "--tasks", strconv.Itoa(o.Tasks),
 		"--sandbox-workspace", strconv.Itoa(SandboxWorkspace))
+	if o.CPUs != "" {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return nil, fmt.Errorf("CPUs %q needs taskset (util-linux): %w", o.CPUs, err)
+		}
+		// taskset sets the affinity and executes java in its place.
+		args = append([]string{"-c", o.CPUs, java}, args...)
+		java = taskset
+	}
 	cmd := exec.Command(java, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Either way the JVM leads a process group of its own, which Close kills.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: o.OwnSession, Setpgid: !o.OwnSession}
 	tail := &tailBuffer{max: 4096}
 	cmd.Stderr = tail
 	if o.Stderr != nil {

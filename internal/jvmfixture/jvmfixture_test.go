@@ -12,11 +12,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sys/unix"
 
 	"github.com/preheatdev/preheat/internal/corpus"
 	"github.com/preheatdev/preheat/internal/jvmfixture"
@@ -246,23 +246,82 @@ func TestInterpreterHasNoCompileMetric(t *testing.T) {
 	}
 }
 
-// TestCloseLeavesNoProcess checks that Close ends the JVM, and is safe to
-// call twice.
+// TestCloseLeavesNoProcess checks that Close ends the JVM and its process
+// group, and is safe to call twice, whether the JVM shares the test's
+// session (the default) or leads one of its own (one scheduling group
+// under autogroup), and that CPUs restricts it to those processors with
+// Pid still the JVM's.
 func TestCloseLeavesNoProcess(t *testing.T) {
-	s, err := jvmfixture.Launch(context.Background(), &jvmfixture.Options{Tasks: 100})
-	if err == jvmfixture.ErrNoJDK {
-		t.Skip(err)
-	}
+	own, err := unix.Getsid(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := s.Pid()
-	s.Close()
-	s.Close()
-	if err := syscall.Kill(pid, 0); err == nil {
-		t.Fatalf("process %d still exists after Close", pid)
+	mine := allowedCPUs(t, "self")
+	for _, o := range []jvmfixture.Options{{}, {OwnSession: true}, {CPUs: mine[0]}} {
+		o.Tasks = 100
+		s, err := jvmfixture.Launch(context.Background(), &o)
+		if err == jvmfixture.ErrNoJDK {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := s.Pid()
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "java" {
+			t.Errorf("%+v: Pid %d is %q (%v), not java", o, pid, comm, err)
+		}
+		if sid, err := unix.Getsid(pid); err != nil {
+			t.Error(err)
+		} else if want := map[bool]int{false: own, true: pid}[o.OwnSession]; sid != want {
+			t.Errorf("OwnSession %v: the JVM's session is %d, want %d (the test's is %d)", o.OwnSession, sid, want, own)
+		}
+		if pgid, err := unix.Getpgid(pid); err != nil || pgid != pid {
+			t.Errorf("%+v: the JVM's process group is %d (%v), want its own, %d", o, pgid, err, pid)
+		}
+		if got := allowedCPUs(t, strconv.Itoa(pid)); o.CPUs != "" && len(mine) > 1 && (len(got) != 1 || got[0] != o.CPUs) {
+			t.Errorf("CPUs %q: the JVM may run on %v", o.CPUs, got)
+		} else if o.CPUs == "" && len(got) != len(mine) {
+			t.Errorf("no CPUs: the JVM may run on %v, the test on %v", got, mine)
+		}
+		s.Close()
+		s.Close()
+		if err := unix.Kill(-pid, 0); err != unix.ESRCH {
+			t.Fatalf("process group %d after Close: %v, want ESRCH", pid, err)
+		}
 	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-		t.Fatalf("process %d still exists after Close", pid)
+}
+
+// allowedCPUs returns the processors process pid ("self" or a number) may
+// run on, from Cpus_allowed_list in /proc/PID/status, one entry each.
+func allowedCPUs(t *testing.T, pid string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
 	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		list, ok := strings.CutPrefix(line, "Cpus_allowed_list:")
+		if !ok {
+			continue
+		}
+		var cpus []string
+		for r := range strings.SplitSeq(strings.TrimSpace(list), ",") {
+			lo, hi, _ := strings.Cut(r, "-")
+			a, err1 := strconv.Atoi(lo)
+			b := a
+			var err2 error
+			if hi != "" {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 != nil || err2 != nil {
+				t.Fatalf("Cpus_allowed_list %q", list)
+			}
+			for c := a; c <= b; c++ {
+				cpus = append(cpus, strconv.Itoa(c))
+			}
+		}
+		return cpus
+	}
+	t.Fatalf("/proc/%s/status has no Cpus_allowed_list", pid)
+	return nil
 }
