@@ -675,7 +675,9 @@ func TestJVMFigures(t *testing.T) {
 	started := time.Now()
 	stamp := func() float64 { return time.Since(started).Seconds() }
 	jvmOpts := &jvmfixture.Options{OwnSession: ownSessions}
-	neighbour := jvmfixture.Start(t, &jvmfixture.Options{OwnSession: ownSessions, CPUs: nCPUs})
+	nOpts := *jvmOpts
+	nOpts.CPUs = nCPUs
+	neighbour := jvmfixture.Start(t, &nOpts)
 	cacheURL := captureJVM(t, neighbour, 30*time.Second)
 	// A minute more of traffic makes the neighbour warm before the first
 	// "before".
@@ -705,14 +707,14 @@ func TestJVMFigures(t *testing.T) {
 		// The neighbour serves steady traffic (two clients, 200 requests/s)
 		// from 20 s before the warm-up until its end; its client-measured
 		// p99 before and during the warm-up are compared.
-		freshOpts := jvmOpts
+		freshOpts := *jvmOpts
 		logs := filepath.Join(compileLogs, fmt.Sprintf("run%d-%d", run+1, n%len(variants)))
 		if compileLogs != "" {
-			freshOpts = &jvmfixture.Options{OwnSession: ownSessions, JVMFlags: []string{"-Xms256m", "-Xmx512m",
+			freshOpts.JVMFlags = []string{"-Xms256m", "-Xmx512m",
 				"-XX:+UnlockDiagnosticVMOptions", "-XX:+LogCompilation",
-				"-XX:LogFile=" + logs + ".xml", "-Xlog:gc:file=" + logs + "-gc.log"}}
+				"-XX:LogFile=" + logs + ".xml", "-Xlog:gc:file=" + logs + "-gc.log"}
 		}
-		fresh := jvmfixture.Start(t, freshOpts)
+		fresh := jvmfixture.Start(t, &freshOpts)
 		var stopNeighbour func() *jvmLatencies
 		if nProcess {
 			nc := startNeighbourClient(t, neighbour.URL(), 2, 200, uint64(77+run), ownSessions, nCPUs)
