@@ -111,6 +111,9 @@ type signalState struct {
 // to the replay's full rate (see Options.LoadShare). The target is warm when every
 // present signal has been flat at every evaluation for Hold, at least one
 // scraped signal (jitter or compile) is present, and MinWarm has passed.
+// Once every signal is flat, and until one is not, every limit above is
+// HoldTolerance times itself (Options.HoldTolerance): a signal turns flat
+// under its limit and leaves flat only well over it.
 //
 // Absent signals are set aside: jitter never seen, no replay running (so no
 // latencies), and replay latency that has had no sample for a whole window
@@ -132,8 +135,9 @@ type Detector struct {
 }
 
 // NewDetector returns a detector for a run that started at start. It uses
-// the detection fields of opts (Interval, Window, Hold, MinWarm, MaxWarm,
-// MinSamples, Alpha, MaxDrift, the Max* limits and FailClosed), defaulted as
+// the detection fields of opts (Interval, Window, Hold, HoldTolerance,
+// MinWarm, MaxWarm, MinSamples, Alpha, MaxDrift, the Max* limits and
+// FailClosed), defaulted as
 // documented on Options.
 func NewDetector(start time.Time, opts *Options) *Detector {
 	return &Detector{o: opts.withDefaults(), start: start}
@@ -203,8 +207,9 @@ func (d *Detector) limit(s Signal) float64 {
 	return max(l, 0)
 }
 
-// judge returns whether s is present and flat at now, and why.
-func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why string) {
+// judge returns whether s is present and flat at now, and why. tol
+// multiplies its limits: 1, or HoldTolerance while the hold runs.
+func (d *Detector) judge(s Signal, now time.Time, tol float64) (present, flat bool, why string) {
 	all := d.sig[s].samples
 	if len(all) == 0 {
 		return false, false, "never seen"
@@ -239,7 +244,10 @@ func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why strin
 	med := median(sorted)
 	p95 := nearestRank(sorted, 0.95)
 	unit := signalInfo[s].unit
-	if l := d.limit(s); l > 0 && p95 > l {
+	if l := d.limit(s); l > 0 && p95 > l*tol {
+		if tol > 1 {
+			return true, false, fmt.Sprintf("p95 %.4g %s over limit %.4g times the hold's tolerance %.3g", p95, unit, l, tol)
+		}
 		return true, false, fmt.Sprintf("p95 %.4g %s over limit %.4g", p95, unit, l)
 	}
 	level := math.Abs(med)
@@ -249,12 +257,15 @@ func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why strin
 	drift := math.Abs(slope) * w.Seconds()
 	material := drift > d.o.MaxDrift*level && drift > d.driftFloor(s)
 	// A compile rate whose every sample in the window is under its limit
-	// is not warming any more, whichever way it drifts: it is settling. A
-	// JIT's late, rare-path compiles make bumps well under the limit in a
-	// rate taken over RateWindow, and a real JVM keeps a tail of 3 to 28
-	// ms/s for minutes; holding the release for each bump would hold it
-	// for minutes.
-	settling := s == Compile && d.limit(s) > 0 && sorted[len(sorted)-1] <= d.limit(s)
+	// (times the hold's tolerance while the hold runs) is not warming any
+	// more, whichever way it drifts: it is settling. A JIT's late,
+	// rare-path compiles make bumps in a rate taken over RateWindow, and a
+	// real JVM keeps a tail of 3 to 37 ms/s for minutes; holding the
+	// release for each bump would hold it for minutes. A bump's rise over
+	// a few seconds is a significant, material trend, so the exemption
+	// reaches as far as the tolerance does, or the tolerance would not
+	// hold.
+	settling := s == Compile && d.limit(s) > 0 && sorted[len(sorted)-1] <= d.limit(s)*tol
 	if mk.P < d.o.Alpha && material && !settling {
 		dir := "falling"
 		if slope > 0 {
@@ -266,10 +277,17 @@ func (d *Detector) judge(s Signal, now time.Time) (present, flat bool, why strin
 		// Judged at full load: see Options.LoadShare.
 		if share, ok := d.loadShare(now); ok && share < 1 {
 			last := win[len(win)-1].v
-			if full := last / share; full > l {
-				return true, false, fmt.Sprintf("%.4g %s with the replay held to %.0f%% of its rate: %.4g %s at full rate, over limit %.4g", last, unit, 100*share, full, unit, l)
+			if full := last / share; full > l*tol {
+				over := fmt.Sprintf("over limit %.4g", l)
+				if tol > 1 {
+					over += fmt.Sprintf(" times the hold's tolerance %.3g", tol)
+				}
+				return true, false, fmt.Sprintf("%.4g %s with the replay held to %.0f%% of its rate: %.4g %s at full rate, %s", last, unit, 100*share, full, unit, over)
 			}
 		}
+	}
+	if l := d.limit(s); l > 0 && p95 > l {
+		return true, true, fmt.Sprintf("flat at %.4g %s (p95 %.4g over limit %.4g, within the hold's tolerance %.3g; drift %.2g, p=%.2g)", med, unit, p95, l, tol, drift, mk.P)
 	}
 	return true, true, fmt.Sprintf("flat at %.4g %s (p95 %.4g, drift %.2g, p=%.2g)", med, unit, p95, drift, mk.P)
 }
@@ -298,9 +316,15 @@ func (d *Detector) Decide(now time.Time) Decision {
 	}
 	allFlat, scraped := true, false
 	var flat, waiting, absent []string
+	// Once every signal is flat, the hold tolerates values up to
+	// HoldTolerance times a limit: see Options.HoldTolerance.
+	tol := 1.0
+	if t := d.o.HoldTolerance; !d.flatSince.IsZero() && t > 1 && !math.IsInf(t, 0) {
+		tol = t // NewDetector does not validate: NaN, infinite or under 1 is strict
+	}
 	for s := range numSignals {
 		st := &d.sig[s]
-		present, ok, why := d.judge(s, now)
+		present, ok, why := d.judge(s, now, tol)
 		st.present, st.why = present, why
 		if ok && !st.flat {
 			st.flatAt = now

@@ -226,7 +226,7 @@ func TestDetectorJudge(t *testing.T) {
 		for i := range 31 {
 			d.Add(sig, t0.Add(time.Duration(i)*time.Second), vals(i))
 		}
-		_, flat, why := d.judge(sig, t0.Add(30*time.Second))
+		_, flat, why := d.judge(sig, t0.Add(30*time.Second), 1)
 		if flat != wantFlat || !strings.Contains(why, wantWhy) {
 			t.Errorf("%s: flat %v (%s), want %v (%s)", name, flat, why, wantFlat, wantWhy)
 		}
@@ -365,5 +365,122 @@ func TestDetectorSeriesRecordsLoadShare(t *testing.T) {
 	}
 	if p := s[numSignals].Points; p[0].V != 0.001 || p[10].V != 0.5 || p[29].V != 1 || p[29].T != 29 {
 		t.Fatalf("points %v: want shares clamped to [0.001, 1] at their times", p)
+	}
+}
+
+// TestDetectorHoldTolerance: once every signal is flat, a late compile's
+// bump just over the limit does not restart the hold (the JIT tail of a
+// real JVM), a bump well over it does (a wave), the compile rate judged at
+// full load gets the same tolerance, and a rate that never went under the
+// limit itself is never released, whatever the tolerance.
+func TestDetectorHoldTolerance(t *testing.T) {
+	// The compile rate (as over a 10 s rate window) is a wave of 300 ms/s
+	// to 19 s, then 8 ms/s: flat from 29 s (the window (19, 29] clear of
+	// the wave), a hold to 39 s. Late compiles from 33 s ramp the rate up
+	// to bump over three seconds, and it stays there to 42 s. The ramp is
+	// a significant, material rising trend: under the tolerance it is
+	// settling, as under the limit itself.
+	bumpAt := func(bump float64) func(int) float64 {
+		return func(i int) float64 {
+			switch {
+			case i < 20:
+				return 300
+			case i >= 33 && i < 35:
+				return 8 + (bump-8)*float64(i-32)/3
+			case i >= 35 && i < 43:
+				return bump
+			}
+			return 8
+		}
+	}
+	run := func(tol float64, compile func(int) float64, share func(int) float64) (Decision, []string) {
+		t.Helper()
+		d := NewDetector(t0, &Options{MinWarm: time.Second, MaxWarm: 3 * time.Minute, HoldTolerance: tol})
+		var reasons []string
+		for i := 0; ; i++ {
+			now := t0.Add(time.Duration(i) * time.Second)
+			d.Add(Jitter, now, 0.002)
+			d.Add(Compile, now, compile(i))
+			if share != nil {
+				d.SetLoadShare(now, share(i))
+			}
+			dec := d.Decide(now)
+			reasons = append(reasons, dec.Reason)
+			if dec.Outcome != "" {
+				return dec, reasons
+			}
+		}
+	}
+	// Default tolerance 2: a bump to 30 ms/s (1.5x) leaves the hold alone.
+	dec, reasons := run(0, bumpAt(30), nil)
+	if dec.Outcome != OutcomeWarm || at(dec) != 39 {
+		t.Fatalf("bump to 30 ms/s in the hold: %s at %vs (%s), want warm at 39s", dec.Outcome, at(dec), dec.Reason)
+	}
+	if r := reasons[36]; !strings.Contains(r, "every signal flat") {
+		t.Fatalf("at 36 s, in the bump: %q, want the hold going on", r)
+	}
+	if !strings.Contains(dec.Reason, "p95 30 over limit 20, within the hold's tolerance 2") {
+		t.Fatalf("release reason %q does not say the bump was tolerated", dec.Reason)
+	}
+	// A strict hold restarts at the bump: flat again once the bump has
+	// left the window, (42, 52], held to 62 s.
+	if dec, _ = run(1, bumpAt(30), nil); dec.Outcome != OutcomeWarm || at(dec) != 62 {
+		t.Fatalf("strict hold, bump to 30 ms/s: %s at %vs, want warm at 62s", dec.Outcome, at(dec))
+	}
+	// A bump over the tolerance (50 ms/s, 2.5x) is a wave: it restarts
+	// the hold under the default too.
+	dec, reasons = run(0, bumpAt(50), nil)
+	if dec.Outcome != OutcomeWarm || at(dec) != 62 {
+		t.Fatalf("bump to 50 ms/s in the hold: %s at %vs, want warm at 62s", dec.Outcome, at(dec))
+	}
+	if r := reasons[34]; !strings.Contains(r, "every signal flat") {
+		t.Fatalf("at 34 s, the ramp at 36 ms/s: %q, want the hold going on", r)
+	}
+	if r := reasons[35]; !strings.Contains(r, "p95 50 ms/s over limit 20 times the hold's tolerance 2") {
+		t.Fatalf("at 35 s, the ramp at 50 ms/s: %q, want the tolerance named", r)
+	}
+	if r := reasons[36]; !strings.Contains(r, "p95 50 ms/s over limit 20") || strings.Contains(r, "tolerance") {
+		t.Fatalf("at 36 s, the hold broken: %q, want the strict limit again", r)
+	}
+	// Judged at full load: the replay held back to a quarter of its rate
+	// from 30 s, the settled 8 ms/s reads as 32 ms/s at full rate once the
+	// share's mean over the rate window is under 0.4, at 38 s. The default
+	// tolerates it; a strict hold breaks; a tenth of the rate (80 ms/s at
+	// full rate) breaks the default too, and says so.
+	heldTo := func(share float64) func(int) float64 {
+		return func(i int) float64 {
+			if i >= 30 {
+				return share
+			}
+			return 1
+		}
+	}
+	if dec, _ = run(0, bumpAt(8), heldTo(0.25)); dec.Outcome != OutcomeWarm || at(dec) != 39 {
+		t.Fatalf("held to 25%% in the hold: %s at %vs (%s), want warm at 39s", dec.Outcome, at(dec), dec.Reason)
+	}
+	if _, reasons = run(1, bumpAt(8), heldTo(0.25)); !strings.Contains(reasons[38], "at full rate, over limit 20") {
+		t.Fatalf("strict hold, held to 25%%, at 38 s: %q, want the full-rate limit broken", reasons[38])
+	}
+	if _, reasons = run(0, bumpAt(8), heldTo(0.1)); !strings.Contains(reasons[38], "at full rate, over limit 20 times the hold's tolerance 2") {
+		t.Fatalf("held to 10%%, at 38 s: %q, want the widened full-rate limit broken", reasons[38])
+	}
+	// Never early: a rate that hovers at 30 ms/s from the wave's end on
+	// never turns flat, so no tolerance (2, or 10) ever applies; the
+	// deadline decides.
+	hover := func(i int) float64 {
+		if i < 20 {
+			return 300
+		}
+		return 30
+	}
+	for _, tol := range []float64{0, 10} {
+		if dec, _ = run(tol, hover, nil); dec.Outcome != OutcomeDeadlineOpen {
+			t.Fatalf("tolerance %v, rate at 30 ms/s throughout: %s at %vs (%s), want the deadline", tol, dec.Outcome, at(dec), dec.Reason)
+		}
+	}
+	// The library clamps what NewDetector is not asked to validate: NaN
+	// is a strict hold.
+	if dec, _ = run(math.NaN(), bumpAt(30), nil); dec.Outcome != OutcomeWarm || at(dec) != 62 {
+		t.Fatalf("tolerance NaN, bump to 30 ms/s: %s at %vs, want a strict hold's 62s", dec.Outcome, at(dec))
 	}
 }

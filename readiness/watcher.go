@@ -324,6 +324,7 @@ func (w *Watcher) Report() *Report {
 	r.Facts = []Fact{
 		{"Window", w.o.Window.String()},
 		{"Hold", w.o.Hold.String()},
+		{"Hold tolerance", strconv.FormatFloat(w.o.HoldTolerance, 'g', -1, 64) + "x the limits"},
 		{"Min warm", w.o.MinWarm.String()},
 		{"Deadline", w.o.MaxWarm.String()},
 		{"On deadline", policy},

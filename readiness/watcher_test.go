@@ -318,6 +318,9 @@ func TestNewWatcherErrors(t *testing.T) {
 		{"http://x/metrics", &Options{JitterQuantile: 1.5}},
 		{"http://x/metrics", &Options{MinSamples: 1}},
 		{"http://x/metrics", &Options{Window: 2 * time.Second}},
+		{"http://x/metrics", &Options{HoldTolerance: 0.5}},
+		{"http://x/metrics", &Options{HoldTolerance: math.NaN()}},
+		{"http://x/metrics", &Options{HoldTolerance: math.Inf(1)}},
 	} {
 		if _, err := NewWatcher(c.url, c.o); err == nil {
 			t.Errorf("NewWatcher(%q, %+v) did not fail", c.url, c.o)

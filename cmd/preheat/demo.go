@@ -301,7 +301,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	say("warm: replaying cached sessions against server B until its jitter and compile time flatten")
 	wo := &warmOptions{
 		target: srvB.url(), metricsURL: srvB.metrics(), cacheURL: cacheURL,
-		report: reportDir, deadline: o.deadline, minWarm: o.minWarm, minResponses: defaultMinResponses, window: o.window, interval: time.Second, maxJitter: o.maxJitter,
+		report: reportDir, deadline: o.deadline, minWarm: o.minWarm, minResponses: defaultMinResponses, window: o.window, holdTolerance: defaultHoldTolerance, interval: time.Second, maxJitter: o.maxJitter,
 		onDeadline: "open", jitterMetric: "jvm_scheduler_jitter_seconds", jitterQuantile: 0.99,
 		compileMetric: "jvm_compilation_time_ms_total", rate: 400, concurrency: 8, correlate: "id",
 		responseTimeout: 10 * time.Second, mode: "coverage", progress: 3 * time.Second,

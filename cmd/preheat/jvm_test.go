@@ -55,7 +55,7 @@ import (
 // Mutations are skipped, as by default; jvmRehearse sends them to the
 // fixture's sandbox workspace instead.
 var jvmWarmFlags = jvmWarm{window: 10 * time.Second, hold: 10 * time.Second, minWarm: 10 * time.Second,
-	maxJitter: -1, rate: 600, concurrency: 8, deadline: 3 * time.Minute}
+	maxJitter: -1, rate: 600, concurrency: 8, deadline: 3 * time.Minute, holdTolerance: defaultHoldTolerance}
 
 // jvmRehearse is the --rehearse rule that sends a warm-up's writes to the
 // fixture's sandbox workspace: the whole write path runs, and nothing
@@ -66,6 +66,7 @@ var jvmRehearse = "params.workspace=" + strconv.Itoa(jvmfixture.SandboxWorkspace
 type jvmWarm struct {
 	window, hold, minWarm, deadline time.Duration
 	maxJitter, maxCompileRate       float64
+	holdTolerance                   float64
 	rate                            float64
 	startRate, maxCPUPressure       float64
 	concurrency                     int
@@ -275,7 +276,7 @@ func warmJVM(t testing.TB, s *jvmfixture.Server, cacheURL string, w jvmWarm) war
 	t.Helper()
 	wo := &warmOptions{
 		target: s.URL(), metricsURL: s.MetricsURL(), cacheURL: cacheURL,
-		deadline: w.deadline, minWarm: w.minWarm, minResponses: defaultMinResponses, window: w.window, hold: w.hold, interval: time.Second,
+		deadline: w.deadline, minWarm: w.minWarm, minResponses: defaultMinResponses, window: w.window, hold: w.hold, holdTolerance: w.holdTolerance, interval: time.Second,
 		onDeadline: "open", jitterMetric: readiness.DefaultJitterMetric, jitterQuantile: 0.99,
 		compileMetric: readiness.DefaultCompileMetric, maxJitter: w.maxJitter, maxCompileRate: w.maxCompileRate,
 		rate: w.rate, concurrency: w.concurrency, correlate: "id", responseTimeout: 10 * time.Second,
@@ -596,8 +597,9 @@ func scrapeValue(t testing.TB, url, name string) float64 {
 // that records every signal, when other readiness settings would have
 // released (skipped with PREHEAT_JVM_NO_WHATIF=1). It takes about four
 // minutes a run. PREHEAT_JVM_WARM_RATE, PREHEAT_JVM_START_RATE,
-// PREHEAT_JVM_MAX_PRESSURE and PREHEAT_JVM_DEADLINE change the warm-up's
-// --rate, --start-rate, --max-cpu-pressure and --deadline;
+// PREHEAT_JVM_MAX_PRESSURE, PREHEAT_JVM_DEADLINE and
+// PREHEAT_JVM_HOLD_TOLERANCE change the warm-up's --rate, --start-rate,
+// --max-cpu-pressure, --deadline and --hold-tolerance;
 // PREHEAT_JVM_NO_MUTATIONS=1 takes the mutations out of real traffic (see
 // jvmNoMutations). PREHEAT_JVM_REHEARSE lists warm-up variants, separated by
 // semicolons, that each run measures in turn: "none" (mutations skipped, the
@@ -630,6 +632,9 @@ func TestJVMFigures(t *testing.T) {
 	}
 	if d, err := time.ParseDuration(os.Getenv("PREHEAT_JVM_DEADLINE")); err == nil && d > 0 {
 		wf.deadline = d
+	}
+	if h, err := strconv.ParseFloat(os.Getenv("PREHEAT_JVM_HOLD_TOLERANCE"), 64); err == nil && h >= 1 {
+		wf.holdTolerance = h // 1: session 9's strict hold
 	}
 	whatIfRuns := os.Getenv("PREHEAT_JVM_NO_WHATIF") == ""
 	variants := []string{"none"}
@@ -829,6 +834,8 @@ func TestJVMFigures(t *testing.T) {
 // tests use, and candidates between them. rateWindow 20s recomputes the
 // compile rate over 20 s from the recorded 10 s rates (the mean of the rate
 // at t and at t-10s); compileOnly drops the jitter and latency series.
+// Every setting holds with the default tolerance (2) since session 10;
+// the tables before it were made with a strict hold, the last entry's.
 var jvmSettings = []struct {
 	name        string
 	opts        *readiness.Options
@@ -847,6 +854,7 @@ var jvmSettings = []struct {
 	{name: "window 10s, hold 10s, min-warm 10s, no jitter limit (the tests)", opts: &readiness.Options{Window: 10 * time.Second, Hold: 10 * time.Second, MinWarm: 10 * time.Second, MaxJitter: -1}},
 	{name: "window 10s, hold 10s, min-warm 10s, max-jitter 100ms", opts: &readiness.Options{Window: 10 * time.Second, Hold: 10 * time.Second, MinWarm: 10 * time.Second, MaxJitter: 0.1}},
 	{name: "window 10s, hold 5s, min-warm 10s, no jitter limit", opts: &readiness.Options{Window: 10 * time.Second, Hold: 5 * time.Second, MinWarm: 10 * time.Second, MaxJitter: -1}},
+	{name: "window 10s, hold 10s, min-warm 10s, no jitter limit, strict hold (before session 10)", opts: &readiness.Options{Window: 10 * time.Second, Hold: 10 * time.Second, MinWarm: 10 * time.Second, MaxJitter: -1, HoldTolerance: 1}},
 }
 
 // whatIf replays a report's signal series through a detector with opts and

@@ -42,6 +42,7 @@ type warmOptions struct {
 	noJIT                                     bool
 	jitterQuantile                            float64
 	maxJitter, maxCompileRate, maxLatency     float64
+	holdTolerance                             float64
 
 	rate, speed     float64
 	startRate       float64
@@ -69,6 +70,11 @@ type warmOptions struct {
 // warm-up. On the JVM fixture the compile rate settles after some 25,000
 // messages; 500 only proves the warm-up reached the pod.
 const defaultMinResponses = 500
+
+// defaultHoldTolerance is --hold-tolerance's default, readiness's own
+// (Options.HoldTolerance): a settled JIT's late compiles bump its rate to
+// 22-37 ms/s over a 20 ms/s limit, a wave runs at hundreds.
+const defaultHoldTolerance = 2
 
 // repeated is a repeatable flag whose values are kept whole (rules may hold
 // commas).
@@ -125,6 +131,7 @@ prints what would be sent and skipped, without touching the target.
 			fs.IntVar(&o.minResponses, "min-responses", defaultMinResponses, "never release before the replay has had this many responses: an idle pod's signals are flat too (0: no minimum, for a target that never answers)")
 			fs.DurationVar(&o.window, "window", 10*time.Second, "sliding window each signal is judged over (at least 10s; longer than the lull between JIT waves)")
 			fs.DurationVar(&o.hold, "hold", 0, "how long every signal must stay flat before release (default the window)")
+			fs.Float64Var(&o.holdTolerance, "hold-tolerance", defaultHoldTolerance, "once every signal is flat, the hold breaks on a value over this many times its limit, not over the limit itself (1: strict; a settled JIT's late compiles hover near the limit)")
 			fs.DurationVar(&o.interval, "interval", time.Second, "scrape interval")
 			fs.StringVar(&o.jitterMetric, "jitter-metric", readiness.DefaultJitterMetric, "scheduler jitter metric, seconds (histogram, summary or gauge)")
 			fs.Float64Var(&o.jitterQuantile, "jitter-quantile", 0.99, "quantile of a jitter histogram")
@@ -213,6 +220,8 @@ func (o *warmOptions) validate() error {
 		return usagef("--deadline must be positive")
 	case o.minResponses < 0:
 		return usagef("--min-responses must not be negative")
+	case !(o.holdTolerance >= 1) || math.IsInf(o.holdTolerance, 0): // NaN too
+		return usagef("--hold-tolerance %v: a factor of at least 1 (1: a strict hold)", o.holdTolerance)
 	case o.minWarm < 0 || o.minWarm > o.deadline:
 		return usagef("--min-warm %v: between 0 and --deadline", o.minWarm)
 	case o.onDeadline != "open" && o.onDeadline != "closed":
@@ -319,6 +328,7 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		NoJIT:          o.noJIT || o.compileMetric == "",
 		Window:         o.window,
 		Hold:           o.hold,
+		HoldTolerance:  o.holdTolerance,
 		MinWarm:        o.minWarm,
 		MaxWarm:        o.deadline,
 		MinResponses:   o.minResponses,

@@ -162,6 +162,8 @@ func TestWarmUsage(t *testing.T) {
 	f("scheme must be ws or wss", "--target", "http://x", "--metrics", "http://x/metrics", "--cache", "http://x")
 	f("--header", append(base, "--header", "no colon")...)
 	f("--max-cpu-pressure 1.5", append(base, "--max-cpu-pressure", "1.5")...)
+	f("--hold-tolerance 0.5: a factor of at least 1", append(base, "--hold-tolerance", "0.5")...)
+	f("--hold-tolerance NaN", append(base, "--hold-tolerance", "NaN")...)
 	f("--start-rate must not be negative", append(base, "--start-rate", "-3")...)
 	f("--max-cpu-pressure NaN", append(base, "--max-cpu-pressure", "NaN")...)
 	f("invalid value \"lots\" for flag -max-cpu-pressure", append(base, "--max-cpu-pressure", "lots")...)
