@@ -286,6 +286,61 @@ func TestWatcherDeadline(t *testing.T) {
 	f("never cools", cold.URL, "", true, OutcomeDeadlineClosed)
 }
 
+// TestWatcherHoldTolerance scrapes a target over HTTP whose JIT settles,
+// then, a moment into the hold, rises to a new level for good: 30 ms/s
+// (1.5 times the limit) is released under the default tolerance, while a
+// strict hold, or a rise to 50 ms/s, never turns flat again and ends at
+// the deadline. The target's counter follows the wall clock, so the
+// rates the watcher measures are the profile's whatever the scrapes' timing.
+func TestWatcherHoldTolerance(t *testing.T) {
+	// From the first scrape: a wave at 300 ms/s to 300 ms, 8 ms/s to 800
+	// ms, then level. The rate window (200 ms) and the judging window
+	// (200 ms) are clear of the wave from about 700 ms; the hold is 1 s.
+	profile := func(level float64) func(time.Duration) float64 {
+		return func(since time.Duration) float64 {
+			switch {
+			case since < 300*time.Millisecond:
+				return 300
+			case since < 800*time.Millisecond:
+				return 8
+			}
+			return level
+		}
+	}
+	run := func(name string, tol, level float64, want string, reason string) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rate := profile(level)
+			var mu sync.Mutex
+			var first, last time.Time
+			var ms float64
+			srv, _ := target(t, func(int) (int, string) {
+				mu.Lock()
+				defer mu.Unlock()
+				now := time.Now()
+				if first.IsZero() {
+					first, last = now, now
+				}
+				// The counter grows at the profile's rate, a millisecond
+				// at a time, so that a late scrape sees the same rate.
+				for step := time.Millisecond; last.Add(step).Before(now); last = last.Add(step) {
+					ms += rate(last.Sub(first)) * step.Seconds()
+				}
+				return 200, fmt.Sprintf("jvm_scheduler_jitter_seconds 0.002\njvm_compilation_time_ms_total %g\n", ms)
+			})
+			o := fastOptions(nil, nil)
+			o.Hold, o.MaxWarm, o.HoldTolerance = time.Second, 4*time.Second, tol
+			_, d, err := runWatcher(t, srv.URL, o)
+			if err != nil || d.Outcome != want || !strings.Contains(d.Reason, reason) {
+				t.Fatalf("Run = %+v, %v; want %s, saying %q", d, err, want, reason)
+			}
+		})
+	}
+	run("rise to 30, default", 0, 30, OutcomeWarm, "within the hold's tolerance 2")
+	run("rise to 30, strict", 1, 30, OutcomeDeadlineOpen, "over limit 20")
+	run("rise to 50, default", 0, 50, OutcomeDeadlineOpen, "over limit 20")
+}
+
 func TestWatcherCanceled(t *testing.T) {
 	srv, _ := target(t, func(int) (int, string) { return 200, "jvm_scheduler_jitter_seconds 0.5\n" })
 	w, err := NewWatcher(srv.URL, fastOptions(nil, nil))
