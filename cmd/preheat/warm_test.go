@@ -164,6 +164,7 @@ func TestWarmUsage(t *testing.T) {
 	f("--max-cpu-pressure 1.5", append(base, "--max-cpu-pressure", "1.5")...)
 	f("--hold-tolerance 0.5: a factor of at least 1", append(base, "--hold-tolerance", "0.5")...)
 	f("--hold-tolerance NaN", append(base, "--hold-tolerance", "NaN")...)
+	f("--hold-tolerance 0: a factor of at least 1", append(base, "--hold-tolerance", "0")...)
 	f("--start-rate must not be negative", append(base, "--start-rate", "-3")...)
 	f("--max-cpu-pressure NaN", append(base, "--max-cpu-pressure", "NaN")...)
 	f("invalid value \"lots\" for flag -max-cpu-pressure", append(base, "--max-cpu-pressure", "lots")...)
