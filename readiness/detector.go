@@ -111,6 +111,8 @@ type signalState struct {
 // to the replay's full rate (see Options.LoadShare). The target is warm when every
 // present signal has been flat at every evaluation for Hold, at least one
 // scraped signal (jitter or compile) is present, and MinWarm has passed.
+// With Options.NoJIT no scraped signal is needed: replay latency alone can
+// release, but some signal must be present.
 // Once every signal is flat, and until one is not, every limit above is
 // HoldTolerance times itself (Options.HoldTolerance): a signal turns flat
 // under its limit and leaves flat only well over it.
@@ -120,7 +122,8 @@ type signalState struct {
 // (the replay paused or ended). A compile metric never seen holds the
 // release, and the deadline decides, unless Options.NoJIT says the target
 // has no JIT: a JVM run with -Xint exposes none, and its flat, slow latency
-// must not pass for warm. A scraped
+// must not pass for warm. Under NoJIT the reason leaves out the signals
+// never seen. A scraped
 // signal that stops arriving (failed scrapes) is not set aside; it goes
 // stale and blocks release until it returns or the deadline.
 type Detector struct {
@@ -136,8 +139,8 @@ type Detector struct {
 
 // NewDetector returns a detector for a run that started at start. It uses
 // the detection fields of opts (Interval, Window, Hold, HoldTolerance,
-// MinWarm, MaxWarm, MinSamples, Alpha, MaxDrift, the Max* limits and
-// FailClosed), defaulted as
+// MinWarm, MaxWarm, MinSamples, Alpha, MaxDrift, the Max* limits, NoJIT
+// and FailClosed), defaulted as
 // documented on Options.
 func NewDetector(start time.Time, opts *Options) *Detector {
 	return &Detector{o: opts.withDefaults(), start: start}
@@ -332,6 +335,10 @@ func (d *Detector) Decide(now time.Time) Decision {
 		st.flat = ok
 		line := fmt.Sprintf("%s %s", s, why)
 		switch {
+		case !present && d.o.NoJIT && len(st.samples) == 0:
+			// Without a JIT, signals the target never exposed (no compile
+			// metric, no jitter gauge, no metrics URL at all) are not part
+			// of the decision, and the reason does not list them.
 		case !present:
 			absent = append(absent, line)
 		case ok:
@@ -344,9 +351,15 @@ func (d *Detector) Decide(now time.Time) Decision {
 			scraped = true
 		}
 	}
-	if !scraped {
+	switch {
+	case !d.o.NoJIT && !scraped:
 		allFlat = false
 		waiting = append(waiting, "no jitter or compile signal exposed")
+	case d.o.NoJIT && !scraped && !d.sig[Latency].present:
+		// Without a JIT the release may rest on replay latency alone, but
+		// on something: with no signal at all, nothing says warm.
+		allFlat = false
+		waiting = append(waiting, fmt.Sprintf("no signal to judge: no replay latency within the last %v, and no jitter or compile metric exposed", d.o.Window))
 	}
 	if !d.o.NoJIT && !d.sig[Compile].present {
 		// A JIT that exposes no compile time cannot be judged warm by the

@@ -192,9 +192,12 @@ func TestDetectorAbsentSignals(t *testing.T) {
 	}, OutcomeWarm, Compile, Latency)
 	f("nothing", noJIT, func(float64, *rand.Rand) (float64, float64, float64) { return nan, nan, nan },
 		OutcomeDeadlineOpen, Jitter, Compile, Latency)
-	f("latency only", noJIT, func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+	f("latency only", nil, func(_ float64, rng *rand.Rand) (float64, float64, float64) {
 		return nan, nan, noise(rng, 15, 2)
 	}, OutcomeDeadlineOpen, Jitter, Compile)
+	f("latency only, no JIT", noJIT, func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return nan, nan, noise(rng, 15, 2)
+	}, OutcomeWarm, Jitter, Compile)
 	f("replay stops", nil, func(s float64, rng *rand.Rand) (float64, float64, float64) {
 		l := nan
 		if s < 20 {
@@ -202,6 +205,55 @@ func TestDetectorAbsentSignals(t *testing.T) {
 		}
 		return noise(rng, 0.004, 0.001), 0, l
 	}, OutcomeWarm)
+}
+
+// TestDetectorNoJITReleasesOnLatencyAlone: a target without a JIT, and
+// without a scraped signal, is released once its replay latency has been
+// flat for a window and the hold, not before MinWarm; the reason names
+// latency and nothing never seen. A JIT target with the same latency alone
+// is not: the deadline decides. With no signal at all, even a target
+// without a JIT is not released, and the reason says why.
+func TestDetectorNoJITReleasesOnLatencyAlone(t *testing.T) {
+	nan := math.NaN()
+	latencyOnly := func(_ float64, rng *rand.Rand) (float64, float64, float64) {
+		return nan, nan, noise(rng, 12, 0.5)
+	}
+	f := func(name string, opts *Options, from, to float64) {
+		t.Helper()
+		dec, _ := simulate(t, opts, 5, latencyOnly)
+		if dec.Outcome != OutcomeWarm || !dec.Release {
+			t.Fatalf("%s: %+v, want warm", name, dec)
+		}
+		if s := at(dec); s < from || s > to {
+			t.Errorf("%s: released at %vs, want %v to %vs", name, s, from, to)
+		}
+		if !strings.HasPrefix(dec.Reason, "warm after") || !strings.Contains(dec.Reason, "replay_latency_ms flat at") ||
+			strings.Contains(dec.Reason, "jitter") || strings.Contains(dec.Reason, "compile") {
+			t.Errorf("%s: reason %q, want latency named and no signal never seen", name, dec.Reason)
+		}
+	}
+	// Observed for the 10s window, then held flat for 10s: 20s, but not
+	// before MinWarm.
+	f("default MinWarm", &Options{NoJIT: true}, 29, 31)
+	f("no MinWarm", &Options{NoJIT: true, MinWarm: time.Nanosecond}, 19, 21)
+	f("longer hold", &Options{NoJIT: true, MinWarm: time.Nanosecond, Hold: 25 * time.Second}, 34, 36)
+
+	dec, _ := simulate(t, nil, 5, latencyOnly)
+	if dec.Outcome != OutcomeDeadlineOpen || at(dec) != 600 || !strings.Contains(dec.Reason, "no jitter or compile signal exposed") {
+		t.Errorf("with a JIT: %+v at %vs, want the deadline, for want of a scraped signal", dec, at(dec))
+	}
+
+	d := NewDetector(t0, &Options{NoJIT: true, MaxWarm: time.Minute, FailClosed: true})
+	for i := 0; ; i++ {
+		if dec := d.Decide(t0.Add(time.Duration(i) * time.Second)); dec.Outcome != "" {
+			if dec.Outcome != OutcomeDeadlineClosed || !strings.Contains(dec.Reason, "no signal to judge") {
+				t.Errorf("no signal at all: %+v, want the deadline, saying there is no signal", dec)
+			}
+			break
+		} else if i == 40 && !strings.Contains(dec.Reason, "warming: no signal to judge: no replay latency") {
+			t.Errorf("no signal at all, waiting: reason %q", dec.Reason)
+		}
+	}
 }
 
 func TestDetectorStaleScrapeBlocks(t *testing.T) {

@@ -3,7 +3,9 @@
 //
 // It owns three things. A [Watcher] scrapes the target's Prometheus text
 // exposition for its warmth signals (scheduler jitter and JIT compile time)
-// and takes the replay's response latency through [Watcher.ObserveLatency].
+// and takes the replay's response latency through [Watcher.ObserveLatency];
+// for a target without a JIT (Options.NoJIT) it may scrape nothing at all
+// and decide on replay latency alone.
 // A [Detector], pure logic fed timestamped samples, judges each signal flat
 // or not over a sliding window with robust trend statistics (Mann-Kendall,
 // Theil-Sen) and absolute limits, and decides warm once every signal has

@@ -20,8 +20,8 @@ const (
 // Options configure a Watcher and the Detector inside it. A nil *Options is
 // valid and means every default; a zero field means its default.
 type Options struct {
-	// Interval is how often the target is scraped and the detector
-	// evaluated. Default 1s.
+	// Interval is how often the target is scraped (if there is a metrics
+	// URL) and the detector evaluated. Default 1s.
 	Interval time.Duration
 	// ScrapeTimeout bounds one scrape, connect to last byte. Default 5s; a
 	// cold JVM can be slow to answer, and a slow scrape only delays the next.
@@ -57,10 +57,15 @@ type Options struct {
 	// that is absent is not a rate of zero: it holds the release until the
 	// deadline, unless NoJIT is set. Default DefaultCompileMetric.
 	CompileMetric string
-	// NoJIT says the target has no JIT compiler (not a JVM, or a JVM run
-	// with -Xint on purpose): the decision rests on jitter and replay
-	// latency, and a missing compile metric does not hold it. Default
-	// false.
+	// NoJIT says the target has no JIT compiler (Node, Go, Python, or a
+	// JVM run with -Xint on purpose): the decision rests on replay latency
+	// and on whatever jitter the target exposes (Node's event-loop lag,
+	// nodejs_eventloop_lag_seconds, named as JitterMetric, say). A missing
+	// compile metric does not hold it, no scraped signal is required, and
+	// replay latency alone can release; with no signal present at all it
+	// never does, and the deadline decides. NewWatcher then accepts an
+	// empty metrics URL and scrapes nothing. Signals never seen are left
+	// out of the Report and of the decision's reason. Default false.
 	NoJIT bool
 	// CompileLabels, if set, keeps only the compile series carrying all
 	// these label values. Default every series, summed.

@@ -9,7 +9,8 @@ import "time"
 type Report struct {
 	// Target is the websocket URL that was warmed.
 	Target string `json:"target"`
-	// MetricsURL is the Prometheus endpoint that was scraped.
+	// MetricsURL is the Prometheus endpoint that was scraped; empty when
+	// none was (a target without a JIT, decided on replay latency).
 	MetricsURL string `json:"metrics_url"`
 	// Started is when the run began; every Point.T counts seconds from it.
 	Started time.Time `json:"started"`
@@ -28,7 +29,8 @@ type Report struct {
 	Reason string `json:"reason"`
 	// Signals holds the time series of each signal, in display order, then,
 	// with Options.LoadShare, the share of its full rate the replay was
-	// allowed (LoadShareSeries).
+	// allowed (LoadShareSeries). With Options.NoJIT a signal never seen is
+	// left out; otherwise it is kept, Missing.
 	Signals []Series `json:"signals"`
 	// Marks are moments worth drawing on every chart (first session
 	// replayed, a signal turning flat, release).
@@ -54,7 +56,8 @@ type Series struct {
 	// flat, or -1 if it never was.
 	FlatAt float64 `json:"flat_at"`
 	// Missing is set when the target never exposed the signal (no JIT
-	// compile metric, say); Points is then empty.
+	// compile metric, say); Points is then empty. A Watcher under
+	// Options.NoJIT leaves such a series out of its Report instead.
 	Missing bool `json:"missing,omitempty"`
 	// Points are the samples, oldest first.
 	Points []Point `json:"points"`

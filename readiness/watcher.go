@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -56,19 +57,35 @@ type Status struct {
 
 // NewWatcher returns a watcher that scrapes metricsURL, an http or https
 // Prometheus endpoint. opts may be nil.
+//
+// metricsURL may be empty only for a target without a JIT (opts.NoJIT):
+// the watcher then scrapes nothing (no request is made, and no scrape or
+// scrape error is counted or logged), and the decision rests on the replay
+// latencies fed to ObserveLatency. Without NoJIT an empty metricsURL is an
+// error: a JIT's compile time is what says a JIT target is warm.
 func NewWatcher(metricsURL string, opts *Options) (*Watcher, error) {
-	u, err := url.Parse(metricsURL)
-	if err != nil {
-		return nil, fmt.Errorf("new watcher: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("new watcher: metrics url %q: want http(s)://host/path", metricsURL)
-	}
 	o := opts.withDefaults()
+	if metricsURL == "" {
+		if !o.NoJIT {
+			return nil, errors.New("new watcher: a metrics URL is required unless the target has no JIT (Options.NoJIT)")
+		}
+	} else {
+		u, err := url.Parse(metricsURL)
+		if err != nil {
+			return nil, fmt.Errorf("new watcher: %w", err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("new watcher: metrics url %q: want http(s)://host/path", metricsURL)
+		}
+	}
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("new watcher: %w", err)
 	}
-	w := &Watcher{url: metricsURL, o: o, log: o.Logger.With("component", "readiness", "metrics_url", metricsURL)}
+	log := o.Logger.With("component", "readiness")
+	if metricsURL != "" {
+		log = log.With("metrics_url", metricsURL)
+	}
+	w := &Watcher{url: metricsURL, o: o, log: log}
 	w.scrapes = o.Metrics.GetOrCreateCounter("preheat_readiness_scrapes_total")
 	w.scrapeTime = o.Metrics.GetOrCreateHistogram("preheat_readiness_scrape_duration_seconds")
 	w.latObs = o.Metrics.GetOrCreateCounter("preheat_readiness_latency_observations_total")
@@ -88,10 +105,11 @@ func (w *Watcher) ObserveLatency(at time.Time, d time.Duration) {
 	w.lat.observe(at, d)
 }
 
-// Run scrapes every Interval and returns when the target is warm, the
-// deadline (MaxWarm) passes, or ctx ends. Scrape failures are counted and
-// logged, never fatal. The error is non-nil only when ctx ended first; the
-// decision then has Outcome "canceled".
+// Run scrapes (unless there is no metrics URL) and evaluates every Interval
+// and returns when the target is warm, the deadline (MaxWarm) passes, or
+// ctx ends. Scrape failures are counted and logged, never fatal. The error
+// is non-nil only when ctx ended first; the decision then has Outcome
+// "canceled".
 func (w *Watcher) Run(ctx context.Context) (Decision, error) {
 	w.mu.Lock()
 	if w.ran {
@@ -121,6 +139,9 @@ func (w *Watcher) Run(ctx context.Context) (Decision, error) {
 			d := Decision{Outcome: OutcomeCanceled, At: now,
 				Reason: fmt.Sprintf("canceled after %v before warm: %v", now.Sub(start).Round(time.Millisecond), context.Cause(ctx))}
 			w.finish(d)
+			if w.url == "" {
+				return d, fmt.Errorf("watch: %w", ctx.Err())
+			}
 			return d, fmt.Errorf("watch %s: %w", w.url, ctx.Err())
 		case <-tick.C:
 		case <-dl.C:
@@ -165,12 +186,17 @@ func (sc *scrapeState) add(e *exposition, at time.Time, window time.Duration) (b
 	return sc.hist[0].e, sc.hist[0].at
 }
 
-// step scrapes once, feeds the detector and returns its decision.
+// step scrapes once (unless there is no metrics URL), feeds the detector
+// and returns its decision.
 func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time) Decision {
 	at := time.Now()
+	scrape := w.url != "" && at.Before(deadline)
 	var e exposition
 	var err error
-	if at.Before(deadline) {
+	switch {
+	case w.url == "":
+		// Nothing to scrape: the decision rests on replay latency.
+	case scrape:
 		end := at.Add(w.o.ScrapeTimeout)
 		if deadline.Before(end) {
 			end = deadline
@@ -180,7 +206,7 @@ func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time)
 		cancel()
 		w.scrapes.Inc()
 		w.scrapeTime.UpdateDuration(at)
-	} else {
+	default:
 		err = errors.New("deadline reached")
 	}
 	now := time.Now()
@@ -194,11 +220,12 @@ func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if at.Before(deadline) {
+	if scrape {
 		w.nScrapes++
 	}
 	switch {
-	case err != nil && at.Before(deadline):
+	case w.url == "":
+	case err != nil && scrape:
 		w.nErrors++
 		reason := errorReason(err)
 		w.o.Metrics.GetOrCreateCounter(fmt.Sprintf("preheat_readiness_scrape_errors_total{reason=%q}", reason)).Inc()
@@ -295,6 +322,13 @@ func (w *Watcher) Status() Status {
 	}
 	st.Elapsed = now.Sub(w.started)
 	st.Signals = w.det.Signals()
+	if w.url == "" {
+		for i := range st.Signals {
+			if st.Signals[i].Signal != Latency {
+				st.Signals[i].Why = "not scraped: no metrics URL"
+			}
+		}
+	}
 	if fs := w.det.FlatSince(); !fs.IsZero() {
 		st.FlatFor = now.Sub(fs)
 	}
@@ -316,6 +350,13 @@ func (w *Watcher) Report() *Report {
 	} else {
 		r.Signals = NewDetector(time.Time{}, &w.o).Series()
 	}
+	if w.o.NoJIT {
+		// Without a JIT a signal the target never exposed took no part in
+		// the decision and is left out, not drawn as an empty chart. (With
+		// a JIT a missing compile metric is what held the release, and its
+		// Missing series says so.)
+		r.Signals = slices.DeleteFunc(r.Signals, func(s Series) bool { return s.Missing })
+	}
 	r.Marks = append([]Mark(nil), w.marks...)
 	policy := "open"
 	if w.o.FailClosed {
@@ -328,12 +369,29 @@ func (w *Watcher) Report() *Report {
 		{"Min warm", w.o.MinWarm.String()},
 		{"Deadline", w.o.MaxWarm.String()},
 		{"On deadline", policy},
-		{"Scrape interval", w.o.Interval.String()},
-		{"Scrapes", strconv.Itoa(w.nScrapes)},
-		{"Scrape errors", strconv.Itoa(w.nErrors)},
-		{"Replay latencies observed", strconv.FormatUint(w.lat.observed(), 10)},
-		{"Jitter metric", w.o.JitterMetric},
-		{"Compile metric", w.o.CompileMetric},
+	}
+	if w.url == "" {
+		r.Facts = append(r.Facts,
+			Fact{"Evaluation interval", w.o.Interval.String()},
+			Fact{"Metrics", "none scraped (no JIT): decided on replay latency"},
+			Fact{"Replay latencies observed", strconv.FormatUint(w.lat.observed(), 10)})
+		return r
+	}
+	r.Facts = append(r.Facts,
+		Fact{"Scrape interval", w.o.Interval.String()},
+		Fact{"Scrapes", strconv.Itoa(w.nScrapes)},
+		Fact{"Scrape errors", strconv.Itoa(w.nErrors)},
+		Fact{"Replay latencies observed", strconv.FormatUint(w.lat.observed(), 10)})
+	if !w.o.NoJIT || w.seen(Jitter) {
+		r.Facts = append(r.Facts, Fact{"Jitter metric", w.o.JitterMetric})
+	}
+	if !w.o.NoJIT || w.seen(Compile) {
+		r.Facts = append(r.Facts, Fact{"Compile metric", w.o.CompileMetric})
 	}
 	return r
+}
+
+// seen reports whether signal s has had a sample in this run. w.mu is held.
+func (w *Watcher) seen(s Signal) bool {
+	return w.det != nil && len(w.det.sig[s].samples) > 0
 }

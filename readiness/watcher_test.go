@@ -10,10 +10,12 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -202,8 +204,8 @@ func TestWatcherMissingCompile(t *testing.T) {
 	if err != nil || d.Outcome != OutcomeWarm {
 		t.Fatalf("NoJIT: Run = %+v, %v", d, err)
 	}
-	if r := w.Report(); !r.Signals[Compile].Missing || r.Signals[Compile].FlatAt != -1 {
-		t.Errorf("compile series %+v, want missing", r.Signals[Compile])
+	if r := w.Report(); len(r.Signals) != 1 || r.Signals[0].Name != Jitter.String() {
+		t.Errorf("report signals %+v, want jitter alone: compile and latency were never seen", r.Signals)
 	}
 }
 
@@ -384,6 +386,226 @@ func TestNewWatcherErrors(t *testing.T) {
 	if _, err := NewWatcher("http://127.0.0.1:9/metrics", nil); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
+}
+
+func TestNewWatcherRequiresMetricsURLWithJIT(t *testing.T) {
+	for _, o := range []*Options{nil, {}, {CompileMetric: "x"}} {
+		_, err := NewWatcher("", o)
+		if err == nil || !strings.Contains(err.Error(), "metrics URL is required unless the target has no JIT") {
+			t.Errorf("NewWatcher(\"\", %+v) = %v, want a metrics URL required", o, err)
+		}
+	}
+	if _, err := NewWatcher("", &Options{NoJIT: true}); err != nil {
+		t.Errorf("NewWatcher(\"\", NoJIT) = %v", err)
+	}
+	if _, err := NewWatcher("", &Options{NoJIT: true, Window: -time.Second}); err == nil {
+		t.Error("NewWatcher(\"\", NoJIT) did not validate the options")
+	}
+	if _, err := NewWatcher("localhost:9090", &Options{NoJIT: true}); err == nil {
+		t.Error("NoJIT let a malformed metrics URL through")
+	}
+}
+
+// runOnLatency runs w in a synctest bubble, in its default 1s steps, while
+// feeding it a 12 ms replay latency 50 times a second from feedAfter on,
+// and returns its decision. Before feeding, it calls waiting.
+func runOnLatency(t *testing.T, w *Watcher, feedAfter time.Duration, waiting func()) Decision {
+	t.Helper()
+	done := make(chan Decision, 1)
+	go func() {
+		d, err := w.Run(context.Background())
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- d
+	}()
+	time.Sleep(feedAfter)
+	synctest.Wait()
+	waiting()
+	for {
+		select {
+		case d := <-done:
+			return d
+		case <-time.After(20 * time.Millisecond):
+			w.ObserveLatency(time.Now(), 12*time.Millisecond)
+		}
+	}
+}
+
+// TestWatcherWithoutMetricsURLWhenNoJIT: a watcher with no metrics URL, for
+// a target without a JIT, makes no request (its client points at a server
+// that counts them), counts and logs no scrape, and releases on replay
+// latency alone, with MinResponses and MinWarm still applying. Until the
+// replay answers it has no signal and says so.
+func TestWatcherWithoutMetricsURLWhenNoJIT(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var requests atomic.Int64
+		srv := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1) })
+		inBubble(t, srv, func(c *http.Client) {
+			set := metrics.NewSet()
+			var logs bytes.Buffer
+			w, err := NewWatcher("", &Options{NoJIT: true, MinResponses: 500, HTTPClient: c, Metrics: set,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			d := runOnLatency(t, w, 5500*time.Millisecond, func() {
+				st := w.Status()
+				if st.Decision.Outcome != "" || !strings.Contains(st.Decision.Reason, "no signal to judge") {
+					t.Errorf("before any latency: decision %+v, want waiting for a signal", st.Decision)
+				}
+			})
+			// Latency from 6s, flat once observed for the 10s window; 500
+			// responses by 15.5s; then the 10s hold: 26s, held to MinWarm.
+			if d.Outcome != OutcomeWarm || !d.Release {
+				t.Fatalf("Run = %+v, want warm", d)
+			}
+			if el := d.At.Sub(start); el != 30*time.Second {
+				t.Errorf("warm after %v, want MinWarm, 30s: %s", el, d.Reason)
+			}
+			if !strings.HasPrefix(d.Reason, "warm after 30s, every signal flat for") || !strings.Contains(d.Reason, ": replay_latency_ms flat at") ||
+				strings.Contains(d.Reason, "jitter") || strings.Contains(d.Reason, "compile") {
+				t.Errorf("reason %q, want latency alone named", d.Reason)
+			}
+			if n := requests.Load(); n != 0 {
+				t.Errorf("%d HTTP requests made", n)
+			}
+			st := w.Status()
+			if st.Scrapes != 0 || st.ScrapeErrors != 0 || st.Decision.Outcome != OutcomeWarm || st.Elapsed != 30*time.Second {
+				t.Errorf("status %+v, want warm after 30s and no scrapes", st)
+			}
+			for _, s := range st.Signals {
+				if s.Signal != Latency && (s.Present || s.Why != "not scraped: no metrics URL") {
+					t.Errorf("status of %s: %+v", s.Signal, s)
+				}
+				if s.Signal == Latency && (!s.Present || !s.Flat || math.Abs(s.Value-12) > 12*0.05) {
+					t.Errorf("status of latency: %+v", s)
+				}
+			}
+			if got := metricValue(set, "preheat_readiness_scrapes_total"); got != 0 {
+				t.Errorf("preheat_readiness_scrapes_total %v", got)
+			}
+			var exp bytes.Buffer
+			set.WritePrometheus(&exp)
+			if strings.Contains(exp.String(), "preheat_readiness_scrape_errors_total") {
+				t.Errorf("scrape errors counted:\n%s", exp.String())
+			}
+			if strings.Contains(logs.String(), "scrape") || strings.Contains(logs.String(), "metrics_url") {
+				t.Errorf("logs mention scraping:\n%s", logs.String())
+			}
+		})
+	})
+}
+
+// TestWatcherReportShowsOnlySignalsSeenWhenNoJIT: without a JIT the report
+// (its JSON and its HTML) leaves out the signals the target never exposed,
+// and the facts about scraping when nothing was scraped; with a JIT a
+// compile metric never seen stays in, as the note that explains the
+// deadline.
+func TestWatcherReportShowsOnlySignalsSeenWhenNoJIT(t *testing.T) {
+	render := func(t *testing.T, r *Report) (string, string) {
+		t.Helper()
+		var js bytes.Buffer
+		if err := WriteJSON(&js, r); err != nil {
+			t.Fatal(err)
+		}
+		return js.String(), htmlRender(t, r)
+	}
+	names := func(r *Report) (ns []string) {
+		for _, s := range r.Signals {
+			ns = append(ns, s.Name)
+		}
+		return ns
+	}
+	absent := func(t *testing.T, what, text string, words ...string) {
+		t.Helper()
+		for _, w := range words {
+			if strings.Contains(text, w) {
+				t.Errorf("%s shows %q", what, w)
+			}
+		}
+	}
+	notExposed := "Not exposed by the target"
+
+	t.Run("no metrics URL", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			w, err := NewWatcher("", &Options{NoJIT: true, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := w.Report(); len(r.Signals) != 0 {
+				t.Errorf("before Run: signals %v, want none", names(r))
+			}
+			runOnLatency(t, w, time.Second, func() {})
+			r := w.Report()
+			if r.MetricsURL != "" {
+				t.Errorf("metrics URL %q", r.MetricsURL)
+			}
+			if got := names(r); len(got) != 1 || got[0] != "replay_latency_ms" || len(r.Signals[0].Points) == 0 {
+				t.Errorf("signals %v, want replay latency alone", got)
+			}
+			js, page := render(t, r)
+			for what, text := range map[string]string{"JSON": js, "HTML": page} {
+				absent(t, what, text, "jitter_seconds", "compile_ms_per_second", "Scheduler jitter", "JIT compile time",
+					notExposed, "metrics from", "Scrape", "Jitter metric", "Compile metric")
+			}
+			if !strings.Contains(page, "Replay latency") || strings.Count(page, "<figure>") != 1 {
+				t.Errorf("HTML does not draw replay latency alone")
+			}
+		})
+	})
+
+	t.Run("event-loop lag, no compile metric", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			node := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "# TYPE nodejs_eventloop_lag_seconds gauge\nnodejs_eventloop_lag_seconds 0.0021\n")
+			})
+			inBubble(t, node, func(c *http.Client) {
+				w, err := NewWatcher("http://node.test/metrics", &Options{NoJIT: true, JitterMetric: "nodejs_eventloop_lag_seconds",
+					HTTPClient: c, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				runOnLatency(t, w, time.Second, func() {})
+				r := w.Report()
+				if got := names(r); !slices.Equal(got, []string{"jitter_seconds", "replay_latency_ms"}) {
+					t.Errorf("signals %v, want event-loop lag and replay latency", got)
+				}
+				js, page := render(t, r)
+				for what, text := range map[string]string{"JSON": js, "HTML": page} {
+					absent(t, what, text, "compile_ms_per_second", "JIT compile time", notExposed, "Compile metric")
+				}
+				if !strings.Contains(page, "nodejs_eventloop_lag_seconds") || !strings.Contains(page, "Scrapes") {
+					t.Error("HTML lacks the jitter metric's name or the scrape count")
+				}
+			})
+		})
+	})
+
+	t.Run("with a JIT, compile metric never seen", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			jvm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "jvm_scheduler_jitter_seconds 0.002\n")
+			})
+			inBubble(t, jvm, func(c *http.Client) {
+				w, err := NewWatcher("http://jvm.test/metrics", &Options{MaxWarm: time.Minute, HTTPClient: c, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := runOnLatency(t, w, time.Second, func() {}); d.Outcome != OutcomeDeadlineOpen {
+					t.Errorf("Run = %+v, want the deadline", d)
+				}
+				r := w.Report()
+				if len(r.Signals) != int(numSignals) || !r.Signals[Compile].Missing {
+					t.Errorf("signals %v, want all three, compile missing", names(r))
+				}
+				if _, page := render(t, r); !strings.Contains(page, notExposed) {
+					t.Error("HTML does not say the compile metric was not exposed")
+				}
+			})
+		})
+	})
 }
 
 func TestLatencies(t *testing.T) {
