@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/preheatdev/preheat/protocol"
 	"github.com/preheatdev/preheat/session"
 	"github.com/preheatdev/preheat/stream"
 )
@@ -71,20 +72,38 @@ type Options struct {
 	// IdleSeal seals a live session's growing batch, and frees its buffer,
 	// once no event has been appended to it for this long. Default 10 s.
 	IdleSeal time.Duration
-	// KindFields names the top-level fields of a client message, a JSON
-	// object, that classify it; the first of them the message has wins. A
-	// string value is taken as is (without unescaping), a number or
-	// literal as its text. Default ["op", "type"].
+	// Protocol names the protocol profile that judges every session's
+	// client messages and names their kinds: "graphql-transport-ws",
+	// "graphql-ws", "socket.io", "json-rpc" or "json" (see package
+	// protocol). Default "": each session's profile is detected from its
+	// subprotocol, route and first client message. Run fails at once if
+	// the name is unknown.
+	Protocol string
+	// KindFields names extra JSON keys whose value names a client
+	// message's operation, for the profiles that read plain JSON messages
+	// (protocol.Options.KeyFields). Default none: the profiles' own.
 	KindFields []string
 	// KindByRoute classifies every client message by the path of its
-	// session's route instead of by KindFields.
+	// session's route instead of by its protocol profile.
 	KindByRoute bool
-	// KindScanBytes bounds how much of a client message is scanned for
-	// KindFields, in bytes. Default 8 KiB.
-	KindScanBytes int
-	// MaxKinds bounds the distinct message kinds the cache tells apart;
-	// later new kinds count as "other". Default 1024.
+	// MaxKinds bounds the distinct message kinds the cache tells apart,
+	// "other" included. When the table is full, a new kind takes the place
+	// of the least recently seen kind that no cached session holds any
+	// more (the old one is forgotten); if every kind is held, the new one
+	// counts as "other". Default 1024, at most 65,535.
 	MaxKinds int
+	// MaxNewKindsPerSession bounds the kinds one session may add to the
+	// kind table; its later new kinds count as "other", so that one client
+	// cannot fill the table with made-up names. Default 64.
+	MaxNewKindsPerSession int
+	// MinKindSessions is how many cached sessions must hold a kind before
+	// it counts for Coverage, so that kinds one client makes up are never
+	// what warmers are served first. Rarer kinds still show in summaries
+	// and Status. Default 3.
+	MinKindSessions int
+	// MaxSessionWeight caps a session's score in Coverage: the new kinds
+	// it adds count up to this many. Default 8.
+	MaxSessionWeight int
 	// MaxFollowers bounds concurrent Follow calls; more fail with
 	// ErrTooManyFollowers. Default 4096.
 	MaxFollowers int
@@ -128,17 +147,20 @@ func (o *Options) withDefaults() Options {
 	if c.IdleSeal <= 0 {
 		c.IdleSeal = 10 * time.Second
 	}
-	if len(c.KindFields) == 0 {
-		c.KindFields = []string{"op", "type"}
-	}
-	if c.KindScanBytes <= 0 {
-		c.KindScanBytes = 8 << 10
-	}
 	if c.MaxKinds <= 0 {
 		c.MaxKinds = 1024
 	}
 	if c.MaxKinds > 1<<16-1 {
 		c.MaxKinds = 1<<16 - 1
+	}
+	if c.MaxNewKindsPerSession <= 0 {
+		c.MaxNewKindsPerSession = 64
+	}
+	if c.MinKindSessions <= 0 {
+		c.MinKindSessions = 3
+	}
+	if c.MaxSessionWeight <= 0 {
+		c.MaxSessionWeight = 8
 	}
 	if c.MaxFollowers <= 0 {
 		c.MaxFollowers = 4096
@@ -204,8 +226,13 @@ type Cache struct {
 	parts    map[string]time.Time
 	routes   map[string]int // cached sessions by route path
 	kinds    kindTable
-	scratch  []byte
-	lastWarn time.Time
+	// protocols detects each session's profile, unless profile is fixed
+	// by Options.Protocol; protoErr is why that name is unknown.
+	protocols *protocol.Set
+	profile   protocol.Profile
+	protoErr  error
+	scratch   []byte
+	lastWarn  time.Time
 
 	m cacheMetrics
 }
@@ -216,6 +243,7 @@ type cacheMetrics struct {
 	dropGap, dropAfterClose, dropEvicted, dropOutside            *metrics.Counter
 	dropNoConnect, dropInvalid, dropOrphanFull                   *metrics.Counter
 	sessions, bytes, subscribers, orphans                        *metrics.Gauge
+	kindsForgotten, otherFull, otherLimited, otherLong           *metrics.Counter
 }
 
 // New returns a cache that reads records from cons once Run is called. The
@@ -238,9 +266,20 @@ func New(cons stream.Consumer, opts *Options) *Cache {
 	}
 	c.lru.prev, c.lru.nxt = &c.lru, &c.lru
 	c.kinds.init(o.MaxKinds)
+	c.protocols = protocol.NewSet(&protocol.Options{KeyFields: o.KindFields})
+	if o.Protocol != "" {
+		p, err := c.protocols.Lookup(o.Protocol)
+		if err != nil {
+			c.protoErr = fmt.Errorf("replaycache: protocol %q: %w", o.Protocol, err)
+		}
+		c.profile = p
+	}
 	s := o.Metrics
 	drop := func(reason string) *metrics.Counter {
 		return s.GetOrCreateCounter(`preheat_cache_events_dropped_total{reason="` + reason + `"}`)
+	}
+	other := func(reason string) *metrics.Counter {
+		return s.GetOrCreateCounter(`preheat_cache_messages_kind_other_total{reason="` + reason + `"}`)
 	}
 	c.m = cacheMetrics{
 		recordsRead:    s.GetOrCreateCounter(`preheat_cache_records_read_total`),
@@ -262,6 +301,10 @@ func New(cons stream.Consumer, opts *Options) *Cache {
 		bytes:          s.GetOrCreateGauge(`preheat_cache_bytes`, nil),
 		subscribers:    s.GetOrCreateGauge(`preheat_cache_subscribers`, nil),
 		orphans:        s.GetOrCreateGauge(`preheat_cache_orphan_sessions`, nil),
+		kindsForgotten: s.GetOrCreateCounter(`preheat_cache_kinds_forgotten_total`),
+		otherFull:      other("table_full"),
+		otherLimited:   other("session_limit"),
+		otherLong:      other("too_long"),
 	}
 	return c
 }
@@ -280,10 +323,14 @@ type decoded struct {
 // returns nil. It returns the consumer's error if reading fails, and nil
 // once the consumer reports io.EOF (a consumer started with StopAtEnd),
 // after applying every record. Timers (GapWait, the window, IdleSeal) run
-// only while Run does. Run may be called once.
+// only while Run does. Run may be called once. It fails at once if
+// Options.Protocol names no profile.
 func (c *Cache) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("replaycache: Run called twice")
+	}
+	if c.protoErr != nil {
+		return c.protoErr
 	}
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
@@ -361,6 +408,14 @@ type entry struct {
 	route string
 	start time.Time
 
+	// subprotocol is the open event's, kept until the first client message
+	// picks the session's profile; conv then judges the client messages,
+	// fed in sequence order, until the session is done.
+	subprotocol string
+	conv        protocol.Conversation
+	convKind    int // length of the last kind conv named: it may keep a copy
+	newKinds    int // kinds this session added to the kind table
+
 	next         uint64 // next sequence number expected
 	pending      []pendingEvent
 	pendingBytes int
@@ -426,6 +481,10 @@ func (e *entry) footprint() int64 {
 	n += int64(e.tailMax)*5/4 + int64(cap(e.snap))
 	n += int64(e.pendingBytes) + int64(cap(e.pending))*pendingSize
 	n += int64(cap(e.kinds))*2 + int64(cap(e.kindCounts))*4
+	n += int64(len(e.subprotocol))
+	if e.conv != nil {
+		n += convSize + int64(e.convKind)
+	}
 	return n
 }
 
@@ -483,7 +542,7 @@ func (c *Cache) apply(d decoded) {
 		c.tombstone(id, now.Add(2*c.opts.GapWait))
 		return
 	}
-	e := &entry{id: id, route: open.Open.Route, start: open.Open.Start, heapIndex: -1}
+	e := &entry{id: id, route: open.Open.Route, subprotocol: open.Open.Subprotocol, start: open.Open.Start, heapIndex: -1}
 	c.sessions[id] = e
 	heap.Push(&c.byStart, e)
 	c.pushFront(e)
@@ -643,54 +702,13 @@ func (c *Cache) appendEvent(e *entry, ev *session.Event, now time.Time) {
 			return
 		}
 		e.clientFrames++
-		var k uint16
-		if c.opts.KindByRoute {
-			k = c.kinds.internString(routePath(e.route))
-		} else {
-			v, ok := topLevelField(ev.Payload, c.opts.KindFields, c.opts.KindScanBytes)
-			if !ok {
-				return
-			}
-			k = c.kinds.intern(v)
-		}
-		c.addKind(e, k)
+		c.classify(e, ev)
 	case session.KindClose:
 		if ev.Offset > e.lastOffset {
 			e.lastOffset = ev.Offset
 		}
 		e.complete = true
 	}
-}
-
-func (c *Cache) addKind(e *entry, k uint16) {
-	c.kinds.counts[k]++
-	i, found := searchKinds(e.kinds, k)
-	if found {
-		e.kindCounts[i]++
-		return
-	}
-	// Copy on write: Select reads kinds without the lock.
-	kinds := make([]uint16, len(e.kinds)+1)
-	copy(kinds, e.kinds[:i])
-	kinds[i] = k
-	copy(kinds[i+1:], e.kinds[i:])
-	e.kinds = kinds
-	e.kindCounts = append(e.kindCounts, 0)
-	copy(e.kindCounts[i+1:], e.kindCounts[i:])
-	e.kindCounts[i] = 1
-}
-
-func searchKinds(s []uint16, k uint16) (int, bool) {
-	lo, hi := 0, len(s)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if s[m] < k {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo, lo < len(s) && s[lo] == k
 }
 
 func searchPending(s []pendingEvent, seq uint64) (int, bool) {
@@ -771,6 +789,7 @@ func (c *Cache) release(e *entry) {
 func (c *Cache) finish(e *entry) {
 	c.release(e)
 	delete(c.gapping, e)
+	e.conv, e.convKind, e.subprotocol = nil, 0, ""
 	if len(e.chunks) > 2 && e.chunkB < int64(len(e.chunks))*int64(c.opts.SealBytes)/8 {
 		c.compact(e)
 	}
@@ -857,13 +876,12 @@ func (c *Cache) evict(e *entry, reason string) {
 	} else {
 		c.routes[r]--
 	}
-	for i, k := range e.kinds {
-		c.kinds.counts[k] -= int64(e.kindCounts[i])
-	}
+	c.releaseKinds(e)
 	e.evicted = true
 	e.pending, e.pendingBytes = nil, 0
 	e.w = session.BatchWriter{}
 	e.snap = nil
+	e.conv, e.convKind, e.subprotocol = nil, 0, ""
 	notify(e)
 	switch reason {
 	case "age":

@@ -3,6 +3,7 @@ package replaycache_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -477,7 +478,9 @@ func TestCorruptRecords(t *testing.T) {
 func TestSelect(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir, p := newLog(t, nil)
-		c := startCache(t, dir, stream.Start{}, nil)
+		// Every kind counts, even one session's: TestOneSessionCannotSteerCoverage
+		// checks the default.
+		c := startCache(t, dir, stream.Start{}, &replaycache.Options{MinKindSessions: 1})
 		old := opSession(time.Now(), "/sync?v=1", "a", "z")
 		put(t, p, old)
 		settle(t, p)
@@ -630,6 +633,105 @@ func TestOrphanBound(t *testing.T) {
 		}
 		if got := c.counter("preheat_cache_no_connect_total"); got != len(ss) {
 			t.Errorf("no connect %d, want %d", got, len(ss))
+		}
+	})
+}
+
+// A session with 200 made-up op values is not what warmers are served
+// first: its kinds are held by no other session, so they do not count for
+// coverage, and it may add only MaxNewKindsPerSession kinds to the table.
+// Kinds that three sessions hold are covered.
+func TestOneSessionCannotSteerCoverage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, p := newLog(t, nil)
+		c := startCache(t, dir, stream.Start{}, nil)
+		now := time.Now()
+		made := make([]string, 200)
+		for i := range made {
+			made[i] = fmt.Sprintf("made.up.%03d", i)
+		}
+		steer := opSession(now, "/sync", made...)
+		put(t, p, steer)
+		for i, ops := range [][]string{
+			{"tasks.list", "user.me", "inbox.list"},
+			{"tasks.list", "user.me", "inbox.list", "goals.progress"},
+			{"tasks.list", "inbox.list", "projects.get"},
+			{"user.me", "projects.get", "goals.progress"},
+			{"tasks.list", "projects.get"},
+			{"user.me"},
+		} {
+			put(t, p, opSession(now.Add(time.Duration(i+1)*time.Second), "/sync", ops...))
+		}
+		settle(t, p)
+
+		want := []string{"inbox.list", "projects.get", "tasks.list", "user.me"} // held by 3 or more
+		for range 40 {
+			refs := c.Select(replaycache.SelectRequest{Mode: replaycache.Coverage})
+			if len(refs) != 7 {
+				t.Fatalf("coverage: %d sessions, want 7", len(refs))
+			}
+			if refs[0].ID == steer[0].Session {
+				t.Fatalf("coverage served the made-up session first: %+v", refs[0])
+			}
+			var covered []string
+			for _, r := range refs {
+				if r.ID == steer[0].Session && len(r.NewKinds) > 0 {
+					t.Fatalf("made-up session adds %q", r.NewKinds)
+				}
+				covered = append(covered, r.NewKinds...)
+			}
+			slices.Sort(covered)
+			if !slices.Equal(covered, want) {
+				t.Fatalf("coverage covers %q, want %q", covered, want)
+			}
+		}
+
+		// The made-up kinds still show, up to the session's share of the
+		// table; the rest count as other.
+		const perSession = 64 // the default MaxNewKindsPerSession
+		l := c.List(replaycache.Filter{Route: "/sync", MinClientFrames: 200})
+		if len(l) != 1 || len(l[0].Kinds) != perSession+1 {
+			t.Fatalf("made-up session listed as %+v", l)
+		}
+		st := c.Status()
+		if st.Kinds["other"] != int64(len(made)-perSession) || st.Kinds["made.up.000"] != 1 || st.Kinds["goals.progress"] != 2 {
+			t.Errorf("status kinds %v", st.Kinds)
+		}
+		if got := c.counter(`preheat_cache_messages_kind_other_total{reason="session_limit"}`); got != len(made)-perSession {
+			t.Errorf("other for the session limit %d, want %d", got, len(made)-perSession)
+		}
+	})
+}
+
+// A session's coverage score counts at most MaxSessionWeight new kinds: a
+// session with 12 is not preferred to one with 9.
+func TestCoverageCapsSessionWeight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, p := newLog(t, nil)
+		c := startCache(t, dir, stream.Start{}, &replaycache.Options{MinKindSessions: 1})
+		now := time.Now()
+		ops := func(prefix string, n int) []string {
+			out := make([]string, n)
+			for i := range out {
+				out[i] = fmt.Sprintf("%s.%d", prefix, i)
+			}
+			return out
+		}
+		wide := opSession(now, "/sync", ops("a", 12)...)
+		narrow := opSession(now.Add(time.Second), "/sync", ops("b", 9)...)
+		put(t, p, wide)
+		put(t, p, narrow)
+		settle(t, p)
+		firsts := map[session.ID]bool{}
+		for range 40 {
+			refs := c.Select(replaycache.SelectRequest{Mode: replaycache.Coverage})
+			if len(refs) != 2 || len(refs[0].NewKinds)+len(refs[1].NewKinds) != 21 {
+				t.Fatalf("coverage: %+v", refs)
+			}
+			firsts[refs[0].ID] = true
+		}
+		if len(firsts) != 2 {
+			t.Error("the session with more kinds is always first")
 		}
 	})
 }

@@ -19,6 +19,13 @@
 // least recently used ones are evicted while the cache holds more than
 // Options.MaxBytes.
 //
+// Each client message is judged, in sequence order, by its session's
+// protocol profile (package protocol, detected from the session's
+// subprotocol, route and first client message): an operation's name (a
+// GraphQL operation, a Socket.IO event, a JSON-RPC method) is its kind;
+// control messages and replies have none. Kinds are interned in a bounded
+// table that forgets the least recently seen kinds no cached session holds.
+//
 // Data leaves through Get (a View: summary and batches, safe to write to a
 // network while ingestion goes on), Follow (a live session's batches as they
 // arrive), List and Select (summaries; Select picks sessions for coverage of

@@ -26,7 +26,9 @@ func ExampleCache() {
 	window := 15 * time.Minute
 	cons, _ := dirlog.NewConsumer(dir, stream.Start{Time: time.Now().Add(-window), StopAtEnd: true}, nil)
 	defer cons.Close()
-	c := replaycache.New(cons, &replaycache.Options{Window: window})
+	// A kind counts for coverage once this many sessions hold it (default
+	// 3); this log holds one session.
+	c := replaycache.New(cons, &replaycache.Options{Window: window, MinKindSessions: 1})
 	if err := c.Run(context.Background()); err != nil { // returns at the end of the log
 		fmt.Println(err)
 		return

@@ -1,20 +1,44 @@
 package replaycache
 
-// otherKind names the kinds past Options.MaxKinds and values too long to be
-// a kind.
+import "container/heap"
+
+// otherKind names the kinds the table cannot tell apart: values too long to
+// be a kind, new kinds when the table is full of held ones, and new kinds
+// past a session's Options.MaxNewKindsPerSession.
 const otherKind = "other"
 
 // maxKindLen bounds the length of a kind's name, in bytes.
 const maxKindLen = 64
 
 // kindTable interns message kinds as small integers, so that a session's
-// kinds are a short sorted []uint16 and coverage is cheap to compute.
+// kinds are a short sorted []uint16 and coverage is cheap to compute. It
+// holds at most max kinds, other included. When it is full, a new kind
+// takes the slot of the least recently seen kind that no cached session
+// holds, which is forgotten; a slot is reused only once nothing refers to
+// it, so no session's kinds can name the old kind by mistake. Kind 0 is
+// other and is never forgotten.
 type kindTable struct {
-	max    int
-	names  []string
-	index  map[string]uint16
-	counts []int64 // client messages of each kind in cached sessions
+	max     int
+	names   []string
+	index   map[string]uint16
+	counts  []int64  // client messages of each kind in cached sessions
+	holders []int32  // cached sessions holding each kind
+	seen    []uint64 // when each kind was last seen, on clock
+	clock   uint64   // counts the messages interned
+	idle    idleKinds
 }
+
+// internResult says how intern found or made a kind.
+type internResult uint8
+
+const (
+	kindKnown   internResult = iota // in the table already
+	kindAdded                       // added in a free slot
+	kindReused                      // added in a forgotten kind's slot
+	kindFull                        // other: the table is full and every kind in it is held
+	kindLimited                     // other: the caller may not add a new kind
+	kindTooLong                     // other: longer than maxKindLen, or empty
+)
 
 func (t *kindTable) init(max int) {
 	t.max = max
@@ -26,27 +50,86 @@ func (t *kindTable) add(name string) uint16 {
 	k := uint16(len(t.names))
 	t.names = append(t.names, name)
 	t.counts = append(t.counts, 0)
+	t.holders = append(t.holders, 0)
+	t.seen = append(t.seen, t.clock)
+	t.idle.pos = append(t.idle.pos, -1)
 	t.index[name] = k
+	if k != 0 {
+		heap.Push(&t.idle, idleKind{seen: t.clock, k: k})
+	}
 	return k
 }
 
-// intern returns the kind of name, adding it if there is room.
-func (t *kindTable) intern(name []byte) uint16 {
+// intern returns the kind of name and how it was found, counting it as
+// seen. A name not in the table is added if mayAdd is set and the table has
+// a free slot or a forgotten one; else it is other. A kind intern returns
+// is idle until hold is called for it.
+func (t *kindTable) intern(name []byte, mayAdd bool) (uint16, internResult) {
+	t.clock++
 	if k, ok := t.index[string(name)]; ok {
-		return k
+		t.see(k)
+		return k, kindKnown
 	}
-	if len(name) > maxKindLen || len(t.names) >= t.max {
-		return t.index[otherKind]
+	switch {
+	case len(name) == 0 || len(name) > maxKindLen:
+		return t.other(kindTooLong)
+	case !mayAdd:
+		return t.other(kindLimited)
+	case len(t.names) < t.max:
+		return t.add(string(name)), kindAdded
+	case t.idle.Len() == 0:
+		return t.other(kindFull)
 	}
-	return t.add(string(name))
+	// Forget the least recently seen idle kind. Its slot is popped and
+	// pushed back with the new name's time: it stays idle until held.
+	k := heap.Pop(&t.idle).(idleKind).k
+	delete(t.index, t.names[k])
+	s := string(name)
+	t.names[k] = s
+	t.index[s] = k
+	t.seen[k] = t.clock
+	heap.Push(&t.idle, idleKind{seen: t.clock, k: k})
+	return k, kindReused
+}
+
+func (t *kindTable) other(r internResult) (uint16, internResult) {
+	t.see(0)
+	return 0, r
+}
+
+func (t *kindTable) see(k uint16) {
+	t.seen[k] = t.clock
+	if i := t.idle.pos[k]; i >= 0 {
+		t.idle.items[i].seen = t.clock
+		heap.Fix(&t.idle, int(i))
+	}
+}
+
+// hold counts one more cached session holding k.
+func (t *kindTable) hold(k uint16) {
+	t.holders[k]++
+	if i := t.idle.pos[k]; i >= 0 {
+		heap.Remove(&t.idle, int(i))
+	}
+}
+
+// release counts one session fewer holding k, with n messages of it.
+func (t *kindTable) release(k uint16, n int64) {
+	t.counts[k] -= n
+	t.holders[k]--
+	if t.holders[k] == 0 && k != 0 {
+		heap.Push(&t.idle, idleKind{seen: t.seen[k], k: k})
+	}
 }
 
 // internString is intern for a string.
-func (t *kindTable) internString(name string) uint16 {
+func (t *kindTable) internString(name string, mayAdd bool) (uint16, internResult) {
 	if k, ok := t.index[name]; ok {
-		return k
+		t.clock++
+		t.see(k)
+		return k, kindKnown
 	}
-	return t.intern([]byte(name))
+	return t.intern([]byte(name), mayAdd)
 }
 
 // lookup returns the kind of name if it is known.
@@ -55,139 +138,32 @@ func (t *kindTable) lookup(name string) (uint16, bool) {
 	return k, ok
 }
 
-// topLevelField returns the value of the first of fields that the JSON
-// object in b has at its top level: a string's bytes between the quotes (not
-// unescaped), or a number's or literal's text. It scans at most limit bytes
-// and never allocates; anything that is not a JSON object, or is cut before
-// a field is found, has none.
-func topLevelField(b []byte, fields []string, limit int) ([]byte, bool) {
-	if len(b) > limit {
-		b = b[:limit]
-	}
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil, false
-	}
-	i++
-	best := len(fields)
-	var val []byte
-	for {
-		i = skipSpace(b, i)
-		if i >= len(b) || b[i] != '"' {
-			break // the end of the object, or of the scan, or not JSON
-		}
-		end, esc := scanString(b, i)
-		if end < 0 {
-			break
-		}
-		key := b[i+1 : end-1]
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ':' {
-			break
-		}
-		i = skipSpace(b, i+1)
-		if i >= len(b) {
-			break
-		}
-		rank := -1
-		if !esc {
-			for r, f := range fields[:best] {
-				if string(key) == f {
-					rank = r
-					break
-				}
-			}
-		}
-		end = skipValue(b, i)
-		if end <= i {
-			break // cut, or no value
-		}
-		if rank >= 0 {
-			switch v := b[i:end]; {
-			case v[0] == '"':
-				val = v[1 : len(v)-1]
-			case v[0] == '{' || v[0] == '[':
-				rank = -1 // not a kind
-			default:
-				val = v
-			}
-			if rank >= 0 {
-				best = rank
-				if best == 0 {
-					break
-				}
-			}
-		}
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ',' {
-			break
-		}
-		i++
-	}
-	if best == len(fields) || len(val) == 0 {
-		return nil, false
-	}
-	return val, true
+// idleKinds is a min-heap of the kinds no cached session holds, the least
+// recently seen first.
+type idleKinds struct {
+	items []idleKind
+	pos   []int32 // index in items of each kind; -1 if it is not idle
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
+type idleKind struct {
+	seen uint64
+	k    uint16
 }
 
-// scanString returns the index just past the string that starts at b[i]
-// (a quote) and whether it holds escapes; -1 if it is not terminated.
-func scanString(b []byte, i int) (int, bool) {
-	esc := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j + 1, esc
-		}
-	}
-	return -1, esc
+func (h *idleKinds) Len() int           { return len(h.items) }
+func (h *idleKinds) Less(i, j int) bool { return h.items[i].seen < h.items[j].seen }
+func (h *idleKinds) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.pos[h.items[i].k], h.pos[h.items[j].k] = int32(i), int32(j)
 }
-
-// skipValue returns the index just past the value that starts at b[i]; -1
-// if it does not end within b.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		end, _ := scanString(b, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, _ := scanString(b, j)
-				if end < 0 {
-					return -1
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	j := i
-	for j < len(b) {
-		switch b[j] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return j
-		}
-		j++
-	}
-	return -1 // a literal cut by the end of the scan
+func (h *idleKinds) Push(x any) {
+	it := x.(idleKind)
+	h.pos[it.k] = int32(len(h.items))
+	h.items = append(h.items, it)
+}
+func (h *idleKinds) Pop() any {
+	it := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	h.pos[it.k] = -1
+	return it
 }

@@ -5,70 +5,68 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preheatdev/preheat/internal/corpus"
 	"github.com/preheatdev/preheat/session"
 )
-
-func TestTopLevelField(t *testing.T) {
-	fields := []string{"op", "type"}
-	f := func(msg, want string) {
-		t.Helper()
-		v, ok := topLevelField([]byte(msg), fields, 1<<10)
-		if string(v) != want || ok != (want != "") {
-			t.Errorf("topLevelField(%s) = %q, %v; want %q", msg, v, ok, want)
-		}
-	}
-	f(`{"type":"query","id":1,"op":"tasks.list"}`, "tasks.list")
-	f(`{"type":"connect","id":0}`, "connect")
-	f(` { "params" : {"op":"nested","type":"x"}, "list":["op",{"op":1}], "type" : "query" } `, "query")
-	f(`{"s":"a \"quoted\" op","op":"x"}`, "x")
-	f(`{"op":7}`, "7")
-	f(`{"op":true,"type":"t"}`, "true")
-	f(`{"op":{"a":1},"type":"t"}`, "t")
-	f(`{"op":["a"]}`, "")
-	f(`{"op":""}`, "")
-	f(`{"o\u0070":"escaped key","type":"t"}`, "t")
-	f(`["op","x"]`, "")
-	f(`not json`, "")
-	f(``, "")
-	f(`{"type":"query","op":"cut`, "query")
-	f(`{"type":"q","op":12`, "q") // a number cut by the scan limit
-	f(`{"a":1 "op":"x"}`, "")
-	f(`{"type":,`, "")
-	f(`{"a":,"op":"x"}`, "")
-
-	long := `{"pad":"` + string(make([]byte, 2000)) + `","op":"far"}`
-	if _, ok := topLevelField([]byte(long), fields, 1000); ok {
-		t.Error("found a field past the scan limit")
-	}
-}
-
-func FuzzTopLevelField(f *testing.F) {
-	g := corpus.New(1)
-	f.Add(g.Connect())
-	f.Add(g.Query("tasks.list"))
-	f.Add([]byte(`{"op":"a\"b","type":[1,{"x":"}"}]}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		v, ok := topLevelField(b, []string{"op", "type", "kind"}, 256)
-		if ok && len(v) == 0 {
-			t.Fatal("empty kind reported")
-		}
-	})
-}
 
 func TestKindTable(t *testing.T) {
 	var kt kindTable
 	kt.init(3)
-	a := kt.intern([]byte("a"))
-	if kt.intern([]byte("a")) != a || kt.names[a] != "a" {
+	intern := func(name string, mayAdd bool) (uint16, internResult) {
+		k, r := kt.intern([]byte(name), mayAdd)
+		if r != kindKnown && r != kindFull && r != kindLimited && r != kindTooLong {
+			kt.hold(k) // as a session that gets the kind does
+		}
+		return k, r
+	}
+	a, r := intern("a", true)
+	if r != kindAdded || kt.names[a] != "a" {
+		t.Fatalf("intern a: %d %v", a, r)
+	}
+	if k, r := intern("a", true); k != a || r != kindKnown {
 		t.Fatal("intern is not stable")
 	}
-	b := kt.intern([]byte("b"))
-	if c := kt.intern([]byte("c")); c != 0 || kt.names[c] != otherKind || b == a {
-		t.Errorf("kinds past the bound: %d %q", c, kt.names[c])
+	if k, r := intern("b", false); k != 0 || r != kindLimited {
+		t.Errorf("a new kind was added without leave: %d %v", k, r)
 	}
-	if k := kt.intern(make([]byte, maxKindLen+1)); kt.names[k] != otherKind {
+	b, _ := intern("b", true)
+	if c, r := intern("c", true); c != 0 || kt.names[c] != otherKind || r != kindFull || b == a {
+		t.Errorf("kinds past the bound: %d %q %v", c, kt.names[c], r)
+	}
+	if k, r := kt.intern(make([]byte, maxKindLen+1), true); kt.names[k] != otherKind || r != kindTooLong {
 		t.Errorf("long kind interned as %q", kt.names[k])
+	}
+}
+
+// When the table is full, a new kind takes the slot of the least recently
+// seen kind no session holds, and the forgotten name is no longer known.
+func TestKindTableForgetsIdleKindsOldestFirst(t *testing.T) {
+	var kt kindTable
+	kt.init(4)
+	ks := map[string]uint16{}
+	for _, name := range []string{"a", "b", "c"} {
+		k, _ := kt.intern([]byte(name), true)
+		kt.hold(k)
+		kt.counts[k]++
+		ks[name] = k
+	}
+	kt.intern([]byte("a"), true) // a is now seen after b and c
+	kt.release(ks["a"], 1)
+	kt.release(ks["b"], 1)
+	k, r := kt.intern([]byte("d"), true)
+	if r != kindReused || k != ks["b"] || kt.names[k] != "d" {
+		t.Fatalf("d took %d (%q), %v; want b's slot %d", k, kt.names[k], r, ks["b"])
+	}
+	kt.hold(k)
+	if _, ok := kt.lookup("b"); ok {
+		t.Error("forgotten kind still known")
+	}
+	k, r = kt.intern([]byte("e"), true)
+	if r != kindReused || k != ks["a"] {
+		t.Fatalf("e took %d, %v; want a's slot %d", k, r, ks["a"])
+	}
+	kt.hold(k)
+	if k, r := kt.intern([]byte("f"), true); k != 0 || r != kindFull {
+		t.Errorf("f with every kind held: %d %v", k, r)
 	}
 }
 
@@ -105,7 +103,7 @@ func fuzzApply(t *testing.T, b1, b2, b3 []byte) {
 	{
 		now := start.Add(time.Second)
 		c := New(nil, &Options{Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now },
-			MaxPendingEvents: 4, MaxOrphanBytes: 4 << 10, MaxBytes: 64 << 10, SealBytes: 512})
+			MaxPendingEvents: 4, MaxOrphanBytes: 4 << 10, MaxBytes: 64 << 10, SealBytes: 512, MaxKinds: 3})
 		for _, b := range [][]byte{b1, b2, b3} {
 			evs, err := session.DecodeBatch(b, nil)
 			if err != nil {
@@ -125,6 +123,7 @@ func fuzzApply(t *testing.T, b1, b2, b3 []byte) {
 		if total != c.bytes || c.bytes > c.opts.MaxBytes {
 			t.Fatalf("bytes %d, sessions hold %d, max %d", c.bytes, total, c.opts.MaxBytes)
 		}
+		checkKinds(t, c)
 		ids := make([]session.ID, 0, len(c.sessions))
 		for id := range c.sessions {
 			ids = append(ids, id)
@@ -151,5 +150,35 @@ func fuzzApply(t *testing.T, b1, b2, b3 []byte) {
 				}
 			}
 		}
+	}
+}
+
+// checkKinds fails unless the kind table's counts are those of the cached
+// sessions and exactly the kinds no session holds (other aside) are idle.
+// It must be called with c.mu held.
+func checkKinds(t *testing.T, c *Cache) {
+	t.Helper()
+	kt := &c.kinds
+	holders := make([]int32, len(kt.names))
+	counts := make([]int64, len(kt.names))
+	for _, e := range c.sessions {
+		for i, k := range e.kinds {
+			holders[k]++
+			counts[k] += int64(e.kindCounts[i])
+		}
+	}
+	for k := range kt.names {
+		if holders[k] != kt.holders[k] || counts[k] != kt.counts[k] {
+			t.Fatalf("kind %q: %d holders, %d messages; table says %d, %d", kt.names[k], holders[k], counts[k], kt.holders[k], kt.counts[k])
+		}
+		if idle := kt.idle.pos[k] >= 0; idle != (k != 0 && holders[k] == 0) {
+			t.Fatalf("kind %q with %d holders idle %v", kt.names[k], holders[k], idle)
+		}
+		if i, ok := kt.index[kt.names[k]]; !ok || int(i) != k {
+			t.Fatalf("kind %q at %d indexed at %d", kt.names[k], k, i)
+		}
+	}
+	if len(kt.index) != len(kt.names) {
+		t.Fatalf("%d names indexed, %d in the table", len(kt.index), len(kt.names))
 	}
 }

@@ -37,7 +37,8 @@ type Summary struct {
 	PayloadBytes int64 `json:"payload_bytes"`
 	// Bytes is the memory the cache holds for the session.
 	Bytes int64 `json:"bytes"`
-	// Kinds counts the client messages by kind, sorted by kind.
+	// Kinds counts the client messages that name an operation, by kind
+	// (see Options.Protocol), sorted by kind.
 	Kinds []KindCount `json:"kinds,omitempty"`
 	// Complete is set once the close event and everything before it is
 	// held. Truncated is set when the session was cut at a gap.
@@ -192,7 +193,11 @@ const (
 	// Coverage picks sessions that add message kinds the client has not
 	// been served yet, greedily (the one adding most first), breaking ties
 	// at random so that many warmers asking at once spread over the
-	// sessions; once no session adds a kind, the rest are random.
+	// sessions; once no session adds a kind, the rest are random. Only
+	// kinds held by Options.MinKindSessions cached sessions count ("other"
+	// never does), and a session's score counts at most
+	// Options.MaxSessionWeight of them, so that no one client steers what
+	// warmers are served.
 	Coverage Mode = "coverage"
 )
 
@@ -262,16 +267,10 @@ func (c *Cache) Select(req SelectRequest) []SessionRef {
 			Bytes: e.bytes, Complete: e.complete, Truncated: e.truncated,
 		}})
 	}
-	var covered map[uint16]bool
+	var uncovered []string
 	if req.Mode != Newest && req.Mode != Random {
-		covered = make(map[uint16]bool, len(req.Covered))
-		for _, name := range req.Covered {
-			if k, ok := c.kinds.lookup(name); ok {
-				covered[k] = true
-			}
-		}
+		uncovered = c.uncoveredKinds(req.Covered)
 	}
-	names := c.kinds.names[:len(c.kinds.names):len(c.kinds.names)]
 	c.mu.Unlock()
 
 	switch req.Mode {
@@ -288,14 +287,36 @@ func (c *Cache) Select(req SelectRequest) []SessionRef {
 		}
 		return out
 	}
-	return coverage(cands[:min(len(cands), maxCoverageCandidates)], covered, names, n)
+	return coverage(cands[:min(len(cands), maxCoverageCandidates)], uncovered, n, c.opts.MaxSessionWeight)
+}
+
+// uncoveredKinds returns, by kind, the name of each kind that counts for
+// Coverage and is not named in covered, and "" for the others. Names are
+// copied under the lock: a slot of the kind table may be given to a new
+// kind once no cached session holds it. It must be called with c.mu held.
+func (c *Cache) uncoveredKinds(covered []string) []string {
+	t := &c.kinds
+	out := make([]string, len(t.names))
+	for k := 1; k < len(t.names); k++ { // kind 0 is other
+		if int(t.holders[k]) >= c.opts.MinKindSessions {
+			out[k] = t.names[k]
+		}
+	}
+	for _, name := range covered {
+		if k, ok := t.lookup(name); ok {
+			out[k] = ""
+		}
+	}
+	return out
 }
 
 // coverage is a randomized greedy set cover: each round takes, at random,
 // one of the candidates adding at least three quarters as many uncovered
 // kinds as the best one, so that warmers asking at once do not all get the
 // same few sessions while the kinds they are served stay nearly as many.
-func coverage(cands []candidate, covered map[uint16]bool, names []string, n int) []SessionRef {
+// uncovered names the kinds that count and are not covered yet ("" for the
+// others); a candidate's score counts at most maxWeight of them.
+func coverage(cands []candidate, uncovered []string, n, maxWeight int) []SessionRef {
 	out := make([]SessionRef, 0, min(n, len(cands)))
 	taken := make([]bool, len(cands))
 	gains := make([]int, len(cands))
@@ -307,8 +328,10 @@ func coverage(cands []candidate, covered map[uint16]bool, names []string, n int)
 			}
 			gain := 0
 			for _, k := range cands[i].kinds {
-				if !covered[k] {
-					gain++
+				if uncovered[k] != "" {
+					if gain++; gain == maxWeight {
+						break
+					}
 				}
 			}
 			gains[i] = gain
@@ -329,9 +352,9 @@ func coverage(cands []candidate, covered map[uint16]bool, names []string, n int)
 		taken[best] = true
 		ref := cands[best].ref
 		for _, k := range cands[best].kinds {
-			if !covered[k] {
-				covered[k] = true
-				ref.NewKinds = append(ref.NewKinds, names[k])
+			if uncovered[k] != "" {
+				ref.NewKinds = append(ref.NewKinds, uncovered[k])
+				uncovered[k] = ""
 			}
 		}
 		slices.Sort(ref.NewKinds)
@@ -368,7 +391,8 @@ type Status struct {
 	Newest time.Time `json:"newest,omitzero"`
 	// Routes counts cached sessions by route path (without the query).
 	Routes map[string]int `json:"routes"`
-	// Kinds counts client messages of cached sessions by kind.
+	// Kinds counts the client messages of cached sessions by kind, rare
+	// kinds and "other" included.
 	Kinds map[string]int64 `json:"kinds"`
 	// Partitions maps each partition read to the stream time of the last
 	// record read from it: now minus that is the lag of an active one.

@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/preheatdev/preheat/protocol"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/stream"
 )
@@ -26,6 +27,7 @@ type cacheOptions struct {
 	maxBytes         byteSize
 	token            string
 	tlsCert, tlsKey  string
+	protocol         string
 	kindFields       stringList
 	kindByRoute      bool
 	rate, clientRate float64
@@ -47,9 +49,13 @@ an event for --gap-wait is cut there (marked truncated); a session whose connect
 was never seen is never served. Sessions are held in an LRU bounded by
 --max-bytes and dropped once their connect leaves the window.
 
-Each client message is classified by a top-level JSON field (--kind-field, tried
-in order) so that warmers can ask for sessions covering kinds they have not been
-served yet.
+Each session's protocol (GraphQL over websocket, Socket.IO, JSON-RPC or plain
+JSON) is detected from its subprotocol, route and first client message, or fixed
+with --protocol. Each client operation's kind is what its protocol names it: a
+GraphQL operation, a Socket.IO event, a JSON-RPC method, a plain JSON message's
+op, type or like field, or a --kind-field. Warmers ask for sessions covering
+kinds they have not been served yet; a kind counts for that only once three
+cached sessions hold it, so that no one client steers what warmers replay.
 
 API (HTTP/1.1 and HTTP/2, also without TLS; a bearer token with --token or
 PREHEAT_CACHE_TOKEN): GET /v1/status, GET /v1/sessions, GET /v1/sessions/{id}
@@ -65,8 +71,9 @@ Events come in the framed batch format (docs/format.md) or as JSON lines.`,
 			fs.StringVar(&o.token, "token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token clients must present (default $PREHEAT_CACHE_TOKEN)")
 			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
 			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
-			fs.Var(&o.kindFields, "kind-field", "top-level JSON field naming a client message's kind, tried in order (repeatable; default op, then type)")
-			fs.BoolVar(&o.kindByRoute, "kind-by-route", false, "classify messages by the session's route instead of a JSON field")
+			fs.StringVar(&o.protocol, "protocol", "", "protocol of every session: graphql-transport-ws, graphql-ws, socket.io, json-rpc or json (default detected per session)")
+			fs.Var(&o.kindFields, "kind-field", "JSON key naming a plain JSON client message's operation, besides the protocol's own (repeatable)")
+			fs.BoolVar(&o.kindByRoute, "kind-by-route", false, "classify messages by the session's route instead of by their protocol")
 			fs.Float64Var(&o.rate, "rate", 5000, "sessions served per second to all clients together")
 			fs.Float64Var(&o.clientRate, "client-rate", 200, "sessions served per second to one client")
 			fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long open requests get to finish")
@@ -95,6 +102,11 @@ func runCache(ctx context.Context, e *env, args []string) error {
 	if _, err := parseStreamURL(o.stream); err != nil {
 		return usagef("%v", err)
 	}
+	if o.protocol != "" {
+		if _, err := protocol.NewSet(nil).Lookup(o.protocol); err != nil {
+			return usagef("--protocol: %v", err)
+		}
+	}
 	var certs *certReloader
 	if o.tlsCert != "" {
 		var err error
@@ -113,6 +125,7 @@ func runCache(ctx context.Context, e *env, args []string) error {
 		Window:      o.window,
 		MaxBytes:    int64(o.maxBytes),
 		GapWait:     o.gapWait,
+		Protocol:    o.protocol,
 		KindFields:  o.kindFields,
 		KindByRoute: o.kindByRoute,
 		Logger:      e.log,
