@@ -189,7 +189,7 @@ func TestMutationsNeverSent(t *testing.T) {
 		url, _ := serveLoopback(t, sim)
 		ro := &replayer.Options{Correlate: "id"}
 		if allow {
-			ro.Safety = []replayer.SafetyRule{}
+			ro.SendMutating, ro.SendUnknown = true, true
 		}
 		res := run(t, &loadtest.Corpus{Sessions: ss}, url+"/sync", loadtest.Options{SessionsPerSecond: 20, Duration: time.Second, Speed: -1, Replay: ro})
 		sim.Close()

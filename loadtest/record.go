@@ -242,15 +242,16 @@ func (r *recorder) snapshot(elapsed time.Duration) TargetResult {
 	defer r.mu.Unlock()
 	tr := TargetResult{
 		Name: r.name, URL: r.url,
-		Sessions:  r.sessions,
-		Errors:    make(map[string]uint64, len(r.errors)+1),
-		Sent:      st.MessagesSent,
-		Rehearsed: st.MessagesRehearsed,
-		Responses: uint64(r.all.TotalCount()),
-		Timeouts:  st.Timeouts,
-		Skipped:   st.MessagesSkipped,
-		Latency:   summarize(r.all),
-		Intervals: append([]Interval(nil), r.intervals...),
+		Sessions:      r.sessions,
+		Errors:        make(map[string]uint64, len(r.errors)+1),
+		Sent:          st.MessagesSent,
+		Rehearsed:     st.MessagesRehearsed,
+		Responses:     uint64(r.all.TotalCount()),
+		Timeouts:      st.Timeouts,
+		Skipped:       st.MessagesSkipped,
+		SkippedByKind: st.SkippedByKind,
+		Latency:       summarize(r.all),
+		Intervals:     append([]Interval(nil), r.intervals...),
 	}
 	tr.Sessions.Active = r.active.Load()
 	tr.Sessions.Peak = r.peak.Load()

@@ -292,6 +292,7 @@ svg text { font-size: 11px; fill: #57606a; }
 <tr><th>Sessions started / completed / failed / cut</th>{{range .R.Targets}}<td>{{.Sessions.Started}} / {{.Sessions.Completed}} / {{.Sessions.Failed}} / {{.Sessions.Cut}}</td>{{end}}</tr>
 <tr><th>Messages sent / responses / timeouts</th>{{range .R.Targets}}<td>{{.Sent}} / {{.Responses}} / {{.Timeouts}}</td>{{end}}</tr>
 <tr><th>Messages not sent (safety and filters)</th>{{range .R.Targets}}<td>{{range $k, $v := .Skipped}}{{$k}} {{$v}} {{end}}</td>{{end}}</tr>
+<tr><th>Not sent, by kind</th>{{range .R.Targets}}<td>{{range $r, $m := .SkippedByKind}}{{$r}}: {{range $k, $v := $m}}{{if $k}}{{$k}}{{else}}(no kind){{end}} {{$v}} {{end}}<br>{{end}}</td>{{end}}</tr>
 <tr><th>Throughput</th>{{range .R.Targets}}<td>{{num .SessionsPerSecond}} sessions/s, {{num .MessagesPerSecond}} msg/s</td>{{end}}</tr>
 <tr><th>Latency p50 / p90 / p99 / p99.9 / max</th>{{range .R.Targets}}<td>{{ms .Latency.P50}} / {{ms .Latency.P90}} / {{ms .Latency.P99}} / {{ms .Latency.P999}} / {{ms .Latency.Max}}</td>{{end}}</tr>
 <tr><th>Error rate</th>{{range .R.Targets}}<td>{{pct .ErrorRate}}</td>{{end}}</tr>

@@ -59,13 +59,15 @@ type TargetResult struct {
 	// Sent counts client messages sent, Rehearsed those of them sent as
 	// rehearsals (replayer.Options.Rehearse), Responses the latencies
 	// measured, Timeouts the responses that did not come; Skipped the
-	// messages the filters held back, by reason ("mutating", "unchecked",
-	// ...).
-	Sent      uint64            `json:"messages_sent"`
-	Rehearsed uint64            `json:"messages_rehearsed"`
-	Responses uint64            `json:"responses"`
-	Timeouts  uint64            `json:"timeouts"`
-	Skipped   map[string]uint64 `json:"messages_skipped"`
+	// messages the filters held back, by reason ("mutating", "unknown",
+	// "reply", ...), and SkippedByKind the same by reason and message kind
+	// (replayer.Stats.SkippedByKind).
+	Sent          uint64                       `json:"messages_sent"`
+	Rehearsed     uint64                       `json:"messages_rehearsed"`
+	Responses     uint64                       `json:"responses"`
+	Timeouts      uint64                       `json:"timeouts"`
+	Skipped       map[string]uint64            `json:"messages_skipped"`
+	SkippedByKind map[string]map[string]uint64 `json:"skipped_by_kind,omitempty"`
 	// Throughput over the whole run, per second.
 	SessionsPerSecond  float64 `json:"sessions_per_second"`
 	MessagesPerSecond  float64 `json:"messages_per_second"`

@@ -2,6 +2,8 @@ package replayer_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -160,4 +162,29 @@ func recorded(start time.Time, msgs []string, offsetsMS []int) []session.Event {
 	seq++
 	last := time.Duration(offsetsMS[len(offsetsMS)-1]) * time.Millisecond
 	return append(evs, session.Event{Session: id, Seq: seq, Kind: session.KindClose, Offset: last + 10*time.Millisecond, Code: 1000, ClosedBy: session.SideClient})
+}
+
+// pipelined returns a recorded session with its server messages moved after
+// its last client message, as a client that sends without waiting for
+// answers records; each answer carries its request's id.
+func pipelined(evs []session.Event) []session.Event {
+	var client, server []session.Event
+	for _, ev := range evs[1 : len(evs)-1] {
+		if ev.Direction == session.ClientToServer {
+			client = append(client, ev)
+		} else {
+			var m struct{ ID json.RawMessage }
+			if json.Unmarshal(client[len(client)-1].Payload, &m) == nil && m.ID != nil {
+				ev.Payload = fmt.Appendf(nil, `{"type":"result","id":%s}`, m.ID)
+			}
+			server = append(server, ev)
+		}
+	}
+	out := append([]session.Event{evs[0]}, client...)
+	out = append(out, server...)
+	out = append(out, evs[len(evs)-1])
+	for i := range out {
+		out[i].Seq = uint64(i)
+	}
+	return out
 }

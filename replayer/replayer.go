@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/protocol"
 	"github.com/preheatdev/preheat/session"
 )
 
@@ -69,15 +71,44 @@ type Options struct {
 	// ReadLimit bounds one message read from the target, in bytes; a
 	// larger one fails the session. Default 16 MiB.
 	ReadLimit int64
-	// Safety lists the rules that mark a client message as mutating; such
-	// messages are never sent. Nil means DefaultSafetyRules; an empty,
-	// non-nil slice means no rules.
+	// Protocol names the protocol profile that judges every session's
+	// messages (see package protocol: "graphql-transport-ws",
+	// "graphql-ws", "socket.io", "json-rpc", "json"). Default "": each
+	// session's profile is detected from its recorded subprotocol, route
+	// and first client message.
+	Protocol string
+	// Safety lists the operator's rules that mark a client message as
+	// mutating. They win over every other judgement. Default none.
 	Safety []SafetyRule
-	// SendUnchecked sends messages the safety rules cannot inspect (binary
-	// messages, text that is not a JSON object). Default false: with any
-	// safety rule in force they are skipped and counted, because nothing
-	// shows they do not mutate.
-	SendUnchecked bool
+	// Allow lists the operator's rules that mark a client message as a
+	// read, where the profile found it unknown (or, with NoDefaultSafety,
+	// always). A message the profile or a Safety rule marks as mutating
+	// stays mutating. Default none.
+	Allow []SafetyRule
+	// NoDefaultSafety sets the profile's judgement of operation names
+	// aside: only Safety and Allow rules decide, and an operation neither
+	// matches is unknown. The profile still tells protocol control and
+	// replies apart. Default false.
+	NoDefaultSafety bool
+	// SendUnknown sends messages whose verdict is unknown: nothing shows
+	// that they only read. This is the old behaviour of sending everything
+	// not marked mutating; whoever sets it accepts that an unrecognised
+	// write is replayed. Default false: unknown messages are skipped and
+	// counted.
+	SendUnknown bool
+	// SendMutating sends mutating messages as they are, for a load test
+	// against a staging target whose data does not matter. Default false:
+	// they are skipped and counted (or rehearsed, see Rehearse).
+	SendMutating bool
+	// OrderTimeout bounds how long a client message recorded after the
+	// server's k-th message waits for this replay to have received k
+	// server messages (heartbeats and the answers to messages not sent
+	// aside), and how long a session waits at its end for the server
+	// messages recorded after its last client message (a subscription's
+	// last results and its completion). A wait that ends is counted
+	// (Stats.OrderWaitsExpired), and the rest of that session is sent
+	// without waiting. Default 5s.
+	OrderTimeout time.Duration
 	// Rewrite lists the rules applied to client messages, in order, before
 	// the safety check.
 	Rewrite []RewriteRule
@@ -148,9 +179,10 @@ type Options struct {
 	// OnSessionEnd, when set, is called as each session taken by Run ends.
 	// It must be quick and safe for concurrent use.
 	OnSessionEnd func(SessionResult)
-	// KindFields are the top-level JSON fields, tried in order, whose value
-	// names a request's kind in Response.Kind. Default ["op", "type"], as
-	// the replay cache classifies messages.
+	// KindFields are JSON keys whose value names an operation, tried
+	// before the profile's own (package protocol, Options.KeyFields): they
+	// name a request's kind in Response.Kind and in the skip counts, and
+	// they are judged like the built-in keys. Default none.
 	KindFields []string
 	// HTTPClient performs the handshakes. Default a client with
 	// DialTimeout on each dial.
@@ -166,9 +198,6 @@ func (o *Options) withDefaults() (Options, error) {
 	var c Options
 	if o != nil {
 		c = *o
-	}
-	if len(c.KindFields) == 0 {
-		c.KindFields = []string{"op", "type"}
 	}
 	if len(c.RecordedHeaders) == 0 {
 		c.RecordedHeaders = []string{"User-Agent", "Accept-Language"}
@@ -197,14 +226,20 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.ReadLimit <= 0 {
 		c.ReadLimit = 16 << 20
 	}
-	if c.Safety == nil {
-		c.Safety = DefaultSafetyRules
-	}
 	c.Safety = append([]SafetyRule(nil), c.Safety...)
 	for i := range c.Safety {
 		if err := c.Safety[i].compile(); err != nil {
 			return c, err
 		}
+	}
+	c.Allow = append([]SafetyRule(nil), c.Allow...)
+	for i := range c.Allow {
+		if err := c.Allow[i].compile(); err != nil {
+			return c, err
+		}
+	}
+	if c.OrderTimeout <= 0 {
+		c.OrderTimeout = 5 * time.Second
 	}
 	if len(c.Rehearse) > 0 {
 		rules, err := compileRehearse(c.Rehearse)
@@ -260,7 +295,8 @@ type Replayer struct {
 	target      *url.URL
 	opts        Options
 	correlate   path
-	kindPaths   []path
+	profiles    *protocol.Set
+	fixed       protocol.Profile // Options.Protocol's, or nil: detect
 	log         *slog.Logger
 	limiter     *rate.Limiter
 	m           replayMetrics
@@ -297,12 +333,11 @@ func New(target string, opts *Options) (*Replayer, error) {
 	}
 	r := &Replayer{target: u, opts: o, log: o.Logger}
 	r.stop, r.stopCall = context.WithCancel(context.Background())
-	for _, f := range o.KindFields {
-		p, err := parsePath(f)
-		if err != nil {
-			return nil, fmt.Errorf("kind field: %w", err)
+	r.profiles = protocol.NewSet(&protocol.Options{KeyFields: o.KindFields})
+	if o.Protocol != "" {
+		if r.fixed, err = r.profiles.Lookup(o.Protocol); err != nil {
+			return nil, fmt.Errorf("protocol: %w", err)
 		}
-		r.kindPaths = append(r.kindPaths, p)
 	}
 	if o.Correlate != "" {
 		if r.correlate, err = parsePath(o.Correlate); err != nil {
@@ -345,9 +380,28 @@ type Stats struct {
 	// MessagesRehearsed counts the messages of MessagesSent that were sent
 	// in their rehearsal form (see Options.Rehearse).
 	MessagesRehearsed uint64 `json:"messages_rehearsed"`
+	// MessagesControl counts the messages of MessagesSent that were
+	// protocol control (a connection_init, a Socket.IO CONNECT), not
+	// operations.
+	MessagesControl uint64 `json:"messages_control"`
 	// MessagesSkipped counts client messages not sent, by reason:
-	// "mutating", "unchecked", "truncated", "redacted".
+	// "mutating" (a rule or the protocol profile marks it as a write),
+	// "unknown" (nothing shows it only reads), "reply" (the recorded
+	// client's answer to a server message, such as a pong: the replay
+	// answers the live server itself), "truncated", "redacted".
 	MessagesSkipped map[string]uint64 `json:"messages_skipped"`
+	// SkippedByKind splits MessagesSkipped by reason, then by message kind
+	// ("" for messages without one). At most 256 reason and kind pairs are
+	// told apart; later kinds count as "other".
+	SkippedByKind map[string]map[string]uint64 `json:"skipped_by_kind"`
+	// Answered counts the messages the replay sent to answer the server
+	// as its protocol requires (a pong to a ping).
+	Answered uint64 `json:"answered"`
+	// OrderWaitsExpired counts waits for the server's messages that ended
+	// at Options.OrderTimeout: a client message recorded after the server's
+	// k-th message was sent before k had arrived, or a session closed
+	// before the server messages recorded at its end had come.
+	OrderWaitsExpired uint64 `json:"order_waits_expired"`
 	// ServerMessages counts messages received from the target.
 	ServerMessages uint64 `json:"server_messages"`
 	// Responses counts latencies measured; Timeouts the sent messages that
@@ -398,6 +452,9 @@ type SessionResult struct {
 	CloseCode int
 	// Sent counts the messages sent; Skipped those the filters held back.
 	Sent, Skipped int
+	// OrderWaitsExpired counts the session's waits for server messages
+	// that ended at Options.OrderTimeout.
+	OrderWaitsExpired int
 	// Started is when the session began (its dial); Duration how long it
 	// ran.
 	Started  time.Time
@@ -526,108 +583,6 @@ func (r *Replayer) dialBackoff(ctx context.Context) error {
 	}
 }
 
-// step is one client message of a session's plan.
-type step struct {
-	kind      string
-	seq       uint64
-	offset    time.Duration
-	binary    bool
-	rehearsed bool // payload is a mutating message's rehearsal form
-	payload   []byte
-}
-
-// plan turns a session's client frames into the messages to send, applying
-// rewrites and the safety filter. skipped counts by reason.
-func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, dry io.Writer) ([]step, map[string]int) {
-	rw := rewriter{rules: r.opts.Rewrite, marker: redact.Marker, shift: now.Sub(info.Start)}
-	var steps []step
-	skipped := map[string]int{}
-	for i := range evs {
-		ev := &evs[i]
-		if ev.Kind != session.KindFrame || ev.Direction != session.ClientToServer {
-			continue
-		}
-		var reason string
-		rehearsed := false
-		payload := ev.Payload
-		switch {
-		case ev.Truncated:
-			reason = "truncated"
-		case ev.Opcode == session.Binary:
-			if len(r.opts.Safety) > 0 && !r.opts.SendUnchecked {
-				reason = "unchecked"
-			}
-		default:
-			payload = rw.apply(payload)
-			reason = r.check(payload)
-			if reason == "mutating" && len(r.opts.Rehearse) > 0 {
-				if p, ok := rehearse(payload, r.opts.Rehearse); ok {
-					payload, reason, rehearsed = p, "", true
-				}
-			}
-		}
-		if reason == "" && r.opts.DropRedacted && strings.Contains(string(payload), redact.Marker) {
-			reason = "redacted"
-		}
-		if dry != nil {
-			printStep(dry, evs[0].Session, ev, payload, reason, rehearsed)
-		}
-		if reason != "" {
-			skipped[reason]++
-			continue
-		}
-		steps = append(steps, step{kind: r.kindOf(payload, ev.Opcode), seq: ev.Seq, offset: ev.Offset, binary: ev.Opcode == session.Binary, rehearsed: rehearsed, payload: payload})
-	}
-	return steps, skipped
-}
-
-// kindOf names a request's kind by the first of KindFields it has.
-func (r *Replayer) kindOf(msg []byte, op session.Opcode) string {
-	if op == session.Binary {
-		return ""
-	}
-	for _, p := range r.kindPaths {
-		if raw, ok, err := lookup(msg, p); err == nil && ok {
-			if v, ok := scalar(raw); ok {
-				return v
-			}
-		}
-	}
-	return ""
-}
-
-// check returns why the safety rules forbid sending msg, or "".
-func (r *Replayer) check(msg []byte) string {
-	for i := range r.opts.Safety {
-		hit, err := r.opts.Safety[i].matches(msg)
-		if err != nil {
-			if r.opts.SendUnchecked {
-				return ""
-			}
-			return "unchecked"
-		}
-		if hit {
-			return "mutating"
-		}
-	}
-	return ""
-}
-
-func printStep(w io.Writer, id session.ID, ev *session.Event, payload []byte, reason string, rehearsed bool) {
-	action := "send"
-	switch {
-	case reason != "":
-		action = "skip " + reason
-	case rehearsed:
-		action = "rehearse"
-	}
-	body := string(payload)
-	if ev.Opcode == session.Binary {
-		body = fmt.Sprintf("<binary %d bytes>", len(payload))
-	}
-	fmt.Fprintf(w, "%s +%.3fs %s %s\n", id, ev.Offset.Seconds(), action, body)
-}
-
 // Replay plays one session against the target, under the rate limit but
 // outside Run's concurrency limit, and returns how it ended. Its counters go
 // into Stats like Run's sessions. It is safe to call from many goroutines:
@@ -653,34 +608,34 @@ func (r *Replayer) replay(ctx, stop context.Context, evs []session.Event) Sessio
 		dry = new(bytes.Buffer)
 		planOut = dry
 	}
-	steps, skipped := r.plan(info, evs, time.Now(), planOut)
+	p := r.plan(info, evs, time.Now(), planOut)
 	if dry != nil {
 		// One session's plan at a time: sessions run concurrently.
 		r.dryMu.Lock()
 		_, _ = r.opts.DryRun.Write(dry.Bytes())
 		r.dryMu.Unlock()
 	}
-	for reason, n := range skipped {
-		r.stats.skip(reason, n)
-		r.m.skipped(reason).Add(n)
+	for k, n := range p.skipped {
+		r.m.skipped(r.stats.skip(k, n)).Add(n)
 		res.Skipped += n
 	}
 	if r.opts.DryRun != nil {
 		r.stats.completed.Add(1)
 		return res
 	}
-	if len(steps) == 0 {
+	if !slices.ContainsFunc(p.steps, func(s step) bool { return !s.control }) {
 		return r.fail(ctx, res, "nothing_to_send", nil)
 	}
-	if first := firstClient(evs); first < 0 || steps[0].seq != evs[first].Seq {
-		// The connect did not survive the filter: the rest is meaningless.
+	if p.openingSkipped {
+		// The session's opening did not survive the filter: the rest is
+		// meaningless.
 		return r.fail(ctx, res, "connect_skipped", nil)
 	}
 	r.active.Add(1)
 	defer r.active.Add(-1)
 	sctx, cancel := context.WithTimeout(ctx, r.opts.SessionTimeout)
 	defer cancel()
-	r.play(sctx, stop, info, steps, droppedByClient(evs), &res)
+	r.play(sctx, stop, info, &p, droppedByClient(evs), &res)
 	if res.Failure != "" {
 		return r.fail(ctx, res, res.Failure, res.Err)
 	}
@@ -712,14 +667,24 @@ func (r *Replayer) fail(ctx context.Context, res SessionResult, reason string, e
 		r.m.stopped.Inc()
 		return res
 	}
-	r.stats.failed(reason)
+	first := r.stats.failed(reason)
 	r.m.failed(reason).Inc()
 	r.hist.errors.Add(1)
 	if reason == "connect" || reason == "handshake" {
 		r.failStreak.Add(1)
 	}
-	if err != nil {
-		r.log.Debug("replay session failed", "session", res.ID, "reason", reason, "err", err)
+	attrs := []any{"session", res.ID, "reason", reason, "err", err}
+	if res.CloseCode >= 0 {
+		attrs = append(attrs, "close_code", res.CloseCode)
+	}
+	if res.Status != 0 {
+		attrs = append(attrs, "status", res.Status)
+	}
+	if first {
+		// The first of each class says what is wrong; the rest are counted.
+		r.log.Info("replay: a session failed (the first for this reason; later ones are counted)", attrs...)
+	} else {
+		r.log.Debug("replay session failed", attrs...)
 	}
 	return res
 }
@@ -740,7 +705,7 @@ const stopDrain = time.Second
 // play dials the target and sends steps, recording in res how it went.
 // When stop is done it sends no more; a session that ends with drop hangs up
 // without a close handshake, as it was recorded to.
-func (r *Replayer) play(ctx, stop context.Context, info *session.Info, steps []step, drop bool, res *SessionResult) {
+func (r *Replayer) play(ctx, stop context.Context, info *session.Info, p *sessionPlan, drop bool, res *SessionResult) {
 	dctx, dcancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	conn, resp, err := websocket.Dial(dctx, r.url(info), r.dialOptions(info))
 	dcancel()
@@ -755,11 +720,13 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, steps []s
 	conn.SetReadLimit(r.opts.ReadLimit)
 
 	w := &waiter{r: r, pending: make(map[string]pendingReq)}
+	arr := newArrivals()
 	readDone := make(chan error, 1)
 	var reader sync.WaitGroup
 	defer reader.Wait() // after CloseNow has ended the read
 	defer conn.CloseNow()
-	reader.Go(func() { readDone <- r.read(ctx, conn, w) })
+	live := p.profile.NewConversation() // the live server's side; the reader's alone
+	reader.Go(func() { readDone <- r.read(ctx, conn, w, live, arr) })
 	failed := func(reason string, err error) {
 		res.Failure, res.Err = reason, err
 		if code := websocket.CloseStatus(err); code != -1 {
@@ -767,6 +734,24 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, steps []s
 		}
 	}
 
+	// closedByTarget records the target's close as the session's failure,
+	// unless every message has been sent and the target closed cleanly
+	// (1000, 1001, or a close frame without a status, as the graphql-ws
+	// server answers a client's connection_terminate) or the recorded
+	// session ended the same way, with the server closing it.
+	allSent := false
+	closedByTarget := func(err error) {
+		if allSent && res.Failure == "" {
+			switch websocket.CloseStatus(err) {
+			case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+				return
+			}
+			if p.serverCloses {
+				return
+			}
+		}
+		failed("closed_by_target", err)
+	}
 	// await waits for c, unless the session ends first: it records why and
 	// returns false. With stop, it also returns false when stop is done,
 	// recording "stopped": the session then closes normally.
@@ -779,9 +764,43 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, steps []s
 		case <-ctx.Done():
 			failed("timeout", ctx.Err())
 		case err := <-readDone:
-			failed("closed_by_target", err)
+			closedByTarget(err)
 		}
 		return false
+	}
+	// inOrder waits until n of the server messages the plan expects have
+	// arrived, as await waits. A wait that outlasts OrderTimeout is
+	// counted, and the rest of the session is sent without waiting: the
+	// messages it waited for (a push another client caused, an answer the
+	// target does not give) are not coming, and every later wait would
+	// wait for them again.
+	ordered := true
+	inOrder := func(n int, stop <-chan struct{}) bool {
+		if !ordered || arr.count() >= n {
+			return true
+		}
+		t := time.NewTimer(r.opts.OrderTimeout)
+		defer t.Stop()
+		for arr.count() < n {
+			select {
+			case <-arr.notify:
+				continue
+			case <-t.C:
+				ordered = false
+				res.OrderWaitsExpired++
+				r.stats.orderExpired.Add(1)
+				r.m.orderExpired.Inc()
+				return true
+			case <-stop:
+				res.Failure = "stopped"
+			case <-ctx.Done():
+				failed("timeout", ctx.Err())
+			case err := <-readDone:
+				closedByTarget(err)
+			}
+			return false
+		}
+		return true
 	}
 	// paced is ctx that also ends with stop, for the rate limiter's wait.
 	paced, endPaced := context.WithCancel(ctx)
@@ -793,10 +812,16 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, steps []s
 	timer.Stop()
 	defer timer.Stop()
 steps:
-	for _, st := range steps {
+	for _, st := range p.steps {
 		if stop.Err() != nil {
 			res.Failure = "stopped"
 			break
+		}
+		if !inOrder(st.after, stop.Done()) {
+			if res.Failure == "stopped" {
+				break steps
+			}
+			return
 		}
 		if r.opts.Speed > 0 {
 			if d := time.Until(start.Add(time.Duration(float64(st.offset) / r.opts.Speed))); d > 0 {
@@ -823,7 +848,9 @@ steps:
 		if st.binary {
 			typ = websocket.MessageBinary
 		}
-		w.sent(st.payload, st.kind)
+		if st.reply {
+			w.sent(st.payload, st.kind, st.id)
+		}
 		wctx, wcancel := context.WithTimeout(ctx, r.opts.ResponseTimeout)
 		err := conn.Write(wctx, typ, st.payload)
 		wcancel()
@@ -834,6 +861,10 @@ steps:
 		res.Sent++
 		r.stats.sent.Add(1)
 		r.m.sent.Inc()
+		if st.control {
+			r.stats.control.Add(1)
+			r.m.control.Inc()
+		}
 		if st.rehearsed {
 			r.stats.rehearsed.Add(1)
 			r.m.rehearsed.Inc()
@@ -841,6 +872,7 @@ steps:
 		r.hist.sent.Add(1)
 		w.expire(time.Now())
 	}
+	allSent = true
 	// Wait for the last responses, then close.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -854,6 +886,12 @@ steps:
 		}
 	}
 	w.expire(time.Now().Add(r.opts.ResponseTimeout + time.Second)) // all that remain timed out
+	// The server messages recorded after the last client message (a
+	// subscription's last results and its completion) come before the
+	// close, as they did when recorded.
+	if res.Failure == "" && !inOrder(p.serverTotal, nil) {
+		return
+	}
 	if drop && res.Failure == "" {
 		conn.CloseNow() // as recorded: the client hung up
 		<-readDone
@@ -906,9 +944,9 @@ func (r *Replayer) dialOptions(info *session.Info) *websocket.DialOptions {
 
 // read receives the target's messages until the connection ends, matching
 // responses to requests. It returns nil on a normal close.
-func (r *Replayer) read(ctx context.Context, conn *websocket.Conn, w *waiter) error {
+func (r *Replayer) read(ctx context.Context, conn *websocket.Conn, w *waiter, live protocol.Conversation, arr *arrivals) error {
 	for {
-		_, msg, err := conn.Read(ctx)
+		typ, msg, err := conn.Read(ctx)
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
 				return nil
@@ -918,10 +956,38 @@ func (r *Replayer) read(ctx context.Context, conn *websocket.Conn, w *waiter) er
 		now := time.Now()
 		r.stats.server.Add(1)
 		r.m.received.Inc()
-		if d, kind, ok := w.received(msg, now); ok {
+		sm := live.Server(msg, typ == websocket.MessageBinary)
+		if sm.Answer != nil {
+			// The protocol wants an answer now (a pong): the recorded one
+			// was not replayed.
+			if err := r.answer(ctx, conn, sm); err != nil {
+				return err
+			}
+		}
+		if sm.Heartbeat {
+			continue // not part of the conversation: no response, no order
+		}
+		arr.add()
+		if d, kind, ok := w.received(msg, sm.ID, now); ok {
 			r.observe(Response{At: now, Latency: d, Kind: kind})
 		}
 	}
+}
+
+// answer sends the message the protocol wants in answer to a server message.
+func (r *Replayer) answer(ctx context.Context, conn *websocket.Conn, sm protocol.ServerMessage) error {
+	typ := websocket.MessageText
+	if sm.AnswerBinary {
+		typ = websocket.MessageBinary
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.opts.ResponseTimeout)
+	defer cancel()
+	if err := conn.Write(wctx, typ, sm.Answer); err != nil {
+		return fmt.Errorf("answer the server: %w", err)
+	}
+	r.stats.answered.Add(1)
+	r.m.answered.Inc()
+	return nil
 }
 
 func (r *Replayer) observe(resp Response) {
@@ -950,24 +1016,31 @@ type pendingReq struct {
 	kind string
 }
 
-func (w *waiter) sent(msg []byte, kind string) {
+// sent notes a request sent. A request is tied to its response by id, the
+// protocol's id of the operation (see protocol.Judgement.ID), else by the
+// Correlate field, else to the next server message.
+func (w *waiter) sent(msg []byte, kind, id string) {
 	p := pendingReq{at: time.Now(), kind: kind}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.r.correlate == nil {
+	key := id
+	if key == "" && w.r.correlate != nil {
+		raw, ok, err := lookup(msg, w.r.correlate)
+		if err != nil || !ok {
+			return
+		}
+		key = string(raw)
+	}
+	if key == "" {
 		if len(w.next) < maxPending {
 			w.next = append(w.next, p)
 		}
 		return
 	}
-	raw, ok, err := lookup(msg, w.r.correlate)
-	if err != nil || !ok {
-		return
-	}
 	if len(w.pending) >= maxPending {
 		w.timeoutOldestLocked()
 	}
-	w.pending[string(raw)] = p
+	w.pending[key] = p
 }
 
 func (w *waiter) timeoutOldestLocked() {
@@ -983,27 +1056,27 @@ func (w *waiter) timeoutOldestLocked() {
 }
 
 // received returns the latency and kind of the request a server message
-// answers, if any.
-func (w *waiter) received(msg []byte, now time.Time) (time.Duration, string, bool) {
+// answers, if any. id is the protocol's id of the operation the message
+// belongs to (protocol.ServerMessage.ID), nil if none.
+func (w *waiter) received(msg, id []byte, now time.Time) (time.Duration, string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.r.correlate == nil {
-		if len(w.next) == 0 {
-			return 0, "", false
+	if len(id) == 0 && w.r.correlate != nil {
+		if raw, ok, err := lookup(msg, w.r.correlate); err == nil && ok {
+			id = raw
 		}
-		p := w.next[0]
-		w.next = w.next[:0] // one server message answers everything before it
-		return now.Sub(p.at), p.kind, true
 	}
-	raw, ok, err := lookup(msg, w.r.correlate)
-	if err != nil || !ok {
+	if len(id) > 0 {
+		if p, ok := w.pending[string(id)]; ok {
+			delete(w.pending, string(id))
+			return now.Sub(p.at), p.kind, true
+		}
+	}
+	if len(w.next) == 0 {
 		return 0, "", false
 	}
-	p, ok := w.pending[string(raw)]
-	if !ok {
-		return 0, "", false
-	}
-	delete(w.pending, string(raw))
+	p := w.next[0]
+	w.next = w.next[:0] // one server message answers everything before it
 	return now.Sub(p.at), p.kind, true
 }
 
@@ -1039,28 +1112,46 @@ func (r *Replayer) timeout() {
 // counters are the replay's totals.
 type counters struct {
 	started, completed, stopped, sent, rehearsed, server, responses, timeouts atomic.Uint64
+	control, answered, orderExpired                                           atomic.Uint64
 
 	mu      sync.Mutex
 	failure map[string]uint64
 	skipped map[string]uint64
+	byKind  map[skipKey]uint64 // at most maxSkipKinds keys
 }
 
-func (c *counters) failed(reason string) {
+// maxSkipKinds bounds the (reason, kind) pairs the skip counts tell apart;
+// past it, kinds count as "other". Kinds come from recorded sessions, so
+// any client can make up new ones.
+const maxSkipKinds = 256
+
+// failed counts a failed session and reports whether it is the first of
+// its reason.
+func (c *counters) failed(reason string) (first bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.failure == nil {
 		c.failure = map[string]uint64{}
 	}
 	c.failure[reason]++
+	return c.failure[reason] == 1
 }
 
-func (c *counters) skip(reason string, n int) {
+// skip counts n messages not sent, and returns the key they were counted
+// under by kind: k, or k with kind "other" once maxSkipKinds are known.
+func (c *counters) skip(k skipKey, n int) skipKey {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.skipped == nil {
 		c.skipped = map[string]uint64{}
+		c.byKind = map[skipKey]uint64{}
 	}
-	c.skipped[reason] += uint64(n)
+	c.skipped[k.reason] += uint64(n)
+	if _, ok := c.byKind[k]; !ok && len(c.byKind) >= maxSkipKinds {
+		k.kind = "other"
+	}
+	c.byKind[k] += uint64(n)
+	return k
 }
 
 func (c *counters) snapshot() Stats {
@@ -1073,8 +1164,12 @@ func (c *counters) snapshot() Stats {
 		ServerMessages:    c.server.Load(),
 		Responses:         c.responses.Load(),
 		Timeouts:          c.timeouts.Load(),
+		MessagesControl:   c.control.Load(),
+		Answered:          c.answered.Load(),
+		OrderWaitsExpired: c.orderExpired.Load(),
 		SessionsFailed:    map[string]uint64{},
 		MessagesSkipped:   map[string]uint64{},
+		SkippedByKind:     map[string]map[string]uint64{},
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1083,6 +1178,14 @@ func (c *counters) snapshot() Stats {
 	}
 	for k, v := range c.skipped {
 		s.MessagesSkipped[k] = v
+	}
+	for k, v := range c.byKind {
+		m := s.SkippedByKind[k.reason]
+		if m == nil {
+			m = map[string]uint64{}
+			s.SkippedByKind[k.reason] = m
+		}
+		m[k.kind] = v
 	}
 	return s
 }
@@ -1154,6 +1257,8 @@ type replayMetrics struct {
 	set                      *metrics.Set
 	sent, received, timeouts *metrics.Counter
 	rehearsed                *metrics.Counter
+	control, answered        *metrics.Counter
+	orderExpired             *metrics.Counter
 	completed, stopped       *metrics.Counter
 	latency                  *metrics.Histogram
 }
@@ -1165,19 +1270,33 @@ func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
 		s.NewGauge("preheat_replay_cpu_pressure", func() float64 { return float64(r.pressureM.Load()) / 1e6 })
 	}
 	return replayMetrics{
-		set:       s,
-		sent:      s.NewCounter("preheat_replay_messages_sent_total"),
-		rehearsed: s.NewCounter("preheat_replay_messages_rehearsed_total"),
-		received:  s.NewCounter("preheat_replay_server_messages_total"),
-		timeouts:  s.NewCounter("preheat_replay_response_timeouts_total"),
-		completed: s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),
-		stopped:   s.NewCounter(`preheat_replay_sessions_total{result="stopped"}`),
-		latency:   s.NewHistogram("preheat_replay_response_seconds"),
+		set:          s,
+		sent:         s.NewCounter("preheat_replay_messages_sent_total"),
+		rehearsed:    s.NewCounter("preheat_replay_messages_rehearsed_total"),
+		control:      s.NewCounter("preheat_replay_control_messages_sent_total"),
+		answered:     s.NewCounter("preheat_replay_answers_sent_total"),
+		orderExpired: s.NewCounter("preheat_replay_order_waits_expired_total"),
+		received:     s.NewCounter("preheat_replay_server_messages_total"),
+		timeouts:     s.NewCounter("preheat_replay_response_timeouts_total"),
+		completed:    s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),
+		stopped:      s.NewCounter(`preheat_replay_sessions_total{result="stopped"}`),
+		latency:      s.NewHistogram("preheat_replay_response_seconds"),
 	}
 }
 
-func (m *replayMetrics) skipped(reason string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(`preheat_replay_messages_skipped_total{reason="` + reason + `"}`)
+// skipped returns the counter of messages skipped for k's reason and kind.
+func (m *replayMetrics) skipped(k skipKey) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`preheat_replay_messages_skipped_total{reason="` + k.reason + `",kind="` + labelValue(k.kind) + `"}`)
+}
+
+// labelValue escapes s for a Prometheus label value: a kind comes from a
+// recorded session, and may hold anything.
+func labelValue(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if !strings.ContainsAny(s, "\\\"\n") {
+		return s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
 
 func (m *replayMetrics) failed(reason string) *metrics.Counter {

@@ -63,7 +63,7 @@ func TestReplayPacingAndOrder(t *testing.T) {
 	f := func(speed float64, offsets []int) {
 		t.Helper()
 		synctest.Test(t, func(t *testing.T) {
-			tg := &target{protocols: []string{"sync.v3"}}
+			tg := &target{protocols: []string{"sync.v3"}, reply: echoID(0)}
 			client := pipenet.Serve(t, tg)
 			r := newReplayer(t, "ws://pod", replayer.Options{Speed: speed, Rate: -1, HTTPClient: client})
 			msgs := queries(len(offsets))
@@ -374,21 +374,37 @@ func isMutation(msg []byte) bool {
 	return slices.Contains(corpus.MutatingTypes, m.Type)
 }
 
+// TestReplayDryRunPrintsPlanWithoutConnecting: a dry run prints each
+// client message's fate and verdict, touches no target, and never prints a
+// value a rewrite rule puts in (a credential, say).
 func TestReplayDryRunPrintsPlanWithoutConnecting(t *testing.T) {
 	var out bytes.Buffer
+	rw, err := replayer.ParseRewriteRule("token=set:s3cret-warmup")
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := newReplayer(t, "ws://127.0.0.1:1/sync", replayer.Options{DryRun: &out,
-		Safety: []replayer.SafetyRule{mustSafety(t, "type=mutate")}})
-	evs := recorded(time.Now(), []string{`{"type":"connect"}`, `{"type":"mutate","id":1}`, `{"type":"query","id":2}`, `not json`}, []int{0, 1, 2, 3})
+		Safety: []replayer.SafetyRule{mustSafety(t, "type=mutate")}, Rewrite: []replayer.RewriteRule{rw}})
+	evs := recorded(time.Now(), []string{`{"type":"connect","token":"__preheat_redacted__"}`, `{"type":"mutate","id":1}`, `{"type":"query","id":2,"op":"tasks.list"}`, `not json`, `{"type":"frob","token":"x"}`}, []int{0, 1, 2, 3, 4})
 	if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
 		t.Fatal(err)
 	}
+	if strings.Contains(out.String(), "s3cret") {
+		t.Fatalf("the dry run printed a value a rewrite rule put in:\n%s", out.String())
+	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	want := []string{`send {"type":"connect"}`, `skip mutating {"type":"mutate","id":1}`, `send {"type":"query","id":2}`, `skip unchecked not json`}
+	want := []string{
+		`send {"type":"connect","token":"[set by --rewrite]"} (control`,
+		`skip mutating {"type":"mutate","id":1} (mutating: a --mutating rule)`,
+		`send {"type":"query","id":2,"op":"tasks.list"} (read`,
+		`skip unknown not json (unknown`,
+		`skip unknown {"type":"frob","token":"[set by --rewrite]"} (unknown`,
+	}
 	if len(lines) != len(want) {
 		t.Fatalf("dry run printed %q", lines)
 	}
 	for i, l := range lines {
-		if !strings.HasSuffix(l, want[i]) || !strings.HasPrefix(l, evs[0].Session.String()) {
+		if !strings.Contains(l, want[i]) || !strings.HasPrefix(l, evs[0].Session.String()) {
 			t.Fatalf("line %d %q, want ...%s", i, l, want[i])
 		}
 	}
@@ -565,9 +581,11 @@ func TestReplayBacksOffWhenLatencyClimbs(t *testing.T) {
 			return resp, busyUntil.Sub(now)
 		}}
 		client := pipenet.Serve(t, tg)
+		// Pipelined sessions: each client sent its messages without
+		// waiting for answers, so the replay does not either.
 		var src [][]session.Event
 		for range 40 {
-			src = append(src, recorded(time.Now(), queries(50), make([]int, 50)))
+			src = append(src, pipelined(recorded(time.Now(), queries(50), make([]int, 50))))
 		}
 		r := newReplayer(t, "ws://pod/sync", replayer.Options{Rate: 200, Concurrency: 4, Correlate: "id", ResponseTimeout: time.Minute, HTTPClient: client})
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)

@@ -14,8 +14,10 @@ import (
 	"time"
 )
 
-// A SafetyRule marks client messages as mutating: a message whose JSON
-// field at Field has one of Values, or matches Match, is never sent.
+// A SafetyRule is an operator's rule on client messages: a message whose
+// JSON field at Field has one of Values, or matches Match, is marked as
+// mutating (Options.Safety, --mutating) or as a read (Options.Allow,
+// --allow).
 type SafetyRule struct {
 	// Field is a dotted path to a field of a JSON object message, such as
 	// "type" or "request.method".
@@ -69,32 +71,6 @@ func ParseSafetyRule(s string) (SafetyRule, error) {
 	return SafetyRule{}, fmt.Errorf("safety rule %q: want field=v1,v2 or field~regexp", s)
 }
 
-// DefaultSafetyRules are used when Options.Safety is nil: a message is
-// mutating when its "type" is mutate, write or delete, or when its "type",
-// "op", "method" or "action" names a verb that changes state (create,
-// update, delete, remove, write, mutate, insert, upsert, set, put, patch,
-// post, add, move, archive, send) as a whole word of a dotted, slashed,
-// dashed or underscored name.
-var DefaultSafetyRules = mustRules(
-	"type=mutate,write,delete",
-	`type~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
-	`op~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
-	`method~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
-	`action~(?i)(^|[._/-])(create|update|delete|remove|write|mutate|insert|upsert|set|put|patch|post|add|move|archive|send)($|[._/-])`,
-)
-
-func mustRules(ss ...string) []SafetyRule {
-	out := make([]SafetyRule, len(ss))
-	for i, s := range ss {
-		r, err := ParseSafetyRule(s)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = r
-	}
-	return out
-}
-
 // compile fills the parsed path of a rule built as a struct literal.
 func (r *SafetyRule) compile() error {
 	if r.path != nil {
@@ -111,7 +87,7 @@ func (r *SafetyRule) compile() error {
 	return nil
 }
 
-// matches reports whether msg is mutating by this rule. err is set when msg
+// matches reports whether the rule matches msg. err is set when msg
 // is not a well-formed JSON object. Where a key on the rule's path occurs
 // more than once, every occurrence is judged and any match counts: a
 // server's parser may read whichever one this package does not.
@@ -360,7 +336,13 @@ type rewriter struct {
 	marker string
 	shift  time.Duration // replay start minus recording start
 	fresh  map[string][]byte
+	// mask puts maskedValue where Set, Raw and Unredact would put theirs:
+	// what a dry run prints must not show a credential a rule puts in.
+	mask bool
 }
+
+// maskedValue stands in a dry run's output for a value a rewrite rule sets.
+const maskedValue = "[set by --rewrite]"
 
 // apply returns msg with every rule applied; msg itself is not modified.
 // Messages that are not JSON objects come back unchanged.
@@ -379,6 +361,14 @@ func (w *rewriter) apply(msg []byte) []byte {
 }
 
 func (w *rewriter) value(r *RewriteRule, old []byte) ([]byte, bool) {
+	if w.mask && (r.Action == Set || r.Action == Raw || r.Action == Unredact) {
+		if r.Action == Unredact {
+			if v, ok := scalar(old); !ok || old[0] != '"' || !strings.Contains(v, w.marker) {
+				return nil, false
+			}
+		}
+		return quote(maskedValue), true
+	}
 	switch r.Action {
 	case Set:
 		return quote(r.Arg), true

@@ -2,11 +2,24 @@ package replayer
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preheatdev/preheat/protocol"
 )
+
+func mustRules(ss ...string) []SafetyRule {
+	out := make([]SafetyRule, len(ss))
+	for i, s := range ss {
+		r, err := ParseSafetyRule(s)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = r
+	}
+	return out
+}
 
 func TestSpan(t *testing.T) {
 	f := func(msg, p, want string, found bool) {
@@ -67,48 +80,96 @@ func TestSafetyRules(t *testing.T) {
 	}
 }
 
-func TestDefaultSafetyRules(t *testing.T) {
-	r := &Replayer{opts: Options{Safety: DefaultSafetyRules}}
+// verdictOf judges msg as the first client message of a plain JSON session.
+func verdictOf(t *testing.T, o Options, msg string) string {
+	t.Helper()
+	r, err := New("ws://127.0.0.1:1", &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.profiles.Lookup("json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := r.judge(p.NewConversation(), []byte(msg), false)
+	if j.role != protocol.Operation {
+		return j.role.String()
+	}
+	return j.verdict.String()
+}
+
+func TestDefaultVerdictsOfPlainJSON(t *testing.T) {
 	for msg, want := range map[string]string{
 		`{"type":"mutate","id":1}`:                    "mutating",
 		`{"type":"delete"}`:                           "mutating",
 		`{"type":"query","op":"tasks.update"}`:        "mutating",
-		`{"type":"query","op":"tasks.get"}`:           "",
-		`{"method":"createTask"}`:                     "",
+		`{"type":"query","op":"tasks.get"}`:           "read",
+		`{"method":"createTask"}`:                     "mutating", // camelCase: the old rules let it through
 		`{"method":"task/create"}`:                    "mutating",
 		`{"action":"ARCHIVE_PROJECT"}`:                "mutating",
-		`{"type":"query","op":"settings.list"}`:       "",
-		`{"type":"subscribe","op":"inbox.list"}`:      "",
+		`{"type":"query","op":"settings.list"}`:       "read",
+		`{"type":"subscribe","op":"inbox.list"}`:      "read",
 		`{"type":"query","op":"comments.add","id":3}`: "mutating",
-		`[1,2]`:    "unchecked",
-		`not json`: "unchecked",
+		`{"type":"connect","token":"x"}`:              "control",
+		`{"type":"frobnicate"}`:                       "unknown",
+		`[1,2]`:                                       "unknown",
+		`not json`:                                    "unknown",
 	} {
-		if got := r.check([]byte(msg)); got != want {
-			t.Errorf("default rules on %s: %q, want %q", msg, got, want)
+		if got := verdictOf(t, Options{}, msg); got != want {
+			t.Errorf("%s: %q, want %q", msg, got, want)
 		}
 	}
 }
 
-// TestSafetyRulesFoldLikeServers: letters that a server's case-insensitive
+// TestOperatorRulesDecideOverTheProfile: --mutating wins over everything,
+// --allow turns an unknown into a read but never a write into one, and
+// without the profile's verdicts only the rules decide.
+func TestOperatorRulesDecideOverTheProfile(t *testing.T) {
+	mut, allow := mustRules("op~^tasks\\.list$"), mustRules("type=frobnicate", "op~.")
+	f := func(o Options, msg, want string) {
+		t.Helper()
+		if got := verdictOf(t, o, msg); got != want {
+			t.Errorf("%+v on %s: %q, want %q", o, msg, got, want)
+		}
+	}
+	f(Options{Safety: mut}, `{"type":"query","op":"tasks.list"}`, "mutating")
+	f(Options{Allow: allow}, `{"type":"frobnicate"}`, "read")
+	f(Options{Allow: allow}, `{"type":"query","op":"tasks.delete"}`, "mutating")
+	f(Options{Allow: allow, Safety: mut}, `{"op":"tasks.list"}`, "mutating")
+	f(Options{NoDefaultSafety: true}, `{"type":"query","op":"tasks.list"}`, "unknown")
+	f(Options{NoDefaultSafety: true, Allow: allow}, `{"type":"frobnicate"}`, "read")
+	f(Options{NoDefaultSafety: true, Allow: allow}, `{"op":"tasks.delete"}`, "read") // the operator's word
+	f(Options{NoDefaultSafety: true}, `{"type":"connect"}`, "control")
+}
+
+// TestVerdictsFoldLikeServers: letters that a server's case-insensitive
 // comparison turns into ASCII, where Go's folding does not, still mark a
 // message mutating: Java's "wrıte".equalsIgnoreCase("write") is true, and
-// Java, JavaScript and Python upper-case "poﬆ" to "POST".
-func TestSafetyRulesFoldLikeServers(t *testing.T) {
-	r := &Replayer{opts: Options{Safety: slices.Concat(DefaultSafetyRules, mustRules("op=pass"))}}
+// Java, JavaScript and Python upper-case "poﬆ" to "POST". The operator's
+// rules fold the same way.
+func TestVerdictsFoldLikeServers(t *testing.T) {
 	for msg, want := range map[string]string{
 		`{"type":"wrıte"}`:                "mutating", // dotless i
 		`{"type":"WRİTE"}`:                "mutating", // dotted capital I
-		`{"type":"del\u0065te"}`:          "mutating", // escaped, as before
+		`{"type":"del\u0065te"}`:          "mutating", // escaped
 		`{"op":"tasks.poﬆ"}`:              "mutating", // the st ligature
-		`{"action":"ﬁle.upſert"}`:         "mutating", // long s: Go folds it already
+		`{"action":"ﬁle.upſert"}`:         "mutating", // long s
 		`{"method":"inbox/ﬂag_archive"}`:  "mutating",
-		`{"op":"paß"}`:                    "mutating", // sharp s upper-cases to SS
-		`{"type":"query","op":"wrıt"}`:    "",
-		`{"type":"sorgu","op":"lıste"}`:   "",
-		`{"type":"query","op":"ﬁnd.all"}`: "",
+		`{"type":"query","op":"wrıt"}`:    "read",
+		`{"type":"query","op":"ﬁnd.all"}`: "read",
 	} {
-		if got := r.check([]byte(msg)); got != want {
+		if got := verdictOf(t, Options{}, msg); got != want {
 			t.Errorf("%s: %q, want %q", msg, got, want)
+		}
+	}
+	rules := mustRules("op=pass")
+	for msg, want := range map[string]string{
+		`{"op":"paß"}`:  "mutating", // sharp s upper-cases to SS
+		`{"op":"pass"}`: "mutating",
+		`{"op":"pas"}`:  "unknown",
+	} {
+		if got := verdictOf(t, Options{Safety: rules}, msg); got != want {
+			t.Errorf("rule op=pass on %s: %q, want %q", msg, got, want)
 		}
 	}
 }
@@ -171,7 +232,7 @@ func FuzzSpan(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	paths := []path{{"id"}, {"a", "b"}, {"a", "b", "c"}, {"type"}}
-	rules := DefaultSafetyRules
+	rules := mustRules("type=mutate,write,delete", `op~(?i)(^|[._/-])(create|update|delete)($|[._/-])`)
 	w := rewriter{rules: []RewriteRule{{Field: "id", Action: Fresh, path: path{"id"}}, {Field: "a.b", Action: Shift, path: path{"a", "b"}}}, shift: time.Minute}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		for _, p := range paths {

@@ -200,8 +200,6 @@ func (o *loadtestOptions) validate() error {
 		return usagef("--sessions must be positive")
 	case o.minEffect <= 0 || o.confidence <= 0 || o.confidence >= 1:
 		return usagef("--min-effect must be positive and --confidence between 0 and 1")
-	case o.noDefaultSafety && len(o.mutating) == 0 && !o.allowMutations:
-		return usagef("--no-default-safety without a --mutating rule would send mutations: add --allow-mutations to mean it")
 	case o.allowMutations && len(o.rehearse) > 0:
 		return usagef("--rehearse with --allow-mutations: mutations would be sent as recorded, not rehearsed; choose one")
 	case o.failOnRegression && o.compare == "":
@@ -226,12 +224,15 @@ func runLoadtest(ctx context.Context, e *env, args []string) error {
 		}
 		ths = append(ths, th)
 	}
+	if err := o.replayRules.validate(e.log, o.allowMutations); err != nil {
+		return err
+	}
 	ropts := &replayer.Options{Correlate: o.correlate, ResponseTimeout: o.responseTimeout}
 	if err := o.replayRules.apply(ropts); err != nil {
 		return err
 	}
 	if o.allowMutations {
-		ropts.Safety, ropts.SendUnchecked = []replayer.SafetyRule{}, true
+		ropts.SendMutating, ropts.SendUnknown = true, true
 	}
 	up, down := o.ramp, o.ramp
 	if o.rampUp > 0 {
@@ -486,6 +487,9 @@ func printSummary(w io.Writer, r *loadtest.Result) {
 			rehearsed = fmt.Sprintf(" (%d rehearsed)", t.Rehearsed)
 		}
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s, %d responses, %d timeouts; not sent %d %s", t.Sent, rehearsed, t.Responses, t.Timeouts, sum(t.Skipped), fmtCounts(t.Skipped)), " "))
+		if len(t.SkippedByKind) > 0 {
+			fmt.Fprintf(w, "  not sent    %s\n", fmtKinds(t.SkippedByKind, 5))
+		}
 		l := t.Latency
 		fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  errors      %.3f%% %s", 100*t.ErrorRate, fmtCounts(t.Errors)), " "))

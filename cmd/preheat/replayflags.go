@@ -2,10 +2,13 @@ package main
 
 import (
 	"flag"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/preheatdev/preheat/protocol"
 	"github.com/preheatdev/preheat/replayer"
 )
 
@@ -13,17 +16,32 @@ import (
 // command replaying sessions (warm, loadtest) takes.
 type replayRules struct {
 	headers, mutating, rewrite repeated
-	rehearse                   repeated
+	allow, rehearse            repeated
+	protocol                   string
 	noDefaultSafety            bool
-	sendUnchecked              bool
+	sendUnknown                bool
 	dropRedacted               bool
+	orderTimeout               time.Duration
 }
 
 // replayRulesHelp explains the flags of replayRules in a command's help.
-const replayRulesHelp = `Safety: a client message a safety rule marks as mutating is never sent. The
-default rules catch "type" mutate/write/delete and state-changing verbs in
-"type", "op", "method" or "action" (see --mutating). Messages the rules cannot
-inspect (binary, not JSON) are not sent unless --send-unchecked.
+const replayRulesHelp = `Safety: every client message gets a verdict, read, mutating or unknown, and
+only reads are sent. A protocol profile judges it (--protocol, default: detected
+from each session's subprotocol, route and first message): graphql-transport-ws
+and graphql-ws by the GraphQL operation (mutation: mutating; query,
+subscription: read), socket.io by the event name, json-rpc by the method, json
+(anything else) by operation names under keys such as op, type, method, action,
+event, cmd at any depth. A name is split into words (updateTask: update, task);
+any write verb makes it mutating, a read verb (get, list, query, subscribe, ...)
+without one a read, anything else unknown. Protocol control (connection_init,
+a Socket.IO CONNECT) is sent; the recorded client's answers to the server (pongs,
+acks) are not: the replay answers the live server itself. A client message
+recorded after the server's k-th message waits for k (--order-timeout).
+Rules of your own, FIELD=v1,v2 or FIELD~REGEXP on a JSON field: --mutating
+marks writes (it wins over everything), --allow marks reads where the profile
+found none. --no-default-safety sets the profile's verdicts aside: only your
+rules decide. --send-unknown also sends what nothing shows to be a read (the
+old behaviour; it replays any write the profile does not recognise).
 
 Rehearsals (--rehearse FIELD=JSON, repeatable): if the target has a harmless
 form of its writes, mutating messages are sent in that form instead of being
@@ -43,9 +61,13 @@ Values may name environment variables as ${NAME}.`
 
 func (r *replayRules) register(fs *flag.FlagSet) {
 	fs.Var(&r.headers, "header", "handshake header \"Name: value\" sent to the target, such as a warm-up credential (repeatable)")
-	fs.Var(&r.mutating, "mutating", "safety rule marking a message as mutating: FIELD=v1,v2 or FIELD~REGEXP (repeatable; adds to the defaults)")
-	fs.BoolVar(&r.noDefaultSafety, "no-default-safety", false, "use only the --mutating rules, not the defaults")
-	fs.BoolVar(&r.sendUnchecked, "send-unchecked", false, "send messages the safety rules cannot inspect (binary, not JSON)")
+	fs.Var(&r.mutating, "mutating", "rule marking a message as mutating, never sent: FIELD=v1,v2 or FIELD~REGEXP (repeatable; wins over every other verdict)")
+	fs.Var(&r.allow, "allow", "rule marking a message as a read: FIELD=v1,v2 or FIELD~REGEXP (repeatable; a message the profile or --mutating marks as mutating stays so)")
+	fs.StringVar(&r.protocol, "protocol", "", "protocol profile judging messages: graphql-transport-ws, graphql-ws, socket.io, json-rpc or json (default: detected per session)")
+	fs.BoolVar(&r.noDefaultSafety, "no-default-safety", false, "set the profile's verdicts on operations aside: only --mutating and --allow decide")
+	fs.BoolVar(&r.sendUnknown, "send-unknown", false, "also send messages nothing shows to be reads (replays any write the profile does not recognise)")
+	fs.BoolVar(&r.sendUnknown, "send-unchecked", false, "the old name of --send-unknown")
+	fs.DurationVar(&r.orderTimeout, "order-timeout", 5*time.Second, "how long a client message waits for the server messages recorded before it, and a session's end for those recorded after its last message")
 	fs.BoolVar(&r.dropRedacted, "drop-redacted", false, "skip messages that still hold a redaction marker after rewriting")
 	fs.Var(&r.rewrite, "rewrite", "rewrite rule FIELD=ACTION[:VALUE] (repeatable; see above)")
 	fs.Var(&r.rehearse, "rehearse", "send mutating messages in the target's harmless form, with FIELD set to the JSON value: FIELD=JSON (repeatable; see above)")
@@ -61,19 +83,13 @@ func (r *replayRules) apply(o *replayer.Options) error {
 		}
 		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
-	var safety []replayer.SafetyRule
-	if !r.noDefaultSafety {
-		safety = append(safety, replayer.DefaultSafetyRules...)
+	safety, err := parseRules("--mutating", r.mutating)
+	if err != nil {
+		return err
 	}
-	for _, s := range r.mutating {
-		rule, err := replayer.ParseSafetyRule(s)
-		if err != nil {
-			return usagef("--mutating: %v", err)
-		}
-		safety = append(safety, rule)
-	}
-	if safety == nil {
-		safety = []replayer.SafetyRule{} // --no-default-safety and no rules: none
+	allow, err := parseRules("--allow", r.allow)
+	if err != nil {
+		return err
 	}
 	var rewrite []replayer.RewriteRule
 	for _, s := range r.rewrite {
@@ -97,8 +113,44 @@ func (r *replayRules) apply(o *replayer.Options) error {
 		}
 		rehearse = append(rehearse, rule)
 	}
-	o.Header, o.Safety, o.Rewrite, o.Rehearse = h, safety, rewrite, rehearse
-	o.SendUnchecked, o.DropRedacted = r.sendUnchecked, r.dropRedacted
+	if r.orderTimeout < 0 {
+		return usagef("--order-timeout must not be negative")
+	}
+	if r.protocol != "" {
+		if _, err := protocol.NewSet(nil).Lookup(r.protocol); err != nil {
+			return usagef("--protocol: %v", err)
+		}
+	}
+	o.Header, o.Safety, o.Allow, o.Rewrite, o.Rehearse = h, safety, allow, rewrite, rehearse
+	o.Protocol, o.NoDefaultSafety, o.SendUnknown = r.protocol, r.noDefaultSafety, r.sendUnknown
+	o.DropRedacted, o.OrderTimeout = r.dropRedacted, r.orderTimeout
+	return nil
+}
+
+// parseRules reads the rules given to flag.
+func parseRules(flag string, ss []string) ([]replayer.SafetyRule, error) {
+	var rules []replayer.SafetyRule
+	for _, s := range ss {
+		rule, err := replayer.ParseSafetyRule(s)
+		if err != nil {
+			return nil, usagef("%s: %v", flag, err)
+		}
+		rules = append(rules, rule)
+	}
+	return rules, nil
+}
+
+// validate refuses settings that would send what the operator cannot have
+// meant, and warns of those that send what nothing shows to be a read.
+// mutationsAllowed says the command was told to send writes (a load test's
+// --allow-mutations).
+func (r *replayRules) validate(log *slog.Logger, mutationsAllowed bool) error {
+	if r.noDefaultSafety && len(r.mutating) == 0 && len(r.allow) == 0 && !mutationsAllowed {
+		return usagef("--no-default-safety without a --mutating or --allow rule of your own leaves nothing to judge by: add rules, or --allow-mutations where the command has it")
+	}
+	if r.sendUnknown && !mutationsAllowed {
+		log.Warn("--send-unknown: messages that nothing shows to be reads are sent; a write the protocol profile does not recognise will be replayed")
+	}
 	return nil
 }
 

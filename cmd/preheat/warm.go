@@ -87,7 +87,7 @@ func warmCommand() *command {
 	return &command{
 		name:    "warm",
 		summary: "replay sessions against a cold pod until it is warm, then release it",
-		usage:   "--target ws://... --metrics http://.../metrics --cache http://... [--ready-addr :8099 | --init] [flags]",
+		usage:   "--target ws://... [--metrics http://.../metrics | --no-jit] --cache http://... [--ready-addr :8099 | --init] [flags]",
 		help: `Replays captured sessions from a replay cache against a cold pod, under a message
 rate and a session concurrency limit that back off when the pod's latency or error
 rate climbs (and, with --max-cpu-pressure, while the node's CPU is contended, so
@@ -115,7 +115,7 @@ prints what would be sent and skipped, without touching the target.
 		flags: func(fs *flag.FlagSet) any {
 			o := &warmOptions{}
 			fs.StringVar(&o.target, "target", "", "the cold pod's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
-			fs.StringVar(&o.metricsURL, "metrics", "", "the pod's Prometheus endpoint, http(s)://.../metrics; required")
+			fs.StringVar(&o.metricsURL, "metrics", "", "the pod's Prometheus endpoint, http(s)://.../metrics; required unless --no-jit")
 			fs.StringVar(&o.metricsToken, "metrics-token", os.Getenv("PREHEAT_METRICS_TOKEN"), "bearer token for --metrics (default $PREHEAT_METRICS_TOKEN)")
 			fs.StringVar(&o.cacheURL, "cache", "", "the replay cache's URL, http(s)://host:port; required")
 			fs.StringVar(&o.cacheToken, "cache-token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token for --cache (default $PREHEAT_CACHE_TOKEN)")
@@ -136,7 +136,7 @@ prints what would be sent and skipped, without touching the target.
 			fs.StringVar(&o.jitterMetric, "jitter-metric", readiness.DefaultJitterMetric, "scheduler jitter metric, seconds (histogram, summary or gauge)")
 			fs.Float64Var(&o.jitterQuantile, "jitter-quantile", 0.99, "quantile of a jitter histogram")
 			fs.StringVar(&o.compileMetric, "compile-metric", readiness.DefaultCompileMetric, "JIT compile time counter, ms; until it is seen the release waits for the deadline (see --no-jit)")
-			fs.BoolVar(&o.noJIT, "no-jit", false, "the target has no JIT (not a JVM, or -Xint): decide on jitter and replay latency alone (also --compile-metric '')")
+			fs.BoolVar(&o.noJIT, "no-jit", false, "the target has no JIT (Node, Go, a JVM under -Xint): decide on replay latency and any jitter gauge alone; --metrics becomes optional (also --compile-metric '')")
 			fs.Float64Var(&o.maxJitter, "max-jitter", 0, "jitter limit in seconds (default none: jitter is judged on flatness; 0.02 suits quiet nodes)")
 			fs.Float64Var(&o.maxCompileRate, "max-compile-rate", 0, "compile limit in ms per second (default 20; negative: none)")
 			fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
@@ -212,8 +212,8 @@ func (o *warmOptions) validate() error {
 		return usagef("--cache is required")
 	case o.target == "" && !o.dryRun:
 		return usagef("--target is required")
-	case o.metricsURL == "" && !o.dryRun:
-		return usagef("--metrics is required")
+	case o.metricsURL == "" && !o.dryRun && !o.noJIT && o.compileMetric != "":
+		return usagef("--metrics is required (a target without a JIT may go without: --no-jit releases on replay latency)")
 	case o.window < 10*time.Second && !o.allowShortWindow:
 		return usagef("--window %v: at least 10s, longer than the lull between JIT compile waves", o.window)
 	case o.deadline <= 0:
@@ -280,6 +280,9 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		return warmResult{}, err
 	}
 	log := e.log
+	if err := o.replayRules.validate(log, false); err != nil {
+		return warmResult{}, err
+	}
 	ropts, err := o.replayOptions(log)
 	if err != nil {
 		return warmResult{}, err
@@ -390,7 +393,11 @@ func warm(ctx context.Context, e *env, o *warmOptions) (warmResult, error) {
 		}()
 		log.Info("warm: serving /readyz", "addr", ln.Addr().String())
 	}
-	log.Info("warm: starting", "target", o.target, "metrics", o.metricsURL, "cache", o.cacheURL,
+	metricsURL := o.metricsURL
+	if metricsURL == "" {
+		metricsURL = "none (--no-jit: replay latency decides)"
+	}
+	log.Info("warm: starting", "target", o.target, "metrics", metricsURL, "cache", o.cacheURL,
 		"rate", o.rate, "concurrency", o.concurrency, "deadline", o.deadline, "window", o.window, "on_deadline", o.onDeadline)
 
 	res, err := run.run(ctx)
@@ -529,6 +536,8 @@ func (w *warmRun) buildReport() *readiness.Report {
 		{Name: "Sessions replayed", Value: fmt.Sprintf("%d started, %d completed, %d stopped at the end, %d failed %s", st.SessionsStarted, st.SessionsCompleted, st.SessionsStopped, sum(st.SessionsFailed), fmtCounts(st.SessionsFailed))},
 		{Name: "Messages sent", Value: strconv.FormatUint(st.MessagesSent, 10)},
 		{Name: "Messages not sent", Value: fmt.Sprintf("%d %s", sum(st.MessagesSkipped), fmtCounts(st.MessagesSkipped))},
+		{Name: "Messages not sent, by kind", Value: fmtKinds(st.SkippedByKind, 8)},
+		{Name: "Protocol", Value: fmt.Sprintf("%d control messages sent, %d answers to the server, %d waits for the recorded order expired", st.MessagesControl, st.Answered, st.OrderWaitsExpired)},
 		{Name: "Responses measured", Value: fmt.Sprintf("%d (timeouts %d)", st.Responses, st.Timeouts)},
 		{Name: "Replay latency p50 / p99", Value: fmt.Sprintf("%v / %v", st.LatencyP50.Round(10*time.Microsecond), st.LatencyP99.Round(10*time.Microsecond))},
 		{Name: "Message kinds covered", Value: strconv.Itoa(w.source.KindsCovered())},
@@ -564,7 +573,7 @@ func (w *warmRun) logProgress(ctx context.Context) {
 		ws := w.watcher.Status()
 		st := w.replay.Stats()
 		attrs := []any{"elapsed", ws.Elapsed.Round(time.Second), "sessions", st.SessionsCompleted, "active", st.Active,
-			"sent", st.MessagesSent, "skipped", sum(st.MessagesSkipped), "rate", fmtRate(st.RateLimit),
+			"failed", fmtCounts(st.SessionsFailed), "sent", st.MessagesSent, "skipped", fmtCounts(st.MessagesSkipped), "rate", fmtRate(st.RateLimit),
 			"flat_for", ws.FlatFor.Round(time.Second)}
 		if st.CPUPressure >= 0 {
 			attrs = append(attrs, "cpu_pressure", fmt.Sprintf("%.3f", st.CPUPressure))
@@ -687,6 +696,43 @@ func fmtCounts(m map[string]uint64) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// fmtKinds formats skip counts by reason and kind, the n most frequent
+// kinds of each reason: "mutating: updateTask 12, deleteTask 3; unknown: ...".
+func fmtKinds(m map[string]map[string]uint64, n int) string {
+	reasons := make([]string, 0, len(m))
+	for r := range m {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	var parts []string
+	for _, r := range reasons {
+		kinds := make([]string, 0, len(m[r]))
+		for k := range m[r] {
+			kinds = append(kinds, k)
+		}
+		sort.Slice(kinds, func(i, j int) bool {
+			a, b := m[r][kinds[i]], m[r][kinds[j]]
+			return a > b || a == b && kinds[i] < kinds[j]
+		})
+		var ks []string
+		for i, k := range kinds {
+			if i == n {
+				ks = append(ks, fmt.Sprintf("%d more kinds", len(kinds)-n))
+				break
+			}
+			if k == "" {
+				k = "(no kind)"
+			}
+			ks = append(ks, fmt.Sprintf("%s %d", strconv.Quote(k), m[r][kinds[i]]))
+		}
+		parts = append(parts, r+": "+strings.Join(ks, ", "))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func fmtRate(r float64) string {
