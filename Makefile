@@ -8,8 +8,9 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 FUZZTIME ?= 30s
 KINESALITE := tools/kinesalite/node_modules/kinesalite/package.json
+PROTOPEERS := tools/protopeers/node_modules/.package-lock.json
 
-.PHONY: all build demo test test-short vet fmt-check bench bench-tap fuzz kinesalite clean
+.PHONY: all build demo test test-short vet fmt-check bench bench-tap fuzz kinesalite protopeers clean
 
 all: build
 
@@ -25,7 +26,14 @@ $(KINESALITE): tools/kinesalite/package.json tools/kinesalite/package-lock.json
 	$(NPM) ci --prefix tools/kinesalite --no-audit --no-fund
 	@touch $@
 
-test: kinesalite vet fmt-check
+# Installs the websocket protocol peers (graphql-ws, subscriptions-transport-ws,
+# socket.io, rpc-websockets) from the committed lock file when missing.
+protopeers: $(PROTOPEERS)
+$(PROTOPEERS): tools/protopeers/package.json tools/protopeers/package-lock.json
+	$(NPM) ci --prefix tools/protopeers --no-audit --no-fund
+	@touch $@
+
+test: kinesalite protopeers vet fmt-check
 	$(GO) test -race -count=1 -timeout 14m $(PKGS)
 
 # Without the race detector and Kinesis setup: a quick loop while editing.
