@@ -131,8 +131,13 @@ func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, 
 		if !binary {
 			payload = rw.apply(payload)
 		}
-		lastSent = -1
 		j := r.judge(conv, payload, binary)
+		if j.role != protocol.Reply {
+			// The client's answers to the server (pongs) are not part of
+			// the conversation: what follows one still answers the
+			// message before it.
+			lastSent = -1
+		}
 		var reason string
 		rehearsed := false
 		switch {

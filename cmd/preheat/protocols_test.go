@@ -95,35 +95,8 @@ func warmProtocol(t *testing.T, kind string) protocolRun {
 	const sessions = 12
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-
-	recorded := protopeer.Start(t, kind)
-	u, err := url.Parse(recorded.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tapAddr, stopTap := startCommand(t, "tap listening", "tap", "--listen", "127.0.0.1:0", "--admin-listen", "",
-		"--upstream", "http://"+u.Host, "--stream", "file://"+dir, "--sample", "1", "--shutdown-timeout", "2s")
-	through := "ws://" + tapAddr + u.RequestURI()
-	sum, err := protopeer.RunClients(ctx, t, kind, through, protopeer.ClientOptions{Sessions: sessions, Concurrency: 4, Writes: true})
-	if err != nil {
-		t.Fatalf("clients through the tap: %v (%+v)", err, sum)
-	}
-	rc, err := recorded.Counters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rc.Writes == 0 || rc.Reads == 0 {
-		t.Fatalf("the recorded clients did %d writes and %d reads: nothing to prove", rc.Writes, rc.Reads)
-	}
-	if code := stopTap(); code != 0 {
-		t.Fatalf("tap exited %d", code)
-	}
-
-	cacheAddr, _ := startCommand(t, "cache listening", "cache", "--listen", "127.0.0.1:0", "--stream", "file://"+dir, "--window", "10m")
-	waitCacheSessions(t, cacheAddr, sessions)
-
-	once, onceStats := replayOnce(ctx, t, kind, cacheAddr, sessions)
+	cacheAddr, rc := recordProtocol(ctx, t, kind, nil, protopeer.ClientOptions{Sessions: sessions, Concurrency: 4, Writes: true})
+	once, onceStats := replayOnce(ctx, t, kind, nil, cacheAddr, sessions)
 
 	fresh := protopeer.Start(t, kind)
 	fu, err := url.Parse(fresh.URL)
@@ -143,10 +116,69 @@ func warmProtocol(t *testing.T, kind string) protocolRun {
 	return protocolRun{recorded: rc, fresh: fc, stats: st, sessions: sessions, once: once, onceStats: onceStats}
 }
 
+// recordProtocol captures client sessions of kind, run with copts against a
+// server started with sopts, through the tap into a directory log, and
+// serves them from a cache. It returns the cache's address and the
+// recorded server's counters.
+func recordProtocol(ctx context.Context, t *testing.T, kind string, sopts *protopeer.ServerOptions, copts protopeer.ClientOptions) (string, protopeer.Counters) {
+	t.Helper()
+	dir := t.TempDir()
+	recorded := protopeer.StartWithOptions(t, kind, sopts)
+	u, err := url.Parse(recorded.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tapAddr, stopTap := startCommand(t, "tap listening", "tap", "--listen", "127.0.0.1:0", "--admin-listen", "",
+		"--upstream", "http://"+u.Host, "--stream", "file://"+dir, "--sample", "1", "--shutdown-timeout", "2s")
+	through := "ws://" + tapAddr + u.RequestURI()
+	sum, err := protopeer.RunClients(ctx, t, kind, through, copts)
+	if err != nil {
+		t.Fatalf("clients through the tap: %v (%+v)", err, sum)
+	}
+	rc, err := recorded.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Reads == 0 || (copts.Writes && rc.Writes == 0) {
+		t.Fatalf("the recorded clients did %d writes and %d reads: nothing to prove", rc.Writes, rc.Reads)
+	}
+	if code := stopTap(); code != 0 {
+		t.Fatalf("tap exited %d", code)
+	}
+	cacheAddr, _ := startCommand(t, "cache listening", "cache", "--listen", "127.0.0.1:0", "--stream", "file://"+dir, "--window", "10m")
+	waitCacheSessions(t, cacheAddr, copts.Sessions)
+	return cacheAddr, rc
+}
+
+// TestReplayAnswersSocketIOPingsItself: sessions recorded while the
+// Socket.IO server pinged every 100ms hold the recorded client's pongs;
+// replayed against a server that pings as often and closes a connection
+// whose ping goes unanswered for 100ms, the replay sends none of the
+// recorded pongs and answers the live pings itself.
+func TestReplayAnswersSocketIOPingsItself(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real protocol peers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sopts := &protopeer.ServerOptions{PingInterval: 100 * time.Millisecond}
+	const sessions = 4
+	cacheAddr, _ := recordProtocol(ctx, t, protopeer.SocketIO, sopts, protopeer.ClientOptions{Sessions: sessions, Concurrency: 2, Ticks: 30})
+	c, st := replayOnce(ctx, t, protopeer.SocketIO, sopts, cacheAddr, sessions)
+	t.Logf("server %+v; replay %+v", c, st)
+	if c.ProtocolErrors != 0 || len(st.SessionsFailed) != 0 || c.SubscriptionsCompleted != sessions {
+		t.Fatalf("protocol errors %v, sessions failed %v, subscriptions completed %d of %d",
+			c.ProtocolErrorsByKind, st.SessionsFailed, c.SubscriptionsCompleted, sessions)
+	}
+	if st.Answered == 0 || st.MessagesSkipped["reply"] == 0 {
+		t.Fatalf("answered %d live pings, skipped %d recorded pongs: want both", st.Answered, st.MessagesSkipped["reply"])
+	}
+}
+
 // replayOnce replays each of the n sessions the cache at addr holds once,
-// with default safety, against a fresh server of kind, and returns the
-// server's counters and the replay's.
-func replayOnce(ctx context.Context, t *testing.T, kind, addr string, n int) (protopeer.Counters, replayer.Stats) {
+// with default safety, against a fresh server of kind started with sopts,
+// and returns the server's counters and the replay's.
+func replayOnce(ctx context.Context, t *testing.T, kind string, sopts *protopeer.ServerOptions, addr string, n int) (protopeer.Counters, replayer.Stats) {
 	t.Helper()
 	client, err := replaycache.NewClient("http://"+addr, nil)
 	if err != nil {
@@ -171,7 +203,7 @@ func replayOnce(ctx context.Context, t *testing.T, kind, addr string, n int) (pr
 	if len(sessions) != n {
 		t.Fatalf("the cache served %d sessions, want %d", len(sessions), n)
 	}
-	srv := protopeer.Start(t, kind)
+	srv := protopeer.StartWithOptions(t, kind, sopts)
 	su, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,8 @@ type ServerOptions struct {
 	// PingInterval sets the server's own heartbeat where the library has
 	// one: ws ping frames for graphql-transport-ws (default 12s), "ka"
 	// messages for graphql-ws (default none), Engine.IO pings, which the
-	// client must answer, for socket.io (default 25s). json-rpc has none.
+	// client must answer within the same interval (the library's default:
+	// every 25s, answered within 20s), for socket.io. json-rpc has none.
 	// Zero keeps the library default; it is rounded to milliseconds.
 	PingInterval time.Duration
 }

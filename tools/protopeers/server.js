@@ -267,7 +267,9 @@ function startSocketIO (server) {
     serveClient: false,
     parser: Object.assign({}, parser, { Encoder: CountingEncoder })
   }
-  if (pingMs > 0) opts.pingInterval = pingMs
+  // With --ping-ms the client also has only that long to answer a ping, so
+  // that a client which does not answer is closed within the test.
+  if (pingMs > 0) opts.pingInterval = opts.pingTimeout = pingMs
   const io = new Server(server, opts)
   // A handshake Engine.IO refuses (bad transport, sid or protocol version).
   io.engine.on('connection_error', (err) => protocolError('engine connection_error ' + err.code))
