@@ -83,11 +83,18 @@ func TestSafetyRules(t *testing.T) {
 // verdictOf judges msg as the first client message of a plain JSON session.
 func verdictOf(t *testing.T, o Options, msg string) string {
 	t.Helper()
+	return verdictIn(t, "json", o, msg)
+}
+
+// verdictIn judges msg as the first client message of a session of the
+// named profile.
+func verdictIn(t *testing.T, profile string, o Options, msg string) string {
+	t.Helper()
 	r, err := New("ws://127.0.0.1:1", &o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := r.profiles.Lookup("json")
+	p, err := r.profiles.Lookup(profile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +147,24 @@ func TestOperatorRulesDecideOverTheProfile(t *testing.T) {
 	f(Options{NoDefaultSafety: true, Allow: allow}, `{"type":"frobnicate"}`, "read")
 	f(Options{NoDefaultSafety: true, Allow: allow}, `{"op":"tasks.delete"}`, "read") // the operator's word
 	f(Options{NoDefaultSafety: true}, `{"type":"connect"}`, "control")
+}
+
+// TestPersistedQueryIsReadOnlyWhenItsHashIsAllowed: a GraphQL persisted
+// query carries no document to judge, so it is unknown until the operator
+// allows its hash; a mutation stays mutating whatever --allow says.
+func TestPersistedQueryIsReadOnlyWhenItsHashIsAllowed(t *testing.T) {
+	const pq = `{"id":"1","type":"subscribe","payload":{"operationName":"Tasks","extensions":{"persistedQuery":{"version":1,"sha256Hash":"ab12cd"}}}}`
+	allow := mustRules("payload.extensions.persistedQuery.sha256Hash=ab12cd")
+	if got := verdictIn(t, "graphql-transport-ws", Options{}, pq); got != "unknown" {
+		t.Errorf("persisted query: %s, want unknown", got)
+	}
+	if got := verdictIn(t, "graphql-transport-ws", Options{Allow: allow}, pq); got != "read" {
+		t.Errorf("persisted query with its hash allowed: %s, want read", got)
+	}
+	const mut = `{"id":"2","type":"subscribe","payload":{"query":"mutation { deleteTask(id: 1) }","extensions":{"persistedQuery":{"sha256Hash":"ab12cd"}}}}`
+	if got := verdictIn(t, "graphql-transport-ws", Options{Allow: allow}, mut); got != "mutating" {
+		t.Errorf("a mutation under an allowed hash: %s, want mutating", got)
+	}
 }
 
 // TestVerdictsFoldLikeServers: letters that a server's case-insensitive
