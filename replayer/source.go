@@ -16,6 +16,13 @@ import (
 	"github.com/preheatdev/preheat/session"
 )
 
+// Source yields the sessions to replay.
+type Source interface {
+	// Next returns the events of the next session, its open event first.
+	// It returns io.EOF when there are no more; any other error ends Run.
+	Next(ctx context.Context) ([]session.Event, error)
+}
+
 // SliceSource replays a fixed list of sessions once each, in order.
 type SliceSource struct {
 	mu       sync.Mutex
