@@ -44,16 +44,16 @@ func finiteReport(r *Report) Report {
 		c.Signals = make([]Series, 0, len(r.Signals))
 	}
 	for _, s := range r.Signals {
-		if !chartFinite(s.Threshold) {
+		if !chart.Finite(s.Threshold) {
 			s.Threshold = 0
 		}
-		if !chartFinite(s.FlatAt) {
+		if !chart.Finite(s.FlatAt) {
 			s.FlatAt = -1
 		}
 		if s.Points != nil {
 			pts := make([]Point, 0, len(s.Points))
 			for _, p := range s.Points {
-				if chartFinite(p.T) && chartFinite(p.V) {
+				if chart.Finite(p.T) && chart.Finite(p.V) {
 					pts = append(pts, p)
 				}
 			}
@@ -64,7 +64,7 @@ func finiteReport(r *Report) Report {
 	if r.Marks != nil {
 		c.Marks = make([]Mark, 0, len(r.Marks))
 		for _, m := range r.Marks {
-			if chartFinite(m.T) {
+			if chart.Finite(m.T) {
 				c.Marks = append(c.Marks, m)
 			}
 		}
@@ -150,7 +150,7 @@ type htmlChart struct {
 	YLabel         string
 	YLabelXform    string
 
-	XTicks, YTicks []chartTick
+	XTicks, YTicks []chart.Tick
 	Path           string
 	Dots           []chartDot
 	LineTip        string
@@ -158,8 +158,6 @@ type htmlChart struct {
 	Flat           *chartFlat
 	Lines          []chartVLine // marks and release
 }
-
-type chartTick = chart.Tick
 
 type chartDot struct {
 	X, Y, R float64
@@ -254,10 +252,10 @@ func chartDuration(d time.Duration) string {
 // chartXScale returns the time axis shared by all charts: from the earliest
 // to the latest moment anything in the report refers to, and never starting
 // after 0.
-func chartXScale(r *Report, release, ended float64) chartScale {
+func chartXScale(r *Report, release, ended float64) chart.Scale {
 	lo, hi := 0.0, ended
 	see := func(t float64) {
-		if chartFinite(t) {
+		if chart.Finite(t) {
 			lo, hi = min(lo, t), max(hi, t)
 		}
 	}
@@ -267,7 +265,7 @@ func chartXScale(r *Report, release, ended float64) chartScale {
 			see(s.FlatAt)
 		}
 		for _, pt := range s.Points {
-			if chartFinite(pt.V) {
+			if chart.Finite(pt.V) {
 				see(pt.T)
 			}
 		}
@@ -278,28 +276,10 @@ func chartXScale(r *Report, release, ended float64) chartScale {
 	if hi <= lo {
 		hi = lo + 1
 	}
-	return chartScale{lo: lo, hi: hi, p0: chartLeft, p1: chartWidth - chartRight}
+	return chart.Scale{Lo: lo, Hi: hi, P0: chartLeft, P1: chartWidth - chartRight}
 }
 
-// chartScale maps a data interval [lo, hi] onto the pixel interval from p0
-// to p1, linearly or, when log is set, by decimal logarithm.
-type chartScale struct {
-	lo, hi float64
-	p0, p1 float64
-	log    bool
-}
-
-// pos returns the pixel position of v, clamped to the scale's pixel range.
-// Values that a log scale cannot show (zero and below) land on its floor.
-func (s chartScale) pos(v float64) float64 {
-	return chart.Scale{Lo: s.lo, Hi: s.hi, P0: s.p0, P1: s.p1, Log: s.log}.Pos(v)
-}
-
-func chartRound(v float64) float64 { return chart.Round(v) }
-
-func chartFinite(v float64) bool { return chart.Finite(v) }
-
-func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlChart {
+func newHTMLChart(s Series, x chart.Scale, marks []Mark, release float64) htmlChart {
 	c := htmlChart{Name: s.Name, Title: s.Title}
 	if c.Title == "" {
 		c.Title = s.Name
@@ -310,7 +290,7 @@ func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlCha
 	}
 	pts := make([]Point, 0, len(s.Points))
 	for _, p := range s.Points {
-		if chartFinite(p.T) && chartFinite(p.V) {
+		if chart.Finite(p.T) && chart.Finite(p.V) {
 			pts = append(pts, p)
 		}
 	}
@@ -326,38 +306,38 @@ func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlCha
 		slices.SortStableFunc(pts, chartByT)
 	}
 	threshold := s.Threshold
-	if !chartFinite(threshold) || threshold <= 0 {
+	if !chart.Finite(threshold) || threshold <= 0 {
 		threshold = 0
 	}
 
 	// Lay out the labels above the plot first: their rows set its top.
 	lines, rows := chartVLines(x, marks, release)
-	c.Y0 = chartRound(8 + float64(rows)*chartLabelRow + 6)
+	c.Y0 = chart.Round(8 + float64(rows)*chartLabelRow + 6)
 	c.Y1 = c.Y0 + chartPlotH
 	c.X0, c.X1 = chartLeft, chartWidth-chartRight
 	c.PlotW, c.PlotH = c.X1-c.X0, chartPlotH
 	c.H = c.Y1 + chartBottom
-	c.XMid = chartRound((c.X0 + c.X1) / 2)
-	c.YMid = chartRound((c.Y0 + c.Y1) / 2)
+	c.XMid = chart.Round((c.X0 + c.X1) / 2)
+	c.YMid = chart.Round((c.Y0 + c.Y1) / 2)
 	c.XTickY = c.Y1 + 15
 	c.XLabelY = c.Y1 + 32
 	c.YTickX = c.X0 - 6
 	for i := range lines {
-		lines[i].LY = chartRound(8 + 10 + lines[i].LY*chartLabelRow)
+		lines[i].LY = chart.Round(8 + 10 + lines[i].LY*chartLabelRow)
 	}
 	c.Lines = lines
 
-	for _, t := range chartLinearTicks(x.lo, x.hi, 8) {
-		c.XTicks = append(c.XTicks, chartTick{Pos: x.pos(t.Pos), Label: t.Label})
+	for _, t := range chart.LinearTicks(x.Lo, x.Hi, 8) {
+		c.XTicks = append(c.XTicks, chart.Tick{Pos: x.Pos(t.Pos), Label: t.Label})
 	}
 
 	y, yticks := chartYScale(pts, threshold)
-	y.p0, y.p1 = c.Y1, c.Y0
+	y.P0, y.P1 = c.Y1, c.Y0
 	for _, t := range yticks {
-		c.YTicks = append(c.YTicks, chartTick{Pos: y.pos(t.Pos), Label: t.Label})
+		c.YTicks = append(c.YTicks, chart.Tick{Pos: y.Pos(t.Pos), Label: t.Label})
 	}
 	c.YLabel = s.Unit
-	if y.log {
+	if y.Log {
 		c.YLabel = strings.TrimSpace(s.Unit + " (log scale)")
 	}
 	c.YLabelXform = fmt.Sprintf("rotate(-90 16 %g)", c.YMid)
@@ -370,9 +350,9 @@ func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlCha
 		} else {
 			b.WriteByte('L')
 		}
-		b.WriteString(strconv.FormatFloat(x.pos(p.T), 'f', -1, 64))
+		b.WriteString(strconv.FormatFloat(x.Pos(p.T), 'f', -1, 64))
 		b.WriteByte(',')
-		b.WriteString(strconv.FormatFloat(y.pos(p.V), 'f', -1, 64))
+		b.WriteString(strconv.FormatFloat(y.Pos(p.V), 'f', -1, 64))
 	}
 	if len(drawn) > 1 {
 		c.Path = b.String()
@@ -380,10 +360,10 @@ func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlCha
 	if len(drawn) <= chartMaxDots {
 		for _, p := range drawn {
 			c.Dots = append(c.Dots, chartDot{
-				X:   x.pos(p.T),
-				Y:   y.pos(p.V),
+				X:   x.Pos(p.T),
+				Y:   y.Pos(p.V),
 				R:   2.5,
-				Tip: chartSeconds(p.T) + ": " + chartValue(p.V, s.Unit),
+				Tip: chart.Value(p.T, "s") + ": " + chart.Value(p.V, s.Unit),
 			})
 			if len(drawn) == 1 {
 				c.Dots[0].R = 4
@@ -392,15 +372,15 @@ func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlCha
 	}
 
 	if threshold > 0 {
-		ty := y.pos(threshold)
-		c.Threshold = &chartHLine{Y: ty, LX: c.X1 - 4, LY: ty - 4, Label: "threshold " + chartValue(threshold, s.Unit)}
+		ty := y.Pos(threshold)
+		c.Threshold = &chartHLine{Y: ty, LX: c.X1 - 4, LY: ty - 4, Label: "threshold " + chart.Value(threshold, s.Unit)}
 		if ty-c.Y0 < 14 {
 			c.Threshold.LY = ty + 12
 		}
 	}
-	if chartFinite(s.FlatAt) && s.FlatAt >= 0 {
-		fx := x.pos(s.FlatAt)
-		c.Flat = &chartFlat{X: fx, W: chartRound(c.X1 - fx), LX: fx + 4, LY: c.Y0 + 13, Anchor: "start", Label: "flat from " + chartSeconds(s.FlatAt)}
+	if chart.Finite(s.FlatAt) && s.FlatAt >= 0 {
+		fx := x.Pos(s.FlatAt)
+		c.Flat = &chartFlat{X: fx, W: chart.Round(c.X1 - fx), LX: fx + 4, LY: c.Y0 + 13, Anchor: "start", Label: "flat from " + chart.Value(s.FlatAt, "s")}
 		if float64(utf8.RuneCountInString(c.Flat.Label))*chartCharW > c.X1-fx-8 {
 			c.Flat.LX, c.Flat.Anchor = fx-4, "end"
 		}
@@ -413,13 +393,13 @@ func newHTMLChart(s Series, x chartScale, marks []Mark, release float64) htmlCha
 	last := pts[len(pts)-1]
 	var sum []string
 	sum = append(sum, chartCount(len(pts), "sample"))
-	sum = append(sum, "last "+chartValue(last.V, s.Unit)+" at "+chartSeconds(last.T))
-	sum = append(sum, "min "+chartValue(lo, s.Unit), "max "+chartValue(hi, s.Unit))
+	sum = append(sum, "last "+chart.Value(last.V, s.Unit)+" at "+chart.Value(last.T, "s"))
+	sum = append(sum, "min "+chart.Value(lo, s.Unit), "max "+chart.Value(hi, s.Unit))
 	if threshold > 0 {
-		sum = append(sum, "threshold "+chartValue(threshold, s.Unit))
+		sum = append(sum, "threshold "+chart.Value(threshold, s.Unit))
 	}
-	if chartFinite(s.FlatAt) && s.FlatAt >= 0 {
-		sum = append(sum, "flat from "+chartSeconds(s.FlatAt))
+	if chart.Finite(s.FlatAt) && s.FlatAt >= 0 {
+		sum = append(sum, "flat from "+chart.Value(s.FlatAt, "s"))
 	} else {
 		sum = append(sum, "never judged flat")
 	}
@@ -455,7 +435,7 @@ func chartCount(n int, noun string) string {
 // logarithmic when every value is positive and they span more than two
 // decades, otherwise linear and including zero. The domain is widened to
 // the outer ticks.
-func chartYScale(pts []Point, threshold float64) (chartScale, []chartTick) {
+func chartYScale(pts []Point, threshold float64) (chart.Scale, []chart.Tick) {
 	lo, hi := pts[0].V, pts[0].V
 	for _, p := range pts {
 		lo, hi = min(lo, p.V), max(hi, p.V)
@@ -464,54 +444,35 @@ func chartYScale(pts []Point, threshold float64) (chartScale, []chartTick) {
 		lo, hi = min(lo, threshold), max(hi, threshold)
 	}
 	if lo > 0 && hi/lo > 100 {
-		ticks, dlo, dhi := chartLogTicks(lo, hi)
-		return chartScale{lo: dlo, hi: dhi, log: true}, ticks
+		ticks, dlo, dhi := chart.LogTicks(lo, hi)
+		return chart.Scale{Lo: dlo, Hi: dhi, Log: true}, ticks
 	}
 	lo, hi = min(lo, 0), max(hi, 0)
 	if lo == hi {
 		hi = 1
 	}
-	ticks := chartLinearTicks(lo, hi, 5)
-	if step := ticks[1].Pos - ticks[0].Pos; chartFinite(step) && step > 0 {
-		if dlo := math.Floor(lo/step) * step; dlo < lo && chartFinite(dlo) {
-			ticks = append([]chartTick{{Pos: dlo, Label: chartNumber(dlo, step)}}, ticks...)
+	ticks := chart.LinearTicks(lo, hi, 5)
+	if step := ticks[1].Pos - ticks[0].Pos; chart.Finite(step) && step > 0 {
+		if dlo := math.Floor(lo/step) * step; dlo < lo && chart.Finite(dlo) {
+			ticks = append([]chart.Tick{{Pos: dlo, Label: chart.Number(dlo, step)}}, ticks...)
 			lo = dlo
 		}
-		if dhi := math.Ceil(hi/step) * step; dhi > hi && chartFinite(dhi) {
-			ticks = append(ticks, chartTick{Pos: dhi, Label: chartNumber(dhi, step)})
+		if dhi := math.Ceil(hi/step) * step; dhi > hi && chart.Finite(dhi) {
+			ticks = append(ticks, chart.Tick{Pos: dhi, Label: chart.Number(dhi, step)})
 			hi = dhi
 		}
 	}
-	return chartScale{lo: lo, hi: hi}, ticks
+	return chart.Scale{Lo: lo, Hi: hi}, ticks
 }
-
-// chartLinearTicks returns about n ticks at multiples of a nice step within
-// [lo, hi] (see chart.LinearTicks).
-func chartLinearTicks(lo, hi float64, n int) []chartTick { return chart.LinearTicks(lo, hi, n) }
-
-// chartLogTicks returns ticks at each power of ten covering [lo, hi] and
-// the widened domain they cover (see chart.LogTicks).
-func chartLogTicks(lo, hi float64) (ticks []chartTick, dlo, dhi float64) {
-	return chart.LogTicks(lo, hi)
-}
-
-// chartNumber formats a tick value with as many decimals as the step needs.
-func chartNumber(v, step float64) string { return chart.Number(v, step) }
-
-// chartValue formats a sample value with its unit, to four significant
-// digits and without trailing zeros.
-func chartValue(v float64, unit string) string { return chart.Value(v, unit) }
-
-func chartSeconds(t float64) string { return chartValue(t, "s") }
 
 // chartVLines places the marks and the release on the time axis and
 // assigns each label a row above the plot so that neighbouring labels do
 // not overlap; the LY of each line holds its row number. It returns the
 // lines, ordered by time, and the number of rows used.
-func chartVLines(x chartScale, marks []Mark, release float64) ([]chartVLine, int) {
+func chartVLines(x chart.Scale, marks []Mark, release float64) ([]chartVLine, int) {
 	var lines []chartVLine
 	for _, m := range marks {
-		if !chartFinite(m.T) || (m.Label == "released" && chartFinite(release)) {
+		if !chart.Finite(m.T) || (m.Label == "released" && chart.Finite(release)) {
 			continue // the release line below says it
 		}
 		label := m.Label
@@ -519,14 +480,14 @@ func chartVLines(x chartScale, marks []Mark, release float64) ([]chartVLine, int
 			label = string([]rune(label)[:39]) + "…"
 		}
 		lines = append(lines, chartVLine{
-			X: x.pos(m.T), Class: "mark", LabelClass: "marklabel",
-			Label: label, Tip: m.Label + " at " + chartSeconds(m.T),
+			X: x.Pos(m.T), Class: "mark", LabelClass: "marklabel",
+			Label: label, Tip: m.Label + " at " + chart.Value(m.T, "s"),
 		})
 	}
-	if chartFinite(release) {
+	if chart.Finite(release) {
 		lines = append(lines, chartVLine{
-			X: x.pos(release), Class: "release", LabelClass: "releaselabel",
-			Label: "released", Tip: "released to traffic at " + chartSeconds(release),
+			X: x.Pos(release), Class: "release", LabelClass: "releaselabel",
+			Label: "released", Tip: "released to traffic at " + chart.Value(release, "s"),
 		})
 	}
 	slices.SortStableFunc(lines, func(a, b chartVLine) int {
@@ -545,7 +506,7 @@ func chartVLines(x chartScale, marks []Mark, release float64) ([]chartVLine, int
 		w := float64(utf8.RuneCountInString(l.Label)) * chartCharW
 		l.Anchor, l.LX = "start", l.X+3
 		start := l.X + 3
-		if l.X+3+w > x.p1 {
+		if l.X+3+w > x.P1 {
 			l.Anchor, l.LX = "end", l.X-3
 			start = l.X - 3 - w
 		}

@@ -40,3 +40,38 @@ func TestValue(t *testing.T) {
 		}
 	}
 }
+
+func TestTicksAtNiceSteps(t *testing.T) {
+	f := func(lo, hi float64, n int, want ...string) {
+		t.Helper()
+		var got []string
+		for _, tk := range LinearTicks(lo, hi, n) {
+			got = append(got, tk.Label)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("LinearTicks(%g, %g, %d) = %q, want %q", lo, hi, n, got, want)
+		}
+	}
+	f(0, 1, 5, "0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
+	f(0, 58.5, 8, "0", "10", "20", "30", "40", "50")
+	f(-20, 60, 8, "-20", "-10", "0", "10", "20", "30", "40", "50", "60")
+	f(0, 0.013, 5, "0.000", "0.005", "0.010")
+	f(0, 950, 5, "0", "200", "400", "600", "800")
+	f(3, 3, 5, "3", "3")
+
+	g := func(lo, hi float64, want ...string) {
+		t.Helper()
+		ticks, _, _ := LogTicks(lo, hi)
+		var got []string
+		for _, tk := range ticks {
+			got = append(got, tk.Label)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("LogTicks(%g, %g) = %q, want %q", lo, hi, got, want)
+		}
+	}
+	g(0.002, 1.5, "0.001", "0.01", "0.1", "1", "10")
+	g(0.2, 30, "0.1", "0.2", "0.5", "1", "2", "5", "10", "20", "50", "100")
+	g(1e-300, 1e300, "1e-300", "1e-240", "1e-180", "1e-120", "1e-60", "1", "1e+60", "1e+120", "1e+180", "1e+240", "1e+300")
+	g(1, 1e5, "1", "10", "100", "1000", "10000", "100000")
+}
