@@ -6,15 +6,15 @@ import (
 	"time"
 )
 
-func TestCheckReportsLeak(t *testing.T) {
+func TestCheckReportsAParkedGoroutineUntilItEnds(t *testing.T) {
 	stop := make(chan struct{})
 	go func() { <-stop }()
-	leaked := Check(50 * time.Millisecond)
+	err := Check(50 * time.Millisecond)
 	close(stop)
-	if !strings.Contains(leaked, "TestCheckReportsLeak") {
-		t.Fatalf("Check did not report the parked goroutine; got:\n%s", leaked)
+	if err == nil || !strings.Contains(err.Error(), "TestCheckReportsAParkedGoroutineUntilItEnds") {
+		t.Fatalf("Check did not report the parked goroutine; got: %v", err)
 	}
-	if leaked := Check(2 * time.Second); leaked != "" {
-		t.Fatalf("Check reported goroutines after they ended:\n%s", leaked)
+	if err := Check(2 * time.Second); err != nil {
+		t.Fatalf("Check reported goroutines after they ended: %v", err)
 	}
 }
