@@ -9,18 +9,10 @@
 package kinesalite
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/preheatdev/preheat/internal/nodetool"
 )
 
 // DirEnv names the environment variable that overrides the directory
@@ -52,86 +45,19 @@ type Server struct {
 // on. It is safe to call more than once; the test's cleanup calls it too.
 func (s *Server) Stop() { s.stop() }
 
+// tool is kinesalite's directory under tools/.
+var tool = nodetool.Tool{Name: "kinesalite", DirEnv: DirEnv, Packages: []string{"kinesalite"}}
+
 // Start starts a kinesalite server for t and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	dir, err := toolsDir()
+	line, stop := tool.Start(t, "kinesalite: ", func(l []byte) bool { return bytes.HasPrefix(l, []byte("LISTENING ")) },
+		startTimeout, "server.js", "0")
+	port, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(string(line), "LISTENING ")))
 	if err != nil {
-		t.Fatalf("kinesalite: %v", err)
+		t.Fatalf("kinesalite: bad port line %q", line)
 	}
-	node, nodeErr := exec.LookPath("node")
-	_, modErr := os.Stat(filepath.Join(dir, "node_modules", "kinesalite"))
-	if nodeErr != nil || modErr != nil {
-		what := "node_modules/kinesalite missing in " + dir
-		if nodeErr != nil {
-			what = "node not on PATH"
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("kinesalite not installed (%s): install Node.js and run 'npm ci --prefix tools/kinesalite'", what)
-		}
-		t.Skipf("kinesalite not installed (%s): run 'make test' or 'npm ci --prefix tools/kinesalite'", what)
-	}
-
-	cmd := exec.Command(node, "server.js", "0")
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stderr = &logWriter{t: t}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("kinesalite: stdin pipe: %v", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("kinesalite: stdout pipe: %v", err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("kinesalite: start node: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			// Closing stdin asks the server to exit; killing the process
-			// group makes sure it does.
-			stdin.Close()
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(stop)
-
-	portc := make(chan int, 1)
-	errc := make(chan error, 1)
-	go func() {
-		// This goroutine ends when stdout closes, at the latest when the
-		// cleanup above kills the process.
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if p, ok := strings.CutPrefix(sc.Text(), "LISTENING "); ok {
-				n, err := strconv.Atoi(strings.TrimSpace(p))
-				if err != nil {
-					errc <- fmt.Errorf("bad port line %q", sc.Text())
-					break
-				}
-				portc <- n
-				break
-			}
-		}
-		if err := sc.Err(); err != nil {
-			errc <- err
-		} else {
-			errc <- errors.New("server exited before listening")
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case port := <-portc:
-		return &Server{port: port, stop: stop}
-	case err := <-errc:
-		t.Fatalf("kinesalite: %v", err)
-	case <-time.After(startTimeout):
-		t.Fatalf("kinesalite: not listening after %v", startTimeout)
-	}
-	return nil
+	return &Server{port: port, stop: stop}
 }
 
 // Endpoint returns the server's base URL, http://127.0.0.1:PORT.
@@ -185,40 +111,4 @@ func WaitActive(t testing.TB, c *kinesis.Client, name string) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// toolsDir returns the directory with server.js: $PREHEAT_KINESALITE_DIR,
-// or tools/kinesalite under the nearest directory above the working
-// directory that holds go.mod.
-func toolsDir() (string, error) {
-	if d := os.Getenv(DirEnv); d != "" {
-		return d, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "tools", "kinesalite"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// logWriter sends the server's stderr to the test log.
-type logWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Logf("kinesalite: %s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

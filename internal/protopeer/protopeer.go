@@ -17,24 +17,21 @@
 package protopeer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preheatdev/preheat/internal/nodetool"
 )
 
 // The kinds of server and client.
@@ -74,8 +71,10 @@ const (
 	maxCountersBody = 1 << 20
 )
 
-// packages are the npm packages server.js and client.js load.
-var packages = []string{"graphql", "graphql-ws", "subscriptions-transport-ws", "socket.io", "socket.io-client", "socket.io-parser", "rpc-websockets", "ws"}
+// tool is the peers' directory under tools/, with the npm packages
+// server.js and client.js load.
+var tool = nodetool.Tool{Name: "protopeers", DirEnv: DirEnv, Packages: []string{
+	"graphql", "graphql-ws", "subscriptions-transport-ws", "socket.io", "socket.io-client", "socket.io-parser", "rpc-websockets", "ws"}}
 
 // Counters is what a server counted since it started.
 type Counters struct {
@@ -147,83 +146,21 @@ func StartWithOptions(t testing.TB, kind string, opts *ServerOptions) *Server {
 	if !slices.Contains(Kinds, kind) {
 		t.Fatalf("protopeer: unknown kind %q", kind)
 	}
-	node, dir := locate(t)
 	args := []string{"server.js", "--kind", kind, "--port", "0"}
 	if opts != nil && opts.PingInterval > 0 {
 		args = append(args, "--ping-ms", strconv.FormatInt(max(opts.PingInterval.Milliseconds(), 1), 10))
 	}
-	cmd := exec.Command(node, args...)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stderr = &logWriter{t: t, prefix: "protopeer " + kind + " server: "}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("protopeer: stdin pipe: %v", err)
+	var r readyLine
+	ready := func(l []byte) bool { return json.Unmarshal(l, &r) == nil && r.WS != "" }
+	_, stop := tool.Start(t, "protopeer "+kind+" server: ", ready, startTimeout, args...)
+	return &Server{
+		Kind:        kind,
+		URL:         r.WS,
+		Path:        r.Path,
+		CountersURL: r.Counters,
+		http:        &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		stop:        stop,
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("protopeer: stdout pipe: %v", err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("protopeer: start node: %v", err)
-	}
-
-	readyc := make(chan readyLine, 1)
-	errc := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		// Owned by stop below: it ends when stdout closes, at the latest
-		// when stop kills the process group, and stop waits for it.
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var r readyLine
-			if err := json.Unmarshal(sc.Bytes(), &r); err == nil && r.WS != "" {
-				readyc <- r
-				break
-			}
-		}
-		if err := sc.Err(); err != nil {
-			errc <- fmt.Errorf("read ready line: %w", err)
-		} else {
-			errc <- errors.New("server exited before it was ready")
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			// Closing stdin asks the server to exit; killing the process
-			// group makes sure it does.
-			stdin.Close()
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			select {
-			case <-done:
-			case <-time.After(stopTimeout):
-				t.Logf("protopeer: %s server output still open %v after kill", kind, stopTimeout)
-			}
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(stop)
-
-	select {
-	case r := <-readyc:
-		return &Server{
-			Kind:        kind,
-			URL:         r.WS,
-			Path:        r.Path,
-			CountersURL: r.Counters,
-			http:        &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-			stop:        stop,
-		}
-	case err := <-errc:
-		t.Fatalf("protopeer: %s server: %v", kind, err)
-	case <-time.After(startTimeout):
-		t.Fatalf("protopeer: %s server not ready after %v", kind, startTimeout)
-	}
-	return nil
 }
 
 // readyLine is the line server.js prints once it listens.
@@ -320,7 +257,7 @@ func RunClients(ctx context.Context, t testing.TB, kind, url string, opts Client
 	if !slices.Contains(Kinds, kind) {
 		return ClientSummary{}, fmt.Errorf("run clients: unknown kind %q", kind)
 	}
-	node, dir := locate(t)
+	node, dir := tool.Require(t)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultClientTimeout)
@@ -379,58 +316,6 @@ func parseSummary(out string) (ClientSummary, error) {
 	return s, nil
 }
 
-// locate returns node's path and the tools directory, or ends the test when
-// either is missing: a skip, or a failure when CI is "true".
-func locate(t testing.TB) (node, dir string) {
-	t.Helper()
-	dir, err := toolsDir()
-	if err != nil {
-		t.Fatalf("protopeer: %v", err)
-	}
-	node, nodeErr := exec.LookPath("node")
-	what := ""
-	if nodeErr != nil {
-		what = "node not on PATH"
-	} else {
-		for _, p := range packages {
-			if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
-				what = "node_modules/" + p + " missing in " + dir
-				break
-			}
-		}
-	}
-	if what != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("protopeers not installed (%s): install Node.js and run 'npm ci --prefix tools/protopeers'", what)
-		}
-		t.Skipf("protopeers not installed (%s): run 'make test' or 'npm ci --prefix tools/protopeers'", what)
-	}
-	return node, dir
-}
-
-// toolsDir returns the directory with server.js: $PREHEAT_PROTOPEERS_DIR,
-// or tools/protopeers under the nearest directory above the working
-// directory that holds go.mod.
-func toolsDir() (string, error) {
-	if d := os.Getenv(DirEnv); d != "" {
-		return d, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find tools directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "tools", "protopeers"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("find tools directory: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // boundedBuffer keeps the first max bytes written to it and drops the rest,
 // so a runaway child cannot fill memory.
 type boundedBuffer struct {
@@ -454,18 +339,4 @@ func tail(s string) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-// logWriter sends a process's stderr to the test log.
-type logWriter struct {
-	mu     sync.Mutex
-	t      testing.TB
-	prefix string
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Logf("%s%s", w.prefix, strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -189,14 +189,6 @@ func TestPingIntervalReachesEngineIO(t *testing.T) {
 	}
 }
 
-func TestToolsDirOverride(t *testing.T) {
-	t.Setenv(DirEnv, "/nonexistent/protopeers")
-	dir, err := toolsDir()
-	if err != nil || dir != "/nonexistent/protopeers" {
-		t.Fatalf("toolsDir = %q, %v", dir, err)
-	}
-}
-
 // stopTB records Skipf and Fatalf and stops Start by panicking, in place of
 // the real runtime.Goexit.
 type stopTB struct {
@@ -225,22 +217,6 @@ func runStopped(f func()) {
 		}
 	}()
 	f()
-}
-
-func TestStartSkipsWithoutPackagesUnlessCI(t *testing.T) {
-	t.Setenv(DirEnv, t.TempDir())
-	run := func(ci string) *stopTB {
-		t.Setenv("CI", ci)
-		tb := &stopTB{TB: t}
-		runStopped(func() { Start(tb, SocketIO) })
-		return tb
-	}
-	if tb := run(""); !strings.Contains(tb.skipped, "npm ci --prefix tools/protopeers") || tb.failed != "" {
-		t.Errorf("outside CI: skipped %q, failed %q", tb.skipped, tb.failed)
-	}
-	if tb := run("true"); tb.failed == "" || tb.skipped != "" {
-		t.Errorf("in CI: skipped %q, failed %q", tb.skipped, tb.failed)
-	}
 }
 
 func TestStartRejectsUnknownKind(t *testing.T) {
