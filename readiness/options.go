@@ -17,6 +17,18 @@ const (
 	DefaultCompileMetric = "jvm_compilation_time_ms_total"
 )
 
+// Defaults of Options that callers offer as their own (preheat warm's
+// flags), so that each lives in one place. Their fields' comments say why.
+const (
+	DefaultInterval       = time.Second      // Options.Interval
+	DefaultWindow         = 10 * time.Second // Options.Window
+	DefaultHoldTolerance  = 2.0              // Options.HoldTolerance
+	DefaultMinWarm        = 30 * time.Second // Options.MinWarm
+	DefaultMaxWarm        = 10 * time.Minute // Options.MaxWarm
+	DefaultJitterQuantile = 0.99             // Options.JitterQuantile
+	DefaultMaxCompileRate = 20.0             // Options.MaxCompileRate, ms/s
+)
+
 // Options configure a Watcher and the Detector inside it. A nil *Options is
 // valid and means every default; a zero field means its default.
 type Options struct {
@@ -218,18 +230,18 @@ func (o *Options) withDefaults() Options {
 			*d = v
 		}
 	}
-	def(&c.Interval, time.Second)
+	def(&c.Interval, DefaultInterval)
 	def(&c.ScrapeTimeout, 5*time.Second)
-	def(&c.Window, 10*time.Second)
+	def(&c.Window, DefaultWindow)
 	def(&c.Hold, c.Window)
 	def(&c.RateWindow, min(10*time.Second, c.Window))
-	def(&c.MinWarm, 30*time.Second)
-	def(&c.MaxWarm, 10*time.Minute)
+	def(&c.MinWarm, DefaultMinWarm)
+	def(&c.MaxWarm, DefaultMaxWarm)
 	if c.Hold < 0 {
 		c.Hold = 0
 	}
 	if c.HoldTolerance == 0 {
-		c.HoldTolerance = 2
+		c.HoldTolerance = DefaultHoldTolerance
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 16 << 20
@@ -241,7 +253,7 @@ func (o *Options) withDefaults() Options {
 		c.JitterMetric = DefaultJitterMetric
 	}
 	if c.JitterQuantile == 0 {
-		c.JitterQuantile = 0.99
+		c.JitterQuantile = DefaultJitterQuantile
 	}
 	if c.CompileMetric == "" {
 		c.CompileMetric = DefaultCompileMetric
@@ -268,7 +280,7 @@ func (o *Options) withDefaults() Options {
 		c.LatencyDriftFloor = 500 * time.Microsecond
 	}
 	if c.MaxCompileRate == 0 {
-		c.MaxCompileRate = 20
+		c.MaxCompileRate = DefaultMaxCompileRate
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -27,12 +27,14 @@ import (
 
 	"github.com/preheatdev/preheat/capture"
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/internal/demo"
 	"github.com/preheatdev/preheat/internal/jvmfixture"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
 	"github.com/preheatdev/preheat/stream"
 	"github.com/preheatdev/preheat/stream/dirlog"
+	"github.com/preheatdev/preheat/warmup"
 )
 
 // The settings the JVM tests warm with, and why they differ from preheat
@@ -55,7 +57,7 @@ import (
 // Mutations are skipped, as by default; jvmRehearse sends them to the
 // fixture's sandbox workspace instead.
 var jvmWarmFlags = jvmWarm{window: 10 * time.Second, hold: 10 * time.Second, minWarm: 10 * time.Second,
-	maxJitter: -1, rate: 600, concurrency: 8, deadline: 3 * time.Minute, holdTolerance: defaultHoldTolerance}
+	maxJitter: -1, rate: 600, concurrency: 8, deadline: 3 * time.Minute, holdTolerance: readiness.DefaultHoldTolerance}
 
 // jvmRehearse is the --rehearse rule that sends a warm-up's writes to the
 // fixture's sandbox workspace: the whole write path runs, and nothing
@@ -112,7 +114,7 @@ func TestJVMWarmEndToEnd(t *testing.T) {
 	if res.Decision.Outcome != readiness.OutcomeWarm {
 		t.Fatalf("default JVM: outcome %s, want warm: %s", res.Decision.Outcome, res.Decision.Reason)
 	}
-	settled, ok := compileSettled(res.Report, 20, 10)
+	settled, ok := demo.CompileSettled(res.Report, 20, 10*time.Second)
 	if !ok {
 		t.Fatalf("default JVM released after %v, but its compile rate never stayed under 20 ms/s for 10s: %s", rel, res.Decision.Reason)
 	}
@@ -218,9 +220,9 @@ func captureJVM(t testing.TB, up *jvmfixture.Server, d time.Duration) string {
 		defer close(served)
 		_ = srv.Serve(ln)
 	}()
-	load := newDemoLoad("ws://"+ln.Addr().String()+"/sync?client=web", &demoOptions{clients: 8, queries: 20, think: 10 * time.Millisecond})
+	load := demo.NewFleet("ws://"+ln.Addr().String()+"/sync?client=web", &demo.FleetOptions{Clients: 8, Queries: 20, Think: 10 * time.Millisecond})
 	lctx, cancel := context.WithTimeout(ctx, d)
-	lat := load.run(lctx, 1)
+	lat := load.Run(lctx, 1)
 	cancel()
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	defer scancel()
@@ -233,9 +235,9 @@ func captureJVM(t testing.TB, up *jvmfixture.Server, d time.Duration) string {
 		t.Fatalf("producer: %v", err)
 	}
 	<-served
-	sessions := int(lat.sessions.Load())
+	sessions := int(lat.Sessions())
 	if sessions == 0 {
-		t.Fatalf("capture: no whole session in %v (%d errors)", d, lat.errors.Load())
+		t.Fatalf("capture: no whole session in %v (%d errors)", d, lat.Errors())
 	}
 
 	cons, err := dirlog.NewConsumer(dir, stream.Start{}, &dirlog.ConsumerOptions{Logger: quiet, Metrics: set})
@@ -263,36 +265,54 @@ func captureJVM(t testing.TB, up *jvmfixture.Server, d time.Duration) string {
 		wg.Wait()
 		cons.Close()
 	})
-	if err := waitCache(ctx, cache, sessions); err != nil {
+	if err := demo.WaitSessions(ctx, cache, sessions); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("capture: %d sessions through the tap in %v (client p50 %v, p99 %v); the cache holds %d",
-		sessions, d, lat.quantile(50), lat.quantile(99), cache.Status().Sessions)
+		sessions, d, lat.Quantile(50), lat.Quantile(99), cache.Status().Sessions)
 	return "http://" + cacheLn.Addr().String()
 }
 
-// warmJVM runs preheat warm in-process against s until it releases s.
-func warmJVM(t testing.TB, s *jvmfixture.Server, cacheURL string, w jvmWarm) warmResult {
+// warmJVM warms s in-process, as preheat warm does, until it releases s.
+func warmJVM(t testing.TB, s *jvmfixture.Server, cacheURL string, w jvmWarm) warmup.Result {
 	t.Helper()
-	wo := &warmOptions{
-		target: s.URL(), metricsURL: s.MetricsURL(), cacheURL: cacheURL,
-		deadline: w.deadline, minWarm: w.minWarm, minResponses: defaultMinResponses, window: w.window, hold: w.hold, holdTolerance: w.holdTolerance, interval: time.Second,
-		onDeadline: "open", jitterMetric: readiness.DefaultJitterMetric, jitterQuantile: 0.99,
-		compileMetric: readiness.DefaultCompileMetric, maxJitter: w.maxJitter, maxCompileRate: w.maxCompileRate,
-		rate: w.rate, concurrency: w.concurrency, correlate: "id", responseTimeout: 10 * time.Second,
-		startRate: w.startRate, maxCPUPressure: w.maxCPUPressure, pressureFile: replayer.DefaultPressureFile,
-		mode: "coverage", progress: 10 * time.Second, stopAfterRelease: true,
+	log := slog.New(slog.NewTextHandler(&logLines{t: t}, nil))
+	client, err := replaycache.NewClient(cacheURL, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	wo.rehearse = w.rehearse
-	if dir := os.Getenv("PREHEAT_JVM_REPORTS"); dir != "" {
-		wo.report = filepath.Join(dir, time.Now().Format("150405.000")+"-"+t.Name())
+	src := replayer.NewCacheSource(client, &replayer.CacheSourceOptions{
+		Request: warmup.Select(replaycache.Coverage, replaycache.Filter{}), Logger: log})
+	var rehearse []replayer.RehearseRule
+	for _, r := range w.rehearse {
+		rule, err := replayer.ParseRehearseRule(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rehearse = append(rehearse, rule)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), w.deadline+time.Minute)
-	defer cancel()
-	lw := &logLines{t: t}
-	res, err := warm(ctx, &env{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.NewTextHandler(lw, nil))}, wo)
+	wu, err := warmup.New(s.URL(), s.MetricsURL(), src, &warmup.Options{
+		Replay: &replayer.Options{Rate: w.rate, Concurrency: w.concurrency, Correlate: "id",
+			StartRate: w.startRate, MaxCPUPressure: w.maxCPUPressure, Rehearse: rehearse},
+		Readiness: &readiness.Options{Window: w.window, Hold: w.hold, HoldTolerance: w.holdTolerance, MinWarm: w.minWarm, MaxWarm: w.deadline,
+			MaxJitter: w.maxJitter, MaxCompileRate: w.maxCompileRate},
+		Progress: 10 * time.Second,
+		Logger:   log,
+	})
 	if err != nil {
 		t.Fatalf("warm: %v", err)
+	}
+	defer wu.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), w.deadline+time.Minute)
+	defer cancel()
+	res, err := wu.Run(ctx)
+	if err != nil {
+		t.Fatalf("warm: %v", err)
+	}
+	if dir := os.Getenv("PREHEAT_JVM_REPORTS"); dir != "" {
+		if _, err := warmup.WriteReport(filepath.Join(dir, time.Now().Format("150405.000")+"-"+t.Name()), res.Report); err != nil {
+			t.Errorf("warm report: %v", err)
+		}
 	}
 	return res
 }
@@ -308,34 +328,6 @@ func (l *logLines) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// compileSettled returns the run time, in seconds, at which the report's
-// compile rate (over the watcher's 10 s rate window, one sample a second)
-// has first stayed at or under limit ms/s at every sample for span seconds:
-// the earliest moment anyone reading the metric could know the JIT had
-// quietened.
-func compileSettled(rep *readiness.Report, limit, span float64) (float64, bool) {
-	s := reportSeries(rep, "compile_ms_per_second")
-	if s == nil {
-		return 0, false
-	}
-	from := -1
-	for i, p := range s.Points {
-		if p.V > limit {
-			from = -1
-			continue
-		}
-		if from < 0 {
-			from = i
-		}
-		// Ten one-second samples cover ten seconds, as a detector window
-		// of 10s does.
-		if p.T-s.Points[from].T >= span-1-0.25 {
-			return p.T, true
-		}
-	}
-	return 0, false
 }
 
 func reportSeries(rep *readiness.Report, name string) *readiness.Series {
@@ -513,7 +505,7 @@ func jvmSession(ctx context.Context, url string, g *corpus.Generator, tick *time
 	if err := c.Write(ctx, websocket.MessageText, g.Connect()); err != nil {
 		return err
 	}
-	if _, err := awaitID(ctx, c, 0); err != nil {
+	if _, err := demo.AwaitID(ctx, c, 0); err != nil {
 		return err
 	}
 	for q := range 50 {
@@ -531,7 +523,7 @@ func jvmSession(ctx context.Context, url string, g *corpus.Generator, tick *time
 		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
 			return ignoreDone(ctx, err)
 		}
-		if _, err := awaitID(ctx, c, id); err != nil {
+		if _, err := demo.AwaitID(ctx, c, id); err != nil {
 			return ignoreDone(ctx, err)
 		}
 		l.record(start, time.Since(start), write)
@@ -754,7 +746,7 @@ func TestJVMFigures(t *testing.T) {
 			t.Fatalf("run %d (%s): the warm-up stored %v writes outside the sandbox", run+1, variant, stored)
 		}
 		r.release = res.Decision.At.Sub(res.Report.Started).Seconds()
-		r.settled, _ = compileSettled(res.Report, 20, 10)
+		r.settled, _ = demo.CompileSettled(res.Report, 20, 10*time.Second)
 		t.Logf("[%5.0fs] run %d (%s): %s after %.1fs, compile settled at %.1fs; %d messages, %d rehearsed; neighbour p99 before %v (%d) during %v (%d)",
 			stamp(), run+1, variant, r.outcome, r.release, r.settled, r.sent, r.rehearsed, r.nBefore, r.nBeforeN, r.nDuring, r.nDuringN)
 
@@ -804,7 +796,7 @@ func TestJVMFigures(t *testing.T) {
 		lw.rehearse = vf.rehearse
 		lres := warmJVM(t, long, cacheURL, lw)
 		long.Close()
-		settled, _ := compileSettled(lres.Report, 20, 10)
+		settled, _ := demo.CompileSettled(lres.Report, 20, 10*time.Second)
 		r.whatIf = append(r.whatIf, fmt.Sprintf("compile settled %.0fs", settled))
 		for _, c := range jvmSettings {
 			at, outcome := whatIf(lres.Report, c.opts, c.rateWindow, c.compileOnly)
@@ -820,8 +812,8 @@ func TestJVMFigures(t *testing.T) {
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rows {
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %.2fx | %.1fx | %s / %s | %.0f / %.0f | %s | %.1fs | %d | %.1fs | %.2f | %s | %s | %.2fx |\n", i/len(variants)+1, r.variant,
-			fmtMS(r.warm200), fmtMS(r.cold200), fmtMS(r.steady), fmtMS(r.steady200), ratio(r.warm200, r.steady), ratio(r.cold200, r.steady),
-			fmtMS(r.warm15), fmtMS(r.cold15), r.warmJIT, r.coldJIT, r.outcome, r.release, r.sent, r.settled, r.release/r.settled, fmtMS(r.nBefore), fmtMS(r.nDuring), ratio(r.nDuring, r.nBefore))
+			demo.FormatLatency(r.warm200), demo.FormatLatency(r.cold200), demo.FormatLatency(r.steady), demo.FormatLatency(r.steady200), ratio(r.warm200, r.steady), ratio(r.cold200, r.steady),
+			demo.FormatLatency(r.warm15), demo.FormatLatency(r.cold15), r.warmJIT, r.coldJIT, r.outcome, r.release, r.sent, r.settled, r.release/r.settled, demo.FormatLatency(r.nBefore), demo.FormatLatency(r.nDuring), ratio(r.nDuring, r.nBefore))
 	}
 	t.Logf("figures:\n%s", b.String())
 	for i, r := range rows {
@@ -1048,7 +1040,7 @@ func TestJVMWhatIf(t *testing.T) {
 		if err := json.Unmarshal(b, &rep); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		settled, ok := compileSettled(&rep, 20, 10)
+		settled, ok := demo.CompileSettled(&rep, 20, 10*time.Second)
 		lines := []string{fmt.Sprintf("%s: %s at %.0fs; compile settled at %.0fs (%v)", f, rep.Outcome, rep.ReleasedAt.Sub(rep.Started).Seconds(), settled, ok)}
 		for _, c := range jvmSettings {
 			at, outcome := whatIf(&rep, c.opts, c.rateWindow, c.compileOnly)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,12 +19,21 @@ import (
 
 	"github.com/preheatdev/preheat/internal/coldserver"
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/internal/demo"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/session"
 	"github.com/preheatdev/preheat/stream"
 	"github.com/preheatdev/preheat/stream/dirlog"
+	"github.com/preheatdev/preheat/warmup"
 )
+
+// replayStopGrace is how long a warm-up's end waits for its sessions to
+// close (warmup.Options.StopGrace, as preheat warm leaves it).
+const replayStopGrace = warmup.DefaultStopGrace
+
+// discardLog is a logger for components whose lines a test does not read.
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // serveCache puts sessions into a directory log and serves them from a
 // replay cache on loopback; it returns the cache's URL.
@@ -403,10 +413,10 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 	coldSim, coldAddr := serveCold(t)
 	first := func(sim *coldserver.Server, addr string) (compiled float64) {
 		before := sim.State()
-		l := newDemoLoad("ws://"+addr+"/sync", &demoOptions{clients: 8, queries: 20})
+		l := demo.NewFleet("ws://"+addr+"/sync", &demo.FleetOptions{Clients: 8, Queries: 20})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		lat := l.run(ctx, 9)
+		lat := l.Run(ctx, 9)
 		after := sim.State()
 		var onC2, all uint64
 		for i, p := range after.Paths {
@@ -416,8 +426,8 @@ func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
 				onC2 += n
 			}
 		}
-		t.Logf("%s: %d requests, p50 %v p90 %v p99 %v; %d of %d calls on paths compiled at the start", addr, lat.count(),
-			lat.quantile(50), lat.quantile(90), lat.quantile(99), onC2, all)
+		t.Logf("%s: %d requests, p50 %v p90 %v p99 %v; %d of %d calls on paths compiled at the start", addr, lat.Count(),
+			lat.Quantile(50), lat.Quantile(90), lat.Quantile(99), onC2, all)
 		return float64(onC2) / float64(max(all, 1))
 	}
 	// (Latency is logged, not asserted: on a loaded CI machine it measures
@@ -509,33 +519,5 @@ func TestWarmHeldBackIsNotWarm(t *testing.T) {
 	i := slices.IndexFunc(rep.Facts, func(f readiness.Fact) bool { return f.Name == "Replay rate limit at the end" })
 	if i < 0 || rep.Facts[i].Value != "20 msg/s" {
 		t.Fatalf("facts %v: want the rate limit at the end at the floor, 20 msg/s", rep.Facts)
-	}
-}
-
-// TestLoadMeter: the share of --rate the back-off allows counts only while
-// the rate limit is what paces the replay.
-func TestLoadMeter(t *testing.T) {
-	var m loadMeter
-	now := time.Unix(1000, 0)
-	steps := []struct {
-		sent         uint64
-		limit, share float64
-	}{
-		{0, 600, 1},      // the first reading has nothing to compare with
-		{600, 600, 1},    // at full rate
-		{630, 30, 0.05},  // held to the floor, sending at it
-		{659, 30, 0.05},  // 29/s: still bound by the limit
-		{669, 30, 1},     // 10/s under a limit of 30: the sessions, not the limit, pace it
-		{699, 60, 1},     // 30/s under a limit just raised to 60: not bound
-		{759, 60, 0.1},   // bound again
-		{1359, 600, 1},   // back at full rate
-		{1000, 300, 1},   // a counter that went back (a new replayer) is not judged
-		{1300, 300, 0.5}, // 300/s at a limit of 300
-	}
-	for i, s := range steps {
-		now = now.Add(time.Second)
-		if got := m.share(now, s.sent, s.limit, 600); got != s.share {
-			t.Errorf("step %d (sent %d, limit %v): share %v, want %v", i, s.sent, s.limit, got, s.share)
-		}
 	}
 }

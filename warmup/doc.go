@@ -1,0 +1,22 @@
+// Package warmup owns one warm-up run of a cold pod: it replays captured
+// sessions against the pod (package replayer), watches the pod's warmth
+// signals until they flatten (package readiness), stops the replay and
+// releases the pod through a readiness.Gate.
+//
+// Besides wiring the two together it owns what belongs to the run as a
+// whole: the share of its full rate the replay's back-off allows, which the
+// watcher needs to judge a pod replayed slowly (loadMeter); the replay's
+// orderly stop at release, so that no session in flight is dropped; the
+// progress log line; the facts of the warm report; and the HTTP handler of
+// a ready server (/readyz, /healthz, /status, /report, /report.json,
+// /metrics).
+//
+// It does not parse flags, pick sessions (the caller passes a
+// replayer.Source, usually a replayer.CacheSource asking for Select's
+// request), listen on a port or decide an exit status: cmd/preheat does.
+//
+// Data enters as sessions from the Source and as the pod's answers and
+// Prometheus scrapes; it leaves as messages to the pod, a Result (the
+// decision, the report and the replay's counters), the Gate's release
+// (/readyz, a ready file, a webhook), log lines and metrics.
+package warmup
