@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/preheatdev/preheat/internal/counts"
 )
 
 // logProgress logs a line on the replay and the signals every
@@ -23,7 +25,7 @@ func (w *Warmup) logProgress(ctx context.Context) {
 		ws := w.watcher.Status()
 		st := w.replay.Stats()
 		attrs := []any{"elapsed", ws.Elapsed.Round(time.Second), "sessions", st.SessionsCompleted, "active", st.Active,
-			"failed", fmtCounts(st.SessionsFailed), "sent", st.MessagesSent, "skipped", fmtCounts(st.MessagesSkipped), "rate", fmtRate(st.RateLimit),
+			"failed", counts.Format(st.SessionsFailed), "sent", st.MessagesSent, "skipped", counts.Format(st.MessagesSkipped), "rate", fmtRate(st.RateLimit),
 			"flat_for", ws.FlatFor.Round(time.Second)}
 		if st.CPUPressure >= 0 {
 			attrs = append(attrs, "cpu_pressure", fmt.Sprintf("%.3f", st.CPUPressure))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/preheatdev/preheat/internal/counts"
 	"github.com/preheatdev/preheat/readiness"
 )
 
@@ -34,10 +35,10 @@ func (w *Warmup) buildReport() *readiness.Report {
 	rep.Target = w.target
 	st := w.replay.Stats()
 	facts := []readiness.Fact{
-		{Name: "Sessions replayed", Value: fmt.Sprintf("%d started, %d completed, %d stopped at the end, %d failed %s", st.SessionsStarted, st.SessionsCompleted, st.SessionsStopped, sum(st.SessionsFailed), fmtCounts(st.SessionsFailed))},
+		{Name: "Sessions replayed", Value: fmt.Sprintf("%d started, %d completed, %d stopped at the end, %d failed %s", st.SessionsStarted, st.SessionsCompleted, st.SessionsStopped, counts.Sum(st.SessionsFailed), counts.Format(st.SessionsFailed))},
 		{Name: "Messages sent", Value: strconv.FormatUint(st.MessagesSent, 10)},
-		{Name: "Messages not sent", Value: fmt.Sprintf("%d %s", sum(st.MessagesSkipped), fmtCounts(st.MessagesSkipped))},
-		{Name: "Messages not sent, by kind", Value: fmtKinds(st.SkippedByKind, 8)},
+		{Name: "Messages not sent", Value: fmt.Sprintf("%d %s", counts.Sum(st.MessagesSkipped), counts.Format(st.MessagesSkipped))},
+		{Name: "Messages not sent, by kind", Value: counts.ByKind(st.SkippedByKind, 8)},
 		{Name: "Protocol", Value: fmt.Sprintf("%d control messages sent, %d answers to the server, %d waits for the recorded order expired", st.MessagesControl, st.Answered, st.OrderWaitsExpired)},
 		{Name: "Responses measured", Value: fmt.Sprintf("%d (timeouts %d)", st.Responses, st.Timeouts)},
 		{Name: "Replay latency p50 / p99", Value: fmt.Sprintf("%v / %v", st.LatencyP50.Round(10*time.Microsecond), st.LatencyP99.Round(10*time.Microsecond))},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/preheatdev/preheat/internal/counts"
 	"github.com/preheatdev/preheat/loadtest"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
@@ -486,13 +487,13 @@ func printSummary(w io.Writer, r *loadtest.Result) {
 		if t.Rehearsed > 0 {
 			rehearsed = fmt.Sprintf(" (%d rehearsed)", t.Rehearsed)
 		}
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s, %d responses, %d timeouts; not sent %d %s", t.Sent, rehearsed, t.Responses, t.Timeouts, sum(t.Skipped), fmtCounts(t.Skipped)), " "))
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s, %d responses, %d timeouts; not sent %d %s", t.Sent, rehearsed, t.Responses, t.Timeouts, counts.Sum(t.Skipped), counts.Format(t.Skipped)), " "))
 		if len(t.SkippedByKind) > 0 {
-			fmt.Fprintf(w, "  not sent    %s\n", fmtKinds(t.SkippedByKind, 5))
+			fmt.Fprintf(w, "  not sent    %s\n", counts.ByKind(t.SkippedByKind, 5))
 		}
 		l := t.Latency
 		fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  errors      %.3f%% %s", 100*t.ErrorRate, fmtCounts(t.Errors)), " "))
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  errors      %.3f%% %s", 100*t.ErrorRate, counts.Format(t.Errors)), " "))
 		fmt.Fprintf(w, "  throughput  %.4g sessions/s, %.4g messages/s, %.4g responses/s\n", t.SessionsPerSecond, t.MessagesPerSecond, t.ResponsesPerSecond)
 		for i, k := range t.Kinds {
 			if i == 5 {

@@ -12,13 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/preheatdev/preheat/internal/counts"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
@@ -361,7 +360,7 @@ func dryRun(ctx context.Context, e *env, o *warmOptions, ropts *replayer.Options
 	defer cancel()
 	err = r.Run(dctx, replayer.NewCacheSource(cache, srcOpts))
 	st := r.Stats()
-	fmt.Fprintf(e.stdout, "dry run: %d sessions, %d messages skipped %v\n", st.SessionsCompleted, sum(st.MessagesSkipped), st.MessagesSkipped)
+	fmt.Fprintf(e.stdout, "dry run: %d sessions, %d messages skipped %v\n", st.SessionsCompleted, counts.Sum(st.MessagesSkipped), st.MessagesSkipped)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("dry run: the cache gave no sessions within 30s")
 	}
@@ -390,65 +389,4 @@ func writeReport[R any](dir, base string, r R, writeJSON, writeHTML func(io.Writ
 		}
 	}
 	return paths, nil
-}
-
-func sum(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-func fmtCounts(m map[string]uint64) string {
-	if len(m) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return "(" + strings.Join(parts, ", ") + ")"
-}
-
-// fmtKinds formats skip counts by reason and kind, the n most frequent
-// kinds of each reason: "mutating: updateTask 12, deleteTask 3; unknown: ...".
-func fmtKinds(m map[string]map[string]uint64, n int) string {
-	reasons := make([]string, 0, len(m))
-	for r := range m {
-		reasons = append(reasons, r)
-	}
-	sort.Strings(reasons)
-	var parts []string
-	for _, r := range reasons {
-		kinds := make([]string, 0, len(m[r]))
-		for k := range m[r] {
-			kinds = append(kinds, k)
-		}
-		sort.Slice(kinds, func(i, j int) bool {
-			a, b := m[r][kinds[i]], m[r][kinds[j]]
-			return a > b || a == b && kinds[i] < kinds[j]
-		})
-		var ks []string
-		for i, k := range kinds {
-			if i == n {
-				ks = append(ks, fmt.Sprintf("%d more kinds", len(kinds)-n))
-				break
-			}
-			if k == "" {
-				k = "(no kind)"
-			}
-			ks = append(ks, fmt.Sprintf("%s %d", strconv.Quote(k), m[r][kinds[i]]))
-		}
-		parts = append(parts, r+": "+strings.Join(ks, ", "))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, "; ")
 }
