@@ -3,9 +3,11 @@ package capture
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // AdminOptions configure the admin handler.
@@ -19,6 +21,14 @@ type AdminOptions struct {
 	WriteMetrics func(w io.Writer)
 	// Reload, when set, is called by POST /reload to reload the config.
 	Reload func() error
+	// MaxRoutesOff bounds the route patterns switched off through the
+	// handler: every new session is matched against each of them, so past
+	// it POST /capture/routes/off is refused with 400 until some are
+	// switched back on. Default 256.
+	MaxRoutesOff int
+	// MaxRouteBytes bounds the length of a route pattern in bytes; a
+	// longer one is refused with 400. Default 1024.
+	MaxRouteBytes int
 }
 
 // AdminHandler serves the tap's control API, meant for a separate, private
@@ -33,7 +43,9 @@ type AdminOptions struct {
 //	POST /reload                       reload the config file
 //
 // Changes apply to sessions that start afterwards and last until the process
-// restarts; a config reload does not undo them.
+// restarts; a config reload does not undo them. Route patterns are bounded
+// in number and length (AdminOptions); requests past the bounds are refused
+// with 400 and counted in preheat_tap_admin_requests_refused_total.
 func (r *Recorder) AdminHandler(opts *AdminOptions) http.Handler {
 	o := AdminOptions{}
 	if opts != nil {
@@ -42,6 +54,16 @@ func (r *Recorder) AdminHandler(opts *AdminOptions) http.Handler {
 	if o.WriteMetrics == nil {
 		o.WriteMetrics = func(w io.Writer) { r.Metrics().WritePrometheus(w) }
 	}
+	if o.MaxRoutesOff <= 0 {
+		o.MaxRoutesOff = 256
+	}
+	if o.MaxRouteBytes <= 0 {
+		o.MaxRouteBytes = 1024
+	}
+	refused := func(reason string) {
+		r.Metrics().GetOrCreateCounter(`preheat_tap_admin_requests_refused_total{reason="` + reason + `"}`).Inc()
+	}
+	var routesMu sync.Mutex // one route switch at a time, so that the bound holds
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -67,7 +89,25 @@ func (r *Recorder) AdminHandler(opts *AdminOptions) http.Handler {
 			http.NotFound(w, req)
 			return
 		}
-		if err := r.SetRouteEnabled(req.URL.Query().Get("route"), state == "on"); err != nil {
+		pattern := req.URL.Query().Get("route")
+		if len(pattern) > o.MaxRouteBytes {
+			refused("route_too_long")
+			http.Error(w, fmt.Sprintf("route pattern of %d bytes: at most %d", len(pattern), o.MaxRouteBytes), http.StatusBadRequest)
+			return
+		}
+		if !strings.HasPrefix(pattern, "/") { // as SetRouteEnabled says, before the count
+			refused("bad_route")
+			http.Error(w, fmt.Sprintf("route pattern %q: want a path starting with /", pattern), http.StatusBadRequest)
+			return
+		}
+		routesMu.Lock()
+		defer routesMu.Unlock()
+		if n, has := r.routesOff(pattern); state == "off" && !has && n >= o.MaxRoutesOff {
+			refused("too_many_routes")
+			http.Error(w, fmt.Sprintf("%d route patterns are off already, the most this tap keeps: switch some back on first", n), http.StatusBadRequest)
+			return
+		}
+		if err := r.SetRouteEnabled(pattern, state == "on"); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -92,6 +132,14 @@ func (r *Recorder) AdminHandler(opts *AdminOptions) http.Handler {
 		}
 		mux.ServeHTTP(w, req)
 	})
+}
+
+// routesOff returns how many route patterns are switched off and whether
+// pattern is one of them.
+func (r *Recorder) routesOff(pattern string) (n int, has bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.off), r.off[pattern]
 }
 
 // bearerOK reports whether req carries "Authorization: Bearer token".

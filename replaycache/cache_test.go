@@ -2,14 +2,19 @@ package replaycache_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/session"
@@ -734,4 +739,58 @@ func TestCoverageCapsSessionWeight(t *testing.T) {
 			t.Error("the session with more kinds is always first")
 		}
 	})
+}
+
+// A record past the decoding bounds (a few kilobytes of zstd declaring
+// millions of empty events) is counted as corrupt and skipped like any
+// other; the cache goes on with the sessions around it.
+func TestRecordsPastDecodeBoundsAreCountedCorrupt(t *testing.T) {
+	dir, p := newLog(t, nil)
+	ss := corpusSessions(11, time.Now(), 4, 5)
+	bomb := emptyEventsRecord(session.NewID())
+	for _, s := range ss {
+		put(t, p, s)
+		if err := p.Put(context.Background(), s[0].Session.String(), bomb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, p)
+	c := startCache(t, dir, stream.Start{StopAtEnd: true}, nil)
+	c.wait(t)
+	if got := c.counter("preheat_cache_records_corrupt_total"); got != len(ss) {
+		t.Errorf("corrupt %d, want %d", got, len(ss))
+	}
+	for _, want := range ss {
+		v, ok := c.Get(want[0].Session)
+		if !ok || !v.Complete {
+			t.Fatalf("session %s: %+v", want[0].Session, v.Summary)
+		}
+		sameEvents(t, decodeView(t, v), want)
+	}
+}
+
+// emptyEventsRecord returns a batch of id whose body is MaxBatchBytes of
+// empty events (8 million of them), compressed as a writer would into a
+// record of a few tens of kilobytes, with random unknown fields now and
+// then to keep its compression ratio within what a decoder allows.
+func emptyEventsRecord(id session.ID) []byte {
+	rng := rand.New(rand.NewPCG(1, 1))
+	body := protowire.AppendTag(nil, 1, protowire.BytesType)
+	body = protowire.AppendBytes(body, id[:])
+	for i := 0; len(body) < session.MaxBatchBytes-16; i++ {
+		body = append(body, 0x12, 0) // field 2 (an event), length 0
+		if i%4096 == 0 {
+			body = protowire.AppendTag(body, 15, protowire.VarintType)
+			body = protowire.AppendVarint(body, rng.Uint64())
+		}
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
+	if err != nil {
+		panic(err)
+	}
+	defer enc.Close()
+	out := []byte{0xB7, 1, 1} // marker, version, zstd
+	out = protowire.AppendVarint(out, uint64(len(body)))
+	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+	return enc.EncodeAll(body, out)
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,13 +22,33 @@ import (
 type ClientOptions struct {
 	// Token is sent as "Authorization: Bearer TOKEN" when set.
 	Token string
-	// ClientID names this client to the server's per-client rate limit
-	// (X-Preheat-Client). Default: none, the server uses the IP address.
+	// ClientID is sent as X-Preheat-Client when set.
+	//
+	// Deprecated: servers ignore it. A header the client chooses cannot
+	// name it to a rate limit; the server keys that on its IP address.
 	ClientID string
 	// HTTPClient makes the requests. Default a client without an overall
 	// timeout (streams may be long); bound each call with its ctx.
 	HTTPClient *http.Client
+	// MaxFrameBytes bounds one frame of the event stream a cache sends, in
+	// bytes: a longer declared length fails the stream with ErrTooLarge,
+	// and a frame's buffer grows only as its bytes arrive. Default
+	// 16 MiB + 1 KiB: the largest event batch (session.MaxBatchBytes
+	// stored uncompressed) with its envelope.
+	MaxFrameBytes int
+	// MaxSessionBytes bounds what SessionReader.Next gathers for one
+	// session, in bytes, counted as 128 bytes an event plus its payload,
+	// close reason and handshake; past it Next fails with ErrTooLarge. It
+	// bounds a List or Status answer's JSON too. Default 64 MiB: a session
+	// within the tap's default limits (8 MiB of payload, 50,000 messages)
+	// counts under 15 MiB.
+	MaxSessionBytes int64
 }
+
+// ErrTooLarge is wrapped by the errors a Client returns for an answer past
+// ClientOptions.MaxFrameBytes or MaxSessionBytes. A SessionReader that
+// returned it is done: it returns the error again; close it.
+var ErrTooLarge = errors.New("answer too large")
 
 // Client talks to a replay cache Server. It is safe for concurrent use.
 type Client struct {
@@ -51,6 +72,12 @@ func NewClient(baseURL string, opts *ClientOptions) (*Client, error) {
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{}
+	}
+	if o.MaxFrameBytes <= 0 {
+		o.MaxFrameBytes = session.MaxBatchBytes + 1<<10
+	}
+	if o.MaxSessionBytes <= 0 {
+		o.MaxSessionBytes = 64 << 20
 	}
 	return &Client{base: u, opts: o}, nil
 }
@@ -116,7 +143,40 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	if err := c.decodeJSON(resp.Body, &st); err != nil {
+		return st, fmt.Errorf("cache status: %w", err)
+	}
+	return st, nil
+}
+
+// decodeJSON decodes an answer of at most MaxSessionBytes into v.
+func (c *Client) decodeJSON(body io.Reader, v any) error {
+	lr := &limitReader{r: body, n: c.opts.MaxSessionBytes}
+	err := json.NewDecoder(lr).Decode(v)
+	if lr.over {
+		return fmt.Errorf("%w: more than MaxSessionBytes (%d) of JSON", ErrTooLarge, c.opts.MaxSessionBytes)
+	}
+	return err
+}
+
+// limitReader reads at most n bytes of r and notes a read past them.
+type limitReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		l.over = true
+		return 0, ErrTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // List returns summaries of the cached sessions f selects.
@@ -129,7 +189,7 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 	var out struct {
 		Sessions []Summary `json:"sessions"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := c.decodeJSON(resp.Body, &out); err != nil {
 		return nil, fmt.Errorf("cache list: %w", err)
 	}
 	return out.Sessions, nil
@@ -171,7 +231,7 @@ func (c *Client) Select(ctx context.Context, req SelectRequest) (*SessionReader,
 	if err != nil {
 		return nil, err
 	}
-	return newSessionReader(resp.Body), nil
+	return c.newSessionReader(resp.Body), nil
 }
 
 // Session returns a reader of one session's events. With follow, a live
@@ -185,11 +245,8 @@ func (c *Client) Session(ctx context.Context, id session.ID, follow bool) (*Sess
 	if err != nil {
 		return nil, err
 	}
-	return newSessionReader(resp.Body), nil
+	return c.newSessionReader(resp.Body), nil
 }
-
-// maxFrameBytes bounds one frame of the stream a client accepts.
-const maxFrameBytes = 64 << 20
 
 // Session is one session as a cache served it.
 type Session struct {
@@ -206,10 +263,13 @@ type Session struct {
 // SessionReader reads sessions from a cache's framed batch stream. Close
 // it when done.
 type SessionReader struct {
-	body  io.ReadCloser
-	br    *bufio.Reader
-	buf   []byte
-	kinds kindsFrame // the last kinds frame, for the session it names
+	body       io.ReadCloser
+	br         *bufio.Reader
+	buf        []byte
+	kinds      kindsFrame // the last kinds frame, for the session it names
+	maxFrame   int
+	maxSession int64
+	err        error // ErrTooLarge, returned by every later call
 }
 
 type kindsFrame struct {
@@ -217,8 +277,9 @@ type kindsFrame struct {
 	names []string
 }
 
-func newSessionReader(body io.ReadCloser) *SessionReader {
-	return &SessionReader{body: body, br: bufio.NewReaderSize(body, 64<<10)}
+func (c *Client) newSessionReader(body io.ReadCloser) *SessionReader {
+	return &SessionReader{body: body, br: bufio.NewReaderSize(body, 64<<10),
+		maxFrame: c.opts.MaxFrameBytes, maxSession: c.opts.MaxSessionBytes}
 }
 
 // Close ends the response.
@@ -238,6 +299,9 @@ type Frame struct {
 // NextBatch returns the next batch or end, skipping heartbeats. It returns
 // io.EOF at the end of the stream.
 func (r *SessionReader) NextBatch() (Frame, error) {
+	if r.err != nil {
+		return Frame{}, r.err
+	}
 	for {
 		typ, err := r.br.ReadByte()
 		if err != nil {
@@ -247,14 +311,12 @@ func (r *SessionReader) NextBatch() (Frame, error) {
 		if err != nil {
 			return Frame{}, fmt.Errorf("cache stream: frame length: %w", unexpected(err))
 		}
-		if n > maxFrameBytes {
-			return Frame{}, fmt.Errorf("cache stream: frame of %d bytes", n)
+		if n > uint64(r.maxFrame) {
+			r.err = fmt.Errorf("cache stream: %w: a frame of %d bytes, more than MaxFrameBytes (%d)", ErrTooLarge, n, r.maxFrame)
+			return Frame{}, r.err
 		}
-		if uint64(cap(r.buf)) < n {
-			r.buf = make([]byte, n)
-		}
-		b := r.buf[:n]
-		if _, err := io.ReadFull(r.br, b); err != nil {
+		b, err := r.readBody(int(n))
+		if err != nil {
 			return Frame{}, fmt.Errorf("cache stream: frame body: %w", unexpected(err))
 		}
 		switch typ {
@@ -286,6 +348,25 @@ func (r *SessionReader) NextBatch() (Frame, error) {
 	}
 }
 
+// readBody reads a frame body of n bytes into r.buf, growing it as the
+// bytes arrive rather than by the length a server declared.
+func (r *SessionReader) readBody(n int) ([]byte, error) {
+	b := r.buf[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n-len(b), max(cap(b), 64<<10)))
+		}
+		m, err := io.ReadFull(r.br, b[len(b):min(n, cap(b))])
+		b = b[:len(b)+m]
+		if err != nil {
+			r.buf = b
+			return nil, err
+		}
+	}
+	r.buf = b
+	return b, nil
+}
+
 func decodeKinds(b []byte) (kindsFrame, error) {
 	if len(b) < 16 {
 		return kindsFrame{}, fmt.Errorf("cache stream: kinds frame of %d bytes", len(b))
@@ -313,6 +394,7 @@ func unexpected(err error) error {
 // returns io.EOF at the end of the stream.
 func (r *SessionReader) Next() (*Session, error) {
 	var s *Session
+	var size int64
 	for {
 		f, err := r.NextBatch()
 		if err != nil {
@@ -334,6 +416,29 @@ func (r *SessionReader) Next() (*Session, error) {
 			s.Complete, s.Truncated = f.Complete, f.Truncated
 			return s, nil
 		}
+		for i := range f.Events {
+			size += gatheredBytes(&f.Events[i])
+		}
+		if size > r.maxSession {
+			r.err = fmt.Errorf("cache stream: %w: session %s holds more than MaxSessionBytes (%d)", ErrTooLarge, s.ID, r.maxSession)
+			return nil, r.err
+		}
 		s.Events = append(s.Events, f.Events...)
 	}
+}
+
+// gatheredBytes is what an event counts against MaxSessionBytes: about what
+// it holds in memory.
+func gatheredBytes(e *session.Event) int64 {
+	n := 128 + len(e.Payload) + len(e.Reason)
+	if in := e.Open; in != nil {
+		n += 128 + len(in.Route) + len(in.Subprotocol) + len(in.Extensions) + len(in.TapID)
+		for k, vs := range in.Header {
+			n += 64 + len(k)
+			for _, v := range vs {
+				n += 16 + len(v)
+			}
+		}
+	}
+	return int64(n)
 }

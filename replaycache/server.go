@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,14 +29,17 @@ type ServerOptions struct {
 	// on every request but /healthz. Default none.
 	Token string
 	// SessionsPerSecond bounds the sessions served per second to all
-	// clients together. Default 5,000.
+	// clients together. Every session a response holds is charged, so a
+	// selection of many sessions streams at this rate. Default 5,000.
 	SessionsPerSecond float64
 	// ClientSessionsPerSecond bounds the sessions served per second to one
-	// client, identified by its X-Preheat-Client header or else its IP
-	// address. Default 200.
+	// client: one IP address, or one /64 prefix of IPv6 addresses, which a
+	// single host may hold. Not the token, which every warmer shares, nor
+	// a header, which a client chooses. Default 200.
 	ClientSessionsPerSecond float64
-	// MaxRateWait is how long a request may wait for the rate limits before
-	// it is refused with 429. Default 2s.
+	// MaxRateWait is how long a request may wait for the rate limits to
+	// allow its first session before it is refused with 429; later sessions
+	// of a response wait as long as the client stays. Default 2s.
 	MaxRateWait time.Duration
 	// WriteTimeout bounds each write to a client, so a client that stops
 	// reading is dropped instead of holding a goroutine. Default 30s.
@@ -288,12 +292,23 @@ func (s *Server) selectSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refs := s.cache.Select(req)
-	if err := s.admit(r, len(refs)); err != nil {
+	if len(refs) == 0 {
+		return
+	}
+	lim := s.clientLimiter(r)
+	if err := s.admit(r.Context(), lim); err != nil {
 		s.refuse(w, err)
 		return
 	}
 	out := newEventWriter(w, format, s.opts.WriteTimeout)
-	for _, ref := range refs {
+	for i, ref := range refs {
+		if i > 0 {
+			// Each session is charged as it is served, so a large limit
+			// streams at the rate instead of passing it by.
+			if err := s.charge(r.Context(), lim); err != nil {
+				return // the client went away
+			}
+		}
 		v, ok := s.cache.Get(ref.ID)
 		if !ok {
 			continue // evicted since it was picked
@@ -332,7 +347,7 @@ func (s *Server) one(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("session %s is not cached", id))
 		return
 	}
-	if err := s.admit(r, 1); err != nil {
+	if err := s.admit(r.Context(), s.clientLimiter(r)); err != nil {
 		s.refuse(w, err)
 		return
 	}
@@ -423,21 +438,28 @@ func (s *Server) follow(ctx context.Context, out *eventWriter, id session.ID, fr
 	}
 }
 
-// admit waits for the rate limits to allow n sessions to the client of r.
-func (s *Server) admit(r *http.Request, n int) error {
-	if n == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.MaxRateWait)
+// admit waits at most MaxRateWait for the rate limits, the client's lim
+// and the global one, to allow the first session of a response.
+func (s *Server) admit(ctx context.Context, lim *rate.Limiter) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.MaxRateWait)
 	defer cancel()
-	lim := s.clientLimiter(r)
-	for _, l := range []*rate.Limiter{lim, s.global} {
-		if err := l.WaitN(ctx, min(n, l.Burst())); err != nil {
-			s.limited.Inc()
-			return fmt.Errorf("rate limited: %w", err)
-		}
+	if err := s.charge(ctx, lim); err != nil {
+		s.limited.Inc()
+		return fmt.Errorf("rate limited: %w", err)
 	}
 	return nil
+}
+
+// charge waits for the client's lim and the global limit to allow one more
+// session.
+func (s *Server) charge(ctx context.Context, lim *rate.Limiter) error {
+	if err := lim.Wait(ctx); err != nil {
+		return err
+	}
+	if lim == s.global {
+		return nil
+	}
+	return s.global.Wait(ctx)
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {
@@ -445,12 +467,31 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusTooManyRequests, err)
 }
 
+// clientKey names the client of r for the per-client rate limit: its IP
+// address, or the /64 prefix of an IPv6 address (one host may hold a whole
+// /64 and rotate through it). Everything a request carries is the client's
+// to choose (a header) or shared by all clients (the one token), so neither
+// names a client.
+func clientKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
 // clientLimiter returns the limiter of r's client.
 func (s *Server) clientLimiter(r *http.Request) *rate.Limiter {
-	id := r.Header.Get("X-Preheat-Client")
-	if id == "" {
-		id, _, _ = net.SplitHostPort(r.RemoteAddr)
-	}
+	id := clientKey(r)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()

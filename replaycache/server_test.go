@@ -3,6 +3,7 @@ package replaycache_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/preheatdev/preheat/replaycache"
@@ -246,9 +248,9 @@ func TestServerManyClientsAndASlowOne(t *testing.T) {
 	defer slow.Close()
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
-	for i := range 100 {
+	for range 100 {
 		wg.Go(func() {
-			c, _ := replaycache.NewClient(s.srv.URL, &replaycache.ClientOptions{Token: "tok", ClientID: string(rune('a' + i%26))})
+			c, _ := replaycache.NewClient(s.srv.URL, &replaycache.ClientOptions{Token: "tok"})
 			r, err := c.Select(ctx, replaycache.SelectRequest{Mode: replaycache.Random, Filter: replaycache.Filter{Limit: 3}})
 			if err != nil {
 				errs <- err
@@ -316,4 +318,86 @@ func kindsOf(t *testing.T, evs []session.Event) []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
+}
+
+// serveDirect serves one request from remote (an "IP:port") with the
+// given X-Preheat-Client header, without a network, so that it can run in
+// a synctest bubble.
+func serveDirect(h http.Handler, target, remote, clientHeader string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	req.RemoteAddr = remote
+	req.Header.Set("Authorization", "Bearer tok")
+	if clientHeader != "" {
+		req.Header.Set("X-Preheat-Client", clientHeader)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+// sessionsIn counts the sessions of a framed batch stream: its end frames.
+func sessionsIn(t *testing.T, b []byte) int {
+	t.Helper()
+	n := 0
+	for len(b) > 0 {
+		typ := b[0]
+		size, w := binary.Uvarint(b[1:])
+		if w <= 0 || uint64(len(b)-1-w) < size {
+			t.Fatalf("malformed frame stream")
+		}
+		b = b[1+w+int(size):]
+		if typ == 2 {
+			n++
+		}
+	}
+	return n
+}
+
+// The rate limits charge every session a response holds: one request for
+// 100 sessions under 5 sessions/s takes 20 s, as 100 requests would.
+func TestServerRateLimitChargesEverySessionServed(t *testing.T) {
+	const n, perSecond = 100, 5
+	s := serveSessions(t, n, nil)
+	synctest.Test(t, func(t *testing.T) {
+		h := replaycache.NewServer(s.run.Cache, &replaycache.ServerOptions{Token: "tok", Logger: quiet, SessionsPerSecond: perSecond})
+		start := time.Now()
+		w := serveDirect(h, "/v1/select?limit=900", "192.0.2.1:1000", "")
+		took := time.Since(start)
+		if w.Code != http.StatusOK {
+			t.Fatalf("select: %d %s", w.Code, w.Body)
+		}
+		if got := sessionsIn(t, w.Body.Bytes()); got != n {
+			t.Fatalf("served %d sessions, want %d", got, n)
+		}
+		// The first session is the burst; each other one waits its turn.
+		if want := time.Duration(n-1) * time.Second / perSecond; took < want || took > want+time.Second {
+			t.Errorf("served %d sessions in %v at %d/s, want about %v", n, took, perSecond, want)
+		}
+	})
+}
+
+// The per-client limit keys on the client's address: a new X-Preheat-Client
+// header does not buy a fresh budget, and neither does another address in
+// the same IPv6 /64; another address does.
+func TestServerClientRateLimitIgnoresClientChosenHeader(t *testing.T) {
+	s := serveSessions(t, 3, nil)
+	synctest.Test(t, func(t *testing.T) {
+		h := replaycache.NewServer(s.run.Cache, &replaycache.ServerOptions{Token: "tok", Logger: quiet,
+			ClientSessionsPerSecond: 1, MaxRateWait: 50 * time.Millisecond})
+		f := func(remote, header string, want int) {
+			t.Helper()
+			if w := serveDirect(h, "/v1/select?limit=1", remote, header); w.Code != want {
+				t.Errorf("from %s as %q: %d, want %d", remote, header, w.Code, want)
+			}
+		}
+		f("192.0.2.1:1000", "a", http.StatusOK)
+		f("192.0.2.1:1001", "b", http.StatusTooManyRequests)
+		f("192.0.2.1:1002", "", http.StatusTooManyRequests)
+		f("192.0.2.2:1000", "a", http.StatusOK)
+		f("[2001:db8::1]:1000", "", http.StatusOK)
+		f("[2001:db8::2]:1000", "", http.StatusTooManyRequests)
+		f("[2001:db8:0:1::1]:1000", "", http.StatusOK)
+		time.Sleep(time.Second)
+		f("192.0.2.1:1003", "b", http.StatusOK)
+	})
 }

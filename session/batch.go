@@ -30,10 +30,36 @@ const (
 
 const binaryMaxVarintLen32 = 5
 
+// The bounds below make the promise of DecodeBatch true: a corrupt or
+// hostile record cannot make a reader allocate more than MaxDecodeBytes.
+// Writers refuse what readers would refuse. docs/format.md lists them.
+
 // MaxBatchBytes bounds the body of one batch before compression. Decoding
-// refuses larger declared sizes, so a corrupt or hostile record cannot make a
-// reader allocate more than this.
+// refuses larger declared sizes. The tap's batches stay within one stream
+// record (1 MiB) unless a single message is larger and compresses well.
 const MaxBatchBytes = 16 << 20
+
+// MaxBatchEvents bounds the events of one batch. The tap cuts a batch before
+// its body outgrows one stream record (about 1 MiB), and the smallest event
+// it writes, a frame with an empty payload, takes 10 bytes: its batches hold
+// at most about 105,000 events, the replay cache's far fewer. Without this
+// bound a 10 KB record of empty events, which compress to almost nothing,
+// decoded to 8 million events and 4.7 GB of allocations.
+const MaxBatchEvents = 1 << 17
+
+// MaxHeaderFields bounds the handshake header fields of an open event: each
+// value of a header counts once, and a header without values counts once.
+// Browsers send about 20; Node.js refuses requests with more than 2,000.
+const MaxHeaderFields = 4096
+
+// MaxDecodeBytes bounds what DecodeBatch allocates for one batch, whatever
+// its bytes: the body (at most MaxBatchBytes), the strings copied out of it
+// (at most as much again), at most MaxBatchEvents events of 112 bytes
+// (14 MiB) and one open event's headers (MaxHeaderFields, under 1 MiB), with
+// room for the zstd decoder's buffers. Growing a dst that already holds
+// events copies them on top of this. A batch the tap writes with its
+// default options takes a few hundred kilobytes.
+const MaxDecodeBytes = 2*MaxBatchBytes + 16<<20
 
 // compressMinBytes is the body size below which compression is not tried:
 // the zstd frame header would cost more than it saves.
@@ -124,6 +150,7 @@ type BatchWriter struct {
 	id     ID
 	body   []byte
 	events int
+	open   bool // an open event was appended
 }
 
 // Append adds e to the batch. Every event of a batch must have the same
@@ -139,6 +166,12 @@ func (w *BatchWriter) Append(e *Event) error {
 	} else if e.Session != w.id {
 		return fmt.Errorf("encode batch: event of session %s in a batch of %s", e.Session, w.id)
 	}
+	if w.events >= MaxBatchEvents {
+		return fmt.Errorf("encode batch: more than %d events", MaxBatchEvents)
+	}
+	if e.Kind == KindOpen && w.open {
+		return errors.New("encode batch: a second open event")
+	}
 	mark := len(w.body)
 	body, err := appendEvent(w.body, e)
 	if err != nil {
@@ -151,6 +184,7 @@ func (w *BatchWriter) Append(e *Event) error {
 	}
 	w.body = body
 	w.events++
+	w.open = w.open || e.Kind == KindOpen
 	return nil
 }
 
@@ -164,6 +198,7 @@ func (w *BatchWriter) Events() int { return w.events }
 func (w *BatchWriter) Reset() {
 	w.body = w.body[:0]
 	w.events = 0
+	w.open = false
 	w.id = ID{}
 }
 
@@ -256,6 +291,9 @@ func appendInfo(b []byte, in *Info) ([]byte, error) {
 		}
 		start = uint64(us)
 	}
+	if n := headerFields(in.Header); n > MaxHeaderFields {
+		return b, fmt.Errorf("%d header fields, more than %d", n, MaxHeaderFields)
+	}
 	var msg []byte
 	msg = appendString(msg, infoRoute, in.Route)
 	for _, name := range slices.Sorted(maps.Keys(in.Header)) {
@@ -275,6 +313,15 @@ func appendInfo(b []byte, in *Info) ([]byte, error) {
 	msg = appendUint(msg, infoStart, start)
 	b = protowire.AppendTag(b, eventOpen, protowire.BytesType)
 	return protowire.AppendBytes(b, msg), nil
+}
+
+// headerFields counts h's fields as MaxHeaderFields does.
+func headerFields(h http.Header) int {
+	n := 0
+	for _, vs := range h {
+		n += max(1, len(vs))
+	}
+	return n
 }
 
 // appendUint appends a varint field, omitted when zero as in proto3.
@@ -301,6 +348,12 @@ func appendString(b []byte, num protowire.Number, s string) []byte {
 // version does not know are kept as far as they can be (an unknown Kind is
 // returned as is, so that sequence numbers stay gap-free) or skipped.
 // Every error wraps ErrCorrupt.
+//
+// Decoding allocates at most MaxDecodeBytes whatever data holds (besides
+// copying dst's events when it must grow): a batch of more than
+// MaxBatchEvents events is refused before any event is built, one with a
+// second open event or more than MaxHeaderFields header fields as soon as
+// they are seen.
 func DecodeBatch(data []byte, dst []Event) ([]Event, error) {
 	body, err := batchBody(data)
 	if err != nil {
@@ -402,7 +455,42 @@ func batchBody(data []byte) ([]byte, error) {
 // 1000 only on degenerate input; captured payloads stay far below.
 const maxZstdRatio = 4096
 
+// countEvents counts the events of a body without decoding them.
+func countEvents(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		num, typ, m := protowire.ConsumeTag(b)
+		if m < 0 {
+			return 0, protowire.ParseError(m)
+		}
+		b = b[m:]
+		if num == batchEvent && typ == protowire.BytesType {
+			n++
+		}
+		m = protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, protowire.ParseError(m)
+		}
+		b = b[m:]
+	}
+	return n, nil
+}
+
 func decodeBody(b []byte, dst []Event) ([]Event, error) {
+	n, err := countEvents(b)
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxBatchEvents {
+		return nil, fmt.Errorf("%d events, more than %d", n, MaxBatchEvents)
+	}
+	if cap(dst)-len(dst) < n {
+		// One allocation of exactly what is needed (slices.Grow may make two).
+		grown := make([]Event, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	var d decoder
 	var id ID
 	haveID := false
 	first := len(dst)
@@ -428,7 +516,7 @@ func decodeBody(b []byte, dst []Event) ([]Event, error) {
 			if n < 0 {
 				return nil, protowire.ParseError(n)
 			}
-			e, err := decodeEvent(v)
+			e, err := d.event(v)
 			if err != nil {
 				return nil, err
 			}
@@ -454,7 +542,12 @@ func decodeBody(b []byte, dst []Event) ([]Event, error) {
 	return dst, nil
 }
 
-func decodeEvent(b []byte) (Event, error) {
+// decoder holds what bounds a batch's decoding across its events.
+type decoder struct {
+	opened bool // an open record was decoded: a batch holds at most one
+}
+
+func (d *decoder) event(b []byte) (Event, error) {
 	var e Event
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -518,6 +611,10 @@ func decodeEvent(b []byte) (Event, error) {
 			case eventReason:
 				e.Reason = string(v)
 			case eventOpen:
+				if d.opened {
+					return e, errors.New("more than one open event")
+				}
+				d.opened = true
 				in, err := decodeInfo(v)
 				if err != nil {
 					return e, fmt.Errorf("open: %w", err)
@@ -532,10 +629,12 @@ func decodeEvent(b []byte) (Event, error) {
 		}
 		b = b[n:]
 	}
-	if e.Kind == KindOpen && e.Open == nil {
+	switch {
+	case e.Kind == 0:
+		return e, fmt.Errorf("event seq %d without a kind", e.Seq)
+	case e.Kind == KindOpen && e.Open == nil:
 		return e, fmt.Errorf("open event seq %d without Info", e.Seq)
-	}
-	if e.Kind == KindFrame && (e.Direction == 0 || e.Opcode == 0) {
+	case e.Kind == KindFrame && (e.Direction == 0 || e.Opcode == 0):
 		return e, fmt.Errorf("frame seq %d without direction or opcode", e.Seq)
 	}
 	return e, nil
@@ -543,6 +642,7 @@ func decodeEvent(b []byte) (Event, error) {
 
 func decodeInfo(b []byte) (*Info, error) {
 	in := &Info{}
+	fields := 0 // header fields so far, counted as MaxHeaderFields says
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -560,10 +660,11 @@ func decodeInfo(b []byte) (*Info, error) {
 			case infoRoute:
 				in.Route = string(v)
 			case infoHeader:
-				name, values, err := decodeHeader(v)
+				name, values, err := decodeHeader(v, MaxHeaderFields-fields)
 				if err != nil {
 					return nil, err
 				}
+				fields += max(1, len(values))
 				if in.Header == nil {
 					in.Header = make(http.Header)
 				}
@@ -601,7 +702,8 @@ func decodeInfo(b []byte) (*Info, error) {
 	return in, nil
 }
 
-func decodeHeader(b []byte) (string, []string, error) {
+// decodeHeader decodes one header of at most room fields.
+func decodeHeader(b []byte, room int) (string, []string, error) {
 	var name string
 	var values []string
 	for len(b) > 0 {
@@ -618,9 +720,12 @@ func decodeHeader(b []byte) (string, []string, error) {
 			b = b[n:]
 			if num == headerName {
 				name = string(v)
-			} else {
-				values = append(values, string(v))
+				continue
 			}
+			if len(values) >= room {
+				return "", nil, fmt.Errorf("more than %d header fields", MaxHeaderFields)
+			}
+			values = append(values, string(v))
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
@@ -631,6 +736,9 @@ func decodeHeader(b []byte) (string, []string, error) {
 	}
 	if name == "" {
 		return "", nil, errors.New("header without a name")
+	}
+	if room < 1 {
+		return "", nil, fmt.Errorf("more than %d header fields", MaxHeaderFields)
 	}
 	return name, values, nil
 }

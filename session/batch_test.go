@@ -9,9 +9,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/preheatdev/preheat/internal/corpus"
@@ -151,6 +154,14 @@ func TestAppendBatchRejects(t *testing.T) {
 	f("open without info", []session.Event{{Session: a, Kind: session.KindOpen}})
 	f("unknown kind", []session.Event{{Session: a, Kind: 9}})
 	f("negative offset", []session.Event{{Session: a, Kind: session.KindFrame, Offset: -time.Second}})
+	open := session.Event{Session: a, Kind: session.KindOpen, Open: &session.Info{Route: "/"}}
+	f("two open events", []session.Event{open, open})
+	many := http.Header{}
+	for i := range session.MaxHeaderFields / 2 {
+		many[fmt.Sprintf("X-%d", i)] = []string{"a", "b"}
+	}
+	many["X-Last"] = nil // a header without values is a field too
+	f("too many header fields", []session.Event{{Session: a, Kind: session.KindOpen, Open: &session.Info{Header: many}}})
 }
 
 func TestDecodeBatchCorrupt(t *testing.T) {
@@ -276,8 +287,24 @@ func FuzzDecodeBatch(f *testing.F) {
 	small, _ := session.AppendBatch(nil, []session.Event{{Session: session.NewID(), Kind: session.KindClose, Code: 1000}})
 	f.Add(small)
 	f.Add([]byte{0xB7, 1, 1, 0x80, 0x80, 0x80, 0x01})
+	// A few kilobytes of zstd declaring a body of nothing but empty events.
+	empty := batchBody(session.NewID())
+	for len(empty) < 1<<20 {
+		empty = append(empty, 0x12, 0)
+	}
+	f.Add(envelope(empty))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// No input may make a decoder allocate more than MaxDecodeBytes.
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		evs, err := session.DecodeBatch(data, nil)
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > session.MaxDecodeBytes {
+			t.Fatalf("decoding %d bytes allocated %d, more than MaxDecodeBytes", len(data), n)
+		}
+		if len(evs) > session.MaxBatchEvents {
+			t.Fatalf("decoded %d events, more than MaxBatchEvents", len(evs))
+		}
 		if err != nil {
 			if !errors.Is(err, session.ErrCorrupt) {
 				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
@@ -377,5 +404,174 @@ func TestBatchWriter(t *testing.T) {
 	w.Reset()
 	if _, err := w.AppendTo(nil); err == nil {
 		t.Fatal("encoded an empty batch")
+	}
+}
+
+// envelope wraps a hand-made body as a batch, zstd-compressed as a writer
+// would, so that bodies no writer produces can be decoded.
+func envelope(body []byte) []byte {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
+	if err != nil {
+		panic(err)
+	}
+	defer enc.Close()
+	out := []byte{0xB7, 1, 1}
+	out = protowire.AppendVarint(out, uint64(len(body)))
+	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+	return enc.EncodeAll(body, out)
+}
+
+// batchBody starts a body with id's session field.
+func batchBody(id session.ID) []byte {
+	b := protowire.AppendTag(nil, 1, protowire.BytesType)
+	return protowire.AppendBytes(b, id[:])
+}
+
+// appendEventMsg appends an event message holding fields.
+func appendEventMsg(b, fields []byte) []byte {
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendBytes(b, fields)
+}
+
+func varintField(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func bytesField(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+// decodeAllocs decodes data once and returns what that allocated, in bytes.
+func decodeAllocs(data []byte) (evs []session.Event, allocated uint64, err error) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	evs, err = session.DecodeBatch(data, nil)
+	runtime.ReadMemStats(&after)
+	return evs, after.TotalAlloc - before.TotalAlloc, err
+}
+
+// TestDecodeBatchAllocatesAtMostMaxDecodeBytes decodes hostile batches, each
+// within one stream record, and checks that each allocates less than
+// MaxDecodeBytes, and that those past a bound are refused as corrupt.
+func TestDecodeBatchAllocatesAtMostMaxDecodeBytes(t *testing.T) {
+	id := session.NewID()
+	// Make the zstd decoder and its buffers first: they are kept, not made
+	// again for each batch.
+	if _, err := session.DecodeBatch(envelope(appendEventMsg(batchBody(id), varintField(nil, 2, 3))), nil); err != nil {
+		t.Fatal(err)
+	}
+	f := func(name string, body []byte, wantErr string) {
+		t.Helper()
+		data := envelope(body)
+		if len(data) > 1<<20 {
+			t.Fatalf("%s: %d bytes do not fit in one stream record", name, len(data))
+		}
+		evs, allocated, err := decodeAllocs(data)
+		switch {
+		case wantErr == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case wantErr != "" && (!errors.Is(err, session.ErrCorrupt) || !strings.Contains(err.Error(), wantErr)):
+			t.Errorf("%s: err = %v, want ErrCorrupt and %q", name, err, wantErr)
+		}
+		if allocated > session.MaxDecodeBytes {
+			t.Errorf("%s: a %d-byte record made DecodeBatch allocate %d MiB, more than MaxDecodeBytes (%d MiB)",
+				name, len(data), allocated>>20, session.MaxDecodeBytes>>20)
+		}
+		if len(evs) > session.MaxBatchEvents {
+			t.Errorf("%s: %d events", name, len(evs))
+		}
+		t.Logf("%s: %d-byte record, %d KiB allocated", name, len(data), allocated>>10)
+	}
+
+	// Unknown fields of random values now and then keep a record's
+	// compression ratio under the 4096 a decoder allows.
+	rng := rand.New(rand.NewPCG(7, 8))
+	noise := func(b []byte) []byte { return varintField(b, 15, rng.Uint64()) }
+
+	// Empty events, two bytes each: 8.4 million in a 25 KB record.
+	body := batchBody(id)
+	for i := 0; len(body) < session.MaxBatchBytes-16; i++ {
+		body = append(body, 0x12, 0) // field 2, length 0
+		if i%4096 == 0 {
+			body = noise(body)
+		}
+	}
+	f("empty events", body, "events, more than")
+
+	// One more valid frame than a batch may hold.
+	frame := varintField(varintField(varintField(varintField(nil, 1, 1), 2, 2), 3, 1), 4, 1)
+	body = batchBody(id)
+	for range session.MaxBatchEvents + 1 {
+		body = appendEventMsg(body, frame)
+	}
+	f("too many frames", body, "events, more than")
+
+	// As many events as a batch may hold, each with a reason that fills
+	// the body: the largest valid batch there is.
+	reason := bytes.Repeat([]byte{'r'}, session.MaxBatchBytes/session.MaxBatchEvents-16)
+	closeEv := bytesField(varintField(varintField(nil, 1, 1), 2, 3), 9, reason)
+	body = batchBody(id)
+	for range session.MaxBatchEvents {
+		body = appendEventMsg(body, closeEv)
+	}
+	f("most events, longest reasons", body, "")
+
+	// Open records, each with as many header fields as one may hold.
+	var info []byte
+	for i := range session.MaxHeaderFields {
+		h := bytesField(nil, 1, fmt.Appendf(nil, "%04x", i))
+		info = bytesField(info, 2, h)
+	}
+	openEv := bytesField(varintField(nil, 2, 1), 11, info)
+	body = appendEventMsg(batchBody(id), openEv)
+	f("one open event, most headers", body, "")
+	for len(body) < session.MaxBatchBytes-len(openEv)-8 {
+		body = appendEventMsg(body, openEv)
+	}
+	f("many open events", body, "more than one open event")
+	body = batchBody(id)
+	many := openEv
+	for len(many) < 1<<20 {
+		many = bytesField(many, 11, info)
+	}
+	f("many open records in one event", appendEventMsg(body, many), "more than one open event")
+
+	// One header with more values than an open event may hold.
+	var h []byte
+	h = bytesField(h, 1, []byte("X"))
+	for i := range session.MaxBatchBytes / 4 {
+		h = bytesField(h, 2, nil)
+		if i%2048 == 0 {
+			h = noise(h)
+		}
+	}
+	body = appendEventMsg(batchBody(id), bytesField(varintField(nil, 2, 1), 11, bytesField(nil, 2, h)))
+	f("too many header values", body, "header fields")
+}
+
+// TestBatchWriterRefusesEventsPastMaxBatchEvents checks that a writer never
+// writes a batch that readers refuse.
+func TestBatchWriterRefusesEventsPastMaxBatchEvents(t *testing.T) {
+	var w session.BatchWriter
+	e := session.Event{Session: session.NewID(), Kind: session.KindFrame, Direction: session.ClientToServer, Opcode: session.Text}
+	for i := range session.MaxBatchEvents {
+		e.Seq = uint64(i)
+		if err := w.Append(&e); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	size := w.Len()
+	if err := w.Append(&e); err == nil || w.Events() != session.MaxBatchEvents || w.Len() != size {
+		t.Fatalf("event past MaxBatchEvents: err %v, %d events", err, w.Events())
+	}
+	data, err := w.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := session.DecodeBatch(data, nil); err != nil || len(evs) != session.MaxBatchEvents {
+		t.Fatalf("a full batch: %d events, %v", len(evs), err)
 	}
 }

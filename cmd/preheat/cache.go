@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -26,6 +28,7 @@ type cacheOptions struct {
 	window, gapWait  time.Duration
 	maxBytes         byteSize
 	token            string
+	insecureNoToken  bool
 	tlsCert, tlsKey  string
 	protocol         string
 	kindFields       stringList
@@ -57,6 +60,11 @@ op, type or like field, or a --kind-field. Warmers ask for sessions covering
 kinds they have not been served yet; a kind counts for that only once three
 cached sessions hold it, so that no one client steers what warmers replay.
 
+The cache serves every captured session to whoever presents its token, so it
+refuses to listen beyond loopback (127.0.0.0/8, ::1, localhost) without one:
+set --token or PREHEAT_CACHE_TOKEN, or pass --insecure-no-token to serve
+anyone who can reach the address.
+
 API (HTTP/1.1 and HTTP/2, also without TLS; a bearer token with --token or
 PREHEAT_CACHE_TOKEN): GET /v1/status, GET /v1/sessions, GET /v1/sessions/{id}
 [?follow=1&format=jsonl], GET or POST /v1/select, GET /metrics, GET /healthz.
@@ -69,6 +77,7 @@ Events come in the framed batch format (docs/format.md) or as JSON lines.`,
 			fs.Var(&o.maxBytes, "max-bytes", "memory for cached sessions (LRU past it)")
 			fs.DurationVar(&o.gapWait, "gap-wait", 0, "how long a session waits for a missing event before it is cut there (default the cache's, 10s)")
 			fs.StringVar(&o.token, "token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token clients must present (default $PREHEAT_CACHE_TOKEN)")
+			fs.BoolVar(&o.insecureNoToken, "insecure-no-token", false, "serve without a token on a non-loopback address: anyone who reaches it gets every captured session")
 			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
 			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
 			fs.StringVar(&o.protocol, "protocol", "", "protocol of every session: graphql-transport-ws, graphql-ws, socket.io, json-rpc or json (default detected per session)")
@@ -98,6 +107,9 @@ func runCache(ctx context.Context, e *env, args []string) error {
 		return usagef("--tls-cert and --tls-key go together")
 	case o.rate <= 0 || o.clientRate <= 0:
 		return usagef("--rate and --client-rate must be positive")
+	case o.token == "" && !o.insecureNoToken && !loopbackAddr(o.listen):
+		return usagef("refusing to serve every captured session without a token on %q, which is not a loopback address: "+
+			"set --token or PREHEAT_CACHE_TOKEN, listen on 127.0.0.1, or pass --insecure-no-token", o.listen)
 	}
 	if _, err := parseStreamURL(o.stream); err != nil {
 		return usagef("%v", err)
@@ -166,6 +178,10 @@ func runCache(ctx context.Context, e *env, args []string) error {
 	e.log.Info("cache listening", "addr", ln.Addr().String(), "stream", o.stream, "window", o.window,
 		"max_bytes", formatBytes(int64(o.maxBytes)), "tls", certs != nil, "token", o.token != "")
 
+	if o.token == "" && !loopbackAddr(o.listen) {
+		e.log.Warn("serving without a token (--insecure-no-token): anyone who can reach the address gets every captured session", "addr", ln.Addr().String())
+	}
+
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g, gctx := errgroup.WithContext(ctx)
@@ -202,4 +218,19 @@ func runCache(ctx context.Context, e *env, args []string) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// loopbackAddr reports whether the listen address addr ("host:port") can
+// be reached only from this machine: a loopback IP address (127.0.0.0/8,
+// ::1) or "localhost". An empty host listens on every interface.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

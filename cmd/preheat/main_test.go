@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -299,4 +300,76 @@ func lineWith(out, s string) string {
 		}
 	}
 	return ""
+}
+
+// TestInspectEscapesControlCharacters checks that what a client sent cannot
+// drive the operator's terminal or forge lines: control characters in
+// payloads and routes are printed escaped, one event a line, and printable
+// text of any script stays readable.
+func TestInspectEscapesControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	id := session.NewID()
+	start := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	hostile := "before\x1b]0;pwned\x07after\rover\nSEQ 99 fake line\u009b31m\u202eevil\x7f"
+	evs := []session.Event{
+		{Session: id, Seq: 0, Kind: session.KindOpen, Open: &session.Info{Route: "/sync?x=\x1b[2J", Start: start, TapID: "tap\r1"}},
+		{Session: id, Seq: 1, Kind: session.KindFrame, Direction: session.ClientToServer, Opcode: session.Text, Payload: []byte(hostile)},
+		{Session: id, Seq: 2, Kind: session.KindFrame, Direction: session.ServerToClient, Opcode: session.Text, Payload: []byte("héllo, 世界 ✓")},
+		{Session: id, Seq: 3, Kind: session.KindClose, Offset: time.Second, Code: 1000, ClosedBy: session.SideClient},
+	}
+	p, err := dirlog.NewProducer(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := session.AppendBatch(nil, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Put(context.Background(), id.String(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	unsafe := func(out string) string {
+		for _, r := range out {
+			if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x202e {
+				return fmt.Sprintf("%U", r)
+			}
+		}
+		return ""
+	}
+	url := "file://" + dir
+	for _, args := range [][]string{
+		{"--session", id.String()},
+		{"--session", id.String(), "--json"},
+		{},
+		{"--json"},
+	} {
+		code, out, errOut := preheat(t, append([]string{"inspect", "--stream", url}, args...)...)
+		if code != 0 {
+			t.Fatalf("inspect %q: exit %d: %s", args, code, errOut)
+		}
+		if r := unsafe(out); r != "" {
+			t.Errorf("inspect %q printed %s raw:\n%q", args, r, out)
+		}
+	}
+	code, out, _ := preheat(t, "inspect", "--stream", url, "--session", id.String())
+	if code != 0 {
+		t.Fatal(code)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 1+len(evs) {
+		t.Errorf("%d lines for %d events, want one each and a header:\n%s", len(lines), len(evs), out)
+	}
+	for _, want := range []string{`before\x1b]0;pwned\x07after\rover\nSEQ 99 fake line\u009b31m\u202eevil\x7f`, "héllo, 世界 ✓", `/sync?x=\x1b[2J`, `tap=tap\r1`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = preheat(t, "inspect", "--stream", url, "--session", id.String(), "--json")
+	var j session.JSON
+	if err := json.Unmarshal([]byte(strings.Split(out, "\n")[1]), &j); err != nil || j.Payload == nil || *j.Payload != hostile {
+		t.Errorf("--json does not carry the payload exactly: %v %q", err, out)
+	}
 }

@@ -170,11 +170,11 @@ func NewProducer(dir string, opts *ProducerOptions) (*Producer, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("dirlog producer options: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	lockPath := filepath.Join(dir, lockName)
-	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open writer lock: %w", err)
 	}
@@ -245,7 +245,7 @@ func (p *Producer) open() error {
 // cutting a torn tail, or creates the first segment.
 func (p *Producer) openPartition(i int) (*wpart, error) {
 	wp := &wpart{id: i, dir: partitionDir(p.dir, i)}
-	if err := os.MkdirAll(wp.dir, 0o755); err != nil {
+	if err := os.MkdirAll(wp.dir, 0o700); err != nil {
 		return nil, err
 	}
 	bases, err := listSegments(wp.dir)
@@ -325,7 +325,7 @@ func (p *Producer) cutLogged(path string, end, size int64) {
 // createSegment creates and opens a new active segment at base.
 func (p *Producer) createSegment(wp *wpart, base int64) error {
 	path := filepath.Join(wp.dir, segName(base))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("create segment: %w", err)
 	}
