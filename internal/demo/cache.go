@@ -33,8 +33,9 @@ type cacheServer struct {
 	wg    sync.WaitGroup
 }
 
-// startCache starts a replay cache of the directory log at dir.
-func startCache(dir string, logger *slog.Logger, set *metrics.Set) (*cacheServer, error) {
+// startCache starts a replay cache of the directory log at dir, keeping
+// sessions for window (replaycache.Options.Window; 0: its default).
+func startCache(dir string, window time.Duration, logger *slog.Logger, set *metrics.Set) (*cacheServer, error) {
 	cons, err := dirlog.NewConsumer(dir, stream.Start{}, &dirlog.ConsumerOptions{Logger: logger, Metrics: set})
 	if err != nil {
 		return nil, err
@@ -44,7 +45,7 @@ func startCache(dir string, logger *slog.Logger, set *metrics.Set) (*cacheServer
 		cons.Close()
 		return nil, err
 	}
-	cache := replaycache.New(cons, &replaycache.Options{Logger: logger, Metrics: set})
+	cache := replaycache.New(cons, &replaycache.Options{Logger: logger, Metrics: set, Window: window})
 	c := &cacheServer{url: "http://" + ln.Addr().String(), cache: cache, cons: cons,
 		srv: &http.Server{Handler: replaycache.NewServer(cache, &replaycache.ServerOptions{Logger: logger, Metrics: set}),
 			ErrorLog: log.New(io.Discard, "", 0)}}

@@ -54,7 +54,7 @@ func TestCheckRedactedReadsOnlySessionsAWarmUpReplays(t *testing.T) {
 		if err := p.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		c, err := startCache(dir, discard, metrics.NewSet())
+		c, err := startCache(dir, 0, discard, metrics.NewSet())
 		if err != nil {
 			t.Fatal(err)
 		}

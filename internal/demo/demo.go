@@ -71,7 +71,7 @@ func Run(ctx context.Context, out io.Writer, opts *Options) error {
 		return err
 	}
 	defer tap.close()
-	cache, err := startCache(r.dir, r.quiet, set)
+	cache, err := startCache(r.dir, 0, r.quiet, set)
 	if err != nil {
 		return err
 	}

@@ -8,20 +8,20 @@ import (
 	"fmt"
 	"html"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
+
+	"github.com/preheatdev/preheat/internal/demo"
 )
 
-// A diagnostic of TestJVMFigures (PREHEAT_JVM_COMPILE_LOGS): what the JVM
-// did around the slow requests among the first ones it served. It lines up
-// three clocks: the client's send times, HotSpot's compilation log (stamps
-// in seconds since the JVM started; the log's opening tag carries the
-// start's Unix time in ms) and the GC log (uptime in seconds).
+// A diagnostic of figures (--compile-logs): what the JVM did around the
+// slow requests among the first ones it served. It lines up three clocks:
+// the client's send times, HotSpot's compilation log (stamps in seconds
+// since the JVM started; the log's opening tag carries the start's Unix
+// time in ms) and the GC log (uptime in seconds).
 
 var (
 	logStartRe = regexp.MustCompile(`<hotspot_log [^>]*time_ms='(\d+)'`)
@@ -36,32 +36,27 @@ type jvmEvent struct {
 	what string
 }
 
-// jvmTimeline returns the slow requests among the first n of l (over 2.5
-// times their median), and the uncommon traps, compiles of 2 ms or more and
-// GC pauses from 200 ms before the first of them to 50 ms after the last,
-// one a line, in time order. A trap names the innermost method of the code
-// that failed its assumption, and the compile it threw away.
-func jvmTimeline(compileLog, gcLog string, l *jvmLatencies, n int) (string, error) {
-	rs := l.requests()
-	rs = rs[:min(n, len(rs))]
+// jvmTimeline returns the slow requests among rs, the first requests a JVM
+// answered in send order (over 2.5 times their median), and the uncommon
+// traps, compiles of 2 ms or more and GC pauses from 200 ms before the
+// first of them to 50 ms after the last, one a line, in time order. A trap
+// names the innermost method of the code that failed its assumption, and
+// the compile it threw away.
+func jvmTimeline(compileLog, gcLog string, rs []demo.Request) (string, error) {
 	if len(rs) == 0 {
 		return "", errors.New("no requests")
 	}
-	first, last := rs[0].sent, rs[len(rs)-1].sent.Sub(rs[0].sent)
+	first, last := rs[0].Sent, rs[len(rs)-1].Sent.Sub(rs[0].Sent)
 	lats := make([]time.Duration, len(rs))
 	for i, r := range rs {
-		lats[i] = r.lat
+		lats[i] = r.Latency
 	}
 	slices.Sort(lats)
 	med := lats[len(lats)/2]
 	var evs []jvmEvent
 	for _, r := range rs {
-		if r.lat > med*5/2 {
-			kind := "query"
-			if r.write {
-				kind = "write"
-			}
-			evs = append(evs, jvmEvent{r.sent.Sub(first), fmt.Sprintf("slow %s: %.1f ms", kind, r.lat.Seconds()*1000)})
+		if r.Latency > med*5/2 {
+			evs = append(evs, jvmEvent{r.Sent.Sub(first), fmt.Sprintf("slow %s: %.1f ms", kind(r), r.Latency.Seconds()*1000)})
 		}
 	}
 
@@ -180,63 +175,26 @@ func attrs(tag []byte) map[string]string {
 	return out
 }
 
-func TestJVMTimeline(t *testing.T) {
-	dir := t.TempDir()
-	start := time.UnixMilli(1_700_000_000_000)
-	// The first request is sent 10 s after the JVM started.
-	first := start.Add(10 * time.Second)
-	log := `<?xml version='1.0' encoding='UTF-8'?>
-<hotspot_log version='160 1' process='1' time_ms='1700000000000'>
-<uncommon_trap thread='7' reason='class_check' action='maybe_recompile' debug_id='0' compile_id='9' compiler='c2' level='4' stamp='10.060'>
-<jvms bci='5' method='java.util.concurrent.ConcurrentHashMap computeIfAbsent (Ljava/lang/Object;)V' bytecode='185'/>
-</uncommon_trap>
-<uncommon_trap thread='7' reason='unstable_if' action='reinterpret' stamp='3.000'>
-<jvms bci='1' method='Early before'/>
-</uncommon_trap>
-<compilation_log thread='8'>
-<task compile_id='40' method='java.util.concurrent.ConcurrentHashMap computeIfAbsent (Ljava/lang/Object;)V' bytes='576' count='5000' stamp='10.270'>
-<task_done success='1' nmsize='100' stamp='10.295'/>
-</task>
-<task compile_id='41' method='Tiny m ()V' level='3' stamp='10.100'>
-<task_done success='1' stamp='10.101'/>
-</task>
-<task compile_id='42' method='Cut m ()V' stamp='10.200'>
-</compilation_log>
-<compilation_log thread='9'>
-<task compile_id='39' method='Long &lt;init&gt; ()V' stamp='9.700'>
-<task_done success='1' stamp='10.150'/>
-</task>
-</compilation_log>
-</hotspot_log>
-`
-	gc := "[10.252s][info][gc] GC(21) Pause Young (Normal) (G1 Evacuation Pause) 171M->19M(258M) 2.419ms\n[2.000s][info][gc] GC(1) Pause Young (Normal) 1.0ms\n"
-	clog, gclog := filepath.Join(dir, "c.xml"), filepath.Join(dir, "gc.log")
-	if err := os.WriteFile(clog, []byte(log), 0o644); err != nil {
-		t.Fatal(err)
+// kind names a request's kind: "query" or "write".
+func kind(r demo.Request) string {
+	if r.Write {
+		return "write"
 	}
-	if err := os.WriteFile(gclog, []byte(gc), 0o644); err != nil {
-		t.Fatal(err)
+	return "query"
+}
+
+// dumpRequests writes rs, the first requests a JVM answered in send order,
+// to path: a header line with the first request's send time in Unix ms,
+// then one line a request with its send time in ms after the first, its
+// latency in ms, and its kind (a diagnostic of what makes a first-200
+// p99).
+func dumpRequests(path string, rs []demo.Request) error {
+	var b strings.Builder
+	if len(rs) > 0 {
+		fmt.Fprintf(&b, "# first request sent at Unix ms %d\n", rs[0].Sent.UnixMilli())
 	}
-	l := &jvmLatencies{}
-	for i := range 200 {
-		d := time.Millisecond
-		if i == 150 {
-			d = 5 * time.Millisecond
-		}
-		l.record(first.Add(time.Duration(i)*1600*time.Microsecond), d, i == 150)
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%.2f %.3f %s\n", r.Sent.Sub(rs[0].Sent).Seconds()*1000, r.Latency.Seconds()*1000, kind(r))
 	}
-	got, err := jvmTimeline(clog, gclog, l, 200)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `first 200 requests over 318 ms, median 1.00 ms:
-   -300.0 ms  compile 39: 450 ms at level 4 of Long <init>
-    +60.0 ms  trap class_check in java.util.concurrent.ConcurrentHashMap computeIfAbsent (compile 9)
-   +240.0 ms  slow write: 5.0 ms
-   +252.0 ms  gc pause 2.419 ms
-   +270.0 ms  compile 40: 25 ms at level 4 of java.util.concurrent.ConcurrentHashMap computeIfAbsent
-`
-	if got != want {
-		t.Errorf("timeline:\n%s\nwant:\n%s", got, want)
-	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
