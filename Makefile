@@ -35,6 +35,7 @@ $(PROTOPEERS): tools/protopeers/package.json tools/protopeers/package-lock.json
 
 test: kinesalite protopeers vet fmt-check
 	$(GO) test -race -count=1 -timeout 14m $(PKGS)
+	$(MAKE) deploy-test
 
 # Without the race detector and Kinesis setup: a quick loop while editing.
 test-short:
@@ -73,4 +74,31 @@ clean:
 .PHONY: jvm-e2e
 jvm-e2e:
 	$(GO) test -race -count=1 -timeout 5m -v ./internal/jvmfixture/
-	$(GO) test -race -count=1 -timeout 15m -run JVM -v ./cmd/preheat/
+	$(GO) test -race -count=1 -timeout 15m -run '^TestJVMWarmEndToEnd$$' -v ./cmd/preheat/
+
+# The real JVM's figures (needs a JDK): bench/jvm, about 4 minutes a run.
+# JVM_BENCH is its subcommand and flags (go run ./bench/jvm help, and
+# SUBCOMMAND -h). See docs/benchmarks-jvm.md.
+JVM_BENCH ?= figures --runs 3
+.PHONY: bench-jvm
+bench-jvm:
+	$(GO) run ./bench/jvm $(JVM_BENCH)
+
+# The container image, built from Dockerfile with buildah and no Docker
+# engine (tools/image/build.sh, as root): bin/preheat-image.tar, an OCI
+# archive. See docs/deploy.md.
+.PHONY: image deploy-deps deploy-test
+image:
+	bash tools/image/build.sh bin/preheat-image.tar
+
+# What deploy/'s tests need from Debian: promtool (the prometheus package)
+# and buildah. Installs them when missing (as root).
+deploy-deps:
+	@command -v promtool >/dev/null && command -v buildah >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus buildah; }
+
+# The deployment artifacts (deploy/, a module of its own): manifests, flags,
+# dashboard and alerts, the image. Without promtool or buildah those tests
+# skip, except under CI=true.
+deploy-test:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
