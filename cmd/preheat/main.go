@@ -38,11 +38,9 @@ type command struct {
 	usage string
 	// help is the long description shown by --help.
 	help string
-	// run executes the command with its parsed flag set. A nil run means
-	// the command is not built yet; issue names the work that builds it.
+	// run executes the command with its parsed flag set.
 	run   func(ctx context.Context, env *env, args []string) error
 	flags func(fs *flag.FlagSet) any
-	issue string
 }
 
 // env is what a command gets from the process.
@@ -127,10 +125,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "preheat %s: %v\n", cmd.name, err)
 		return 2
 	}
-	if cmd.run == nil {
-		fmt.Fprintf(stderr, "preheat %s: not built yet. %s is the work that builds it; until then this command does nothing.\n", cmd.name, cmd.issue)
-		return 3
-	}
 	err = cmd.run(ctx, &env{stdout: stdout, stderr: stderr, log: logger, opts: opts}, fs.Args())
 	var code exitCode
 	var ue usageError
@@ -173,11 +167,7 @@ Usage:
 Commands:
 `)
 	for _, c := range cmds {
-		status := ""
-		if c.run == nil {
-			status = "  (not built yet: " + c.issue + ")"
-		}
-		fmt.Fprintf(w, "  %-9s %s%s\n", c.name, c.summary, status)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run 'preheat <command> --help' for a command's flags.
@@ -192,9 +182,6 @@ Stream URLs:
 
 func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: preheat %s %s\n\n%s\n", c.name, c.usage, strings.TrimSpace(c.help))
-	if c.run == nil {
-		fmt.Fprintf(w, "\nNot built yet: %s builds it.\n", c.issue)
-	}
 	if fs == nil {
 		fs = flag.NewFlagSet(c.name, flag.ContinueOnError)
 		if c.flags != nil {

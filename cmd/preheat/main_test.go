@@ -51,20 +51,6 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestUnbuiltCommandsSaySo checks that commands later issues build do not
-// pretend to work.
-func TestUnbuiltCommandsSaySo(t *testing.T) {
-	for _, c := range commands() {
-		if c.run != nil {
-			continue
-		}
-		code, out, errOut := preheat(t, c.name)
-		if code != 3 || out != "" || !strings.Contains(errOut, "not built yet") || !strings.Contains(errOut, "issue #") {
-			t.Errorf("%s: exit %d, stdout %q, stderr %q", c.name, code, out, errOut)
-		}
-	}
-}
-
 func TestVersion(t *testing.T) {
 	code, out, _ := preheat(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "preheat ") || !strings.Contains(out, "go1.") {
