@@ -52,8 +52,12 @@ func TestWarmReplaysRealProtocolsWithoutWrites(t *testing.T) {
 			if res.fresh.Writes != 0 {
 				t.Errorf("%d writes executed on the warmed server (%v)", res.fresh.Writes, res.fresh.WritesByKind)
 			}
-			if res.fresh.ProtocolErrors != 0 {
-				t.Errorf("the warmed server saw %d protocol errors", res.fresh.ProtocolErrors)
+			// A session the deadline stopped may have its connection
+			// dropped after the stop's grace (the socket.io server counts
+			// that as a transport error); nothing else may count.
+			errs := res.fresh.ProtocolErrors - min(res.fresh.ProtocolErrorsByKind["engine transport error"], int(res.stats.SessionsStopped))
+			if errs != 0 {
+				t.Errorf("the warmed server saw %d protocol errors: %v", res.fresh.ProtocolErrors, res.fresh.ProtocolErrorsByKind)
 			}
 			// Sessions that the warm-up's end stopped may not have had
 			// their handshake acknowledged; every other one must.
