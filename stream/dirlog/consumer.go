@@ -368,47 +368,70 @@ func (c *Consumer) step(p *rpart) (stream.Record, bool, error) {
 
 // open opens p's segment at p.base and positions the reader at p.off. It
 // returns false if the segment is not ready yet.
+//
+// Every decision to skip a segment rests on a look at the segment taken
+// after the listing that found a later one: a segment seen without its
+// header may be one the producer has only just created, and by the time
+// the partition is listed the producer may have written its header and
+// records and rolled past it. Only a header still bad when read again after
+// that listing is corruption; the producer writes a segment's header
+// before it can create the segment's successor.
 func (c *Consumer) open(p *rpart) (bool, error) {
-	f, err := os.Open(p.segPath(p.base))
-	if errors.Is(err, fs.ErrNotExist) {
-		// Retention deleted the segment: go on at the oldest remaining.
-		bases, err := listSegments(p.dir)
+	next := int64(-1) // a later segment, listed after a bad header was read
+	for {
+		f, err := os.Open(p.segPath(p.base))
+		if errors.Is(err, fs.ErrNotExist) {
+			// Retention deleted the segment, unless it is listed again:
+			// go on at the oldest remaining.
+			bases, err := listSegments(p.dir)
+			if err != nil {
+				return false, err
+			}
+			i := sort.Search(len(bases), func(i int) bool { return bases[i] >= p.base })
+			if i < len(bases) && bases[i] == p.base {
+				// Not deleted but created again since the open: a producer
+				// removes and recreates an active segment left without a
+				// whole header by a crash. Open it at the next poll.
+				return false, nil
+			}
+			if i == len(bases) {
+				return false, nil
+			}
+			c.retentionSkip(p, p.pos(), bases[i])
+			p.base, p.off, next = bases[i], segHeaderLen, -1
+			continue
+		}
 		if err != nil {
 			return false, err
 		}
-		i := sort.Search(len(bases), func(i int) bool { return bases[i] > p.base })
-		if i == len(bases) {
-			return false, nil
+		h, err := readSegHeader(f)
+		if err == nil && (h.base != p.base || h.partition != uint32(p.id)) {
+			err = fmt.Errorf("%w: base %d partition %d", errBadHeader, h.base, h.partition)
 		}
-		c.retentionSkip(p, p.pos(), bases[i])
-		p.base, p.off = bases[i], segHeaderLen
-		return c.open(p)
-	}
-	if err != nil {
-		return false, err
-	}
-	h, err := readSegHeader(f)
-	if err == nil && (h.base != p.base || h.partition != uint32(p.id)) {
-		err = fmt.Errorf("%w: base %d partition %d", errBadHeader, h.base, h.partition)
-	}
-	if err != nil {
+		if err == nil {
+			p.f, p.sealed = f, false
+			p.r.reset(f, p.off)
+			return true, nil
+		}
 		f.Close()
-		next, lerr := c.nextSegment(p)
-		if lerr != nil {
-			return false, lerr
-		}
 		if next < 0 {
-			return false, nil // the producer is creating it
+			var lerr error
+			if next, lerr = c.nextSegment(p); lerr != nil {
+				return false, lerr
+			}
+			if next < 0 {
+				return false, nil // the producer is creating it
+			}
+			// The header was read before the listing: read it again. The
+			// path is opened afresh, as a producer may have replaced a
+			// segment left headless by a crash.
+			continue
 		}
 		c.corrupt.Inc()
 		c.log.Error("dirlog: corrupt segment header; skipping the segment",
 			"segment", p.segPath(p.base), "err", err, "next_segment", next)
-		p.base, p.off = next, segHeaderLen
-		return c.open(p)
+		p.base, p.off, next = next, segHeaderLen, -1
 	}
-	p.f, p.sealed = f, false
-	p.r.reset(f, p.off)
-	return true, nil
 }
 
 // nextSegment returns the base of the first segment after p's, or -1.
