@@ -47,8 +47,12 @@ type Policy struct {
 	// wins over Include.
 	Exclude []string
 	// Redactor removes credentials and secret fields before anything is
-	// buffered. Nil means redact.New(nil): the built-in credential headers,
-	// query parameters and JSON keys (token, password and the like).
+	// buffered: from the handshake's headers, route and subprotocol, from
+	// messages and from close reasons. Nil means redact.New(nil): the
+	// built-in credential headers, query parameters and JSON keys, every
+	// name with a secret word in it (token, password, jwt and the like),
+	// token shapes (JWTs, bearer tokens) anywhere, and subprotocol entries
+	// that look like credentials.
 	Redactor *redact.Redactor
 }
 
@@ -422,7 +426,7 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 		Open: &session.Info{
 			Route:       route,
 			Header:      header,
-			Subprotocol: rd.Subprotocol(resp.Get("Sec-WebSocket-Protocol")),
+			Subprotocol: rd.Subprotocol(resp.Get("Sec-WebSocket-Protocol"), req.Header.Values("Sec-WebSocket-Protocol")),
 			Extensions:  ext,
 			TapID:       r.opts.TapID,
 			Start:       rec.start,
@@ -672,6 +676,13 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 	switch m.Opcode {
 	case wsframe.OpText, wsframe.OpBinary:
 	case wsframe.OpClose:
+		// A reason is free text, which may quote a credential ("bad token
+		// eyJ..."): it is redacted like a text message.
+		reason, res := s.redact.CloseReason(m.CloseReason)
+		s.r.m.redacted("close_reason", res.Fields+res.Tokens)
+		if res.Blanked {
+			s.r.m.redacted("close_reason", 1)
+		}
 		// The close event waits for both sides' close frames (or the end
 		// of the connection): until the peer answers, it may still send
 		// messages, and the tap may observe them after this close because
@@ -688,7 +699,7 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 			if dir == 1 {
 				side = sideServer
 			}
-			s.closing = &session.Event{Offset: offset, Code: m.CloseCode, Reason: m.CloseReason, ClosedBy: side}
+			s.closing = &session.Event{Offset: offset, Code: m.CloseCode, Reason: reason, ClosedBy: side}
 			s.closingAt = at
 		}
 		s.closedDir[dir] = true
@@ -715,6 +726,7 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 		}
 		payload = *sp
 		s.r.m.redacted("field", res.Fields)
+		s.r.m.redacted("token", res.Tokens)
 		if res.Blanked {
 			s.r.m.redacted("blanked", 1)
 		}

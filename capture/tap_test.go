@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -328,7 +330,7 @@ func TestTapRedaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	up := echoServer(t, websocket.CompressionContextTakeover)
-	rd, err := redact.New(&redact.Options{Headers: []string{"X-Session"}, QueryParams: []string{"sessionKey"}, JSONKeys: []string{"auth.session", "pin"}})
+	rd, err := redact.New(&redact.Options{Headers: []string{"X-Trace-Secret"}, QueryParams: []string{"room_code"}, JSONKeys: []string{"device.code", "pin"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +342,11 @@ func TestTapRedaction(t *testing.T) {
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+secrets[0])
 	h.Set("Cookie", "sid="+secrets[1])
-	h.Set("X-Session", secrets[2])
+	h.Set("X-Trace-Secret", secrets[2])
 	h.Set("X-Trace", "trace-1")
-	c := dial(t, ctx, r.wsURL()+"/sync?sessionKey="+secrets[3]+"&api_key="+secrets[4]+"&room=5", &websocket.DialOptions{HTTPHeader: h, CompressionMode: websocket.CompressionContextTakeover})
+	c := dial(t, ctx, r.wsURL()+"/sync?room_code="+secrets[3]+"&api_key="+secrets[4]+"&room=5", &websocket.DialOptions{HTTPHeader: h, CompressionMode: websocket.CompressionContextTakeover})
 	msgs := [][]byte{
-		[]byte(`{"type":"connect","token":"` + secrets[5] + `","auth":{"session":"` + secrets[6] + `","user":42}}`),
+		[]byte(`{"type":"connect","token":"` + secrets[5] + `","device":{"code":"` + secrets[6] + `","user":42}}`),
 		[]byte(`{"type":"query","params":{"pin":"` + secrets[7] + `","n":[1,2]},"id":3}`),
 		[]byte(`not json but has a password: ` + secrets[8]),
 		[]byte(`{"type":"query","op":"tasks.list","id":4}`),
@@ -564,6 +566,185 @@ func TestTapShutdown(t *testing.T) {
 	for _, evs := range sessions {
 		if last := evs[len(evs)-1]; last.Kind != session.KindClose || last.ClosedBy != session.SideTap {
 			t.Fatalf("last event = %+v, want the tap's close", last)
+		}
+	}
+}
+
+// leakJWT returns a distinct short JWT (one fits in a close reason) and the
+// parts of it that must not reach the stream.
+func leakJWT(name string) (string, []string) {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"` + name + `"}`))
+	sig := base64.RawURLEncoding.EncodeToString([]byte("sig-" + name))
+	return "eyJhbGciOiJIUzI1NiJ9." + payload + "." + sig, []string{payload, sig}
+}
+
+// TestNoSecretLeavesTheTapByDefault plants, through a real client and the
+// real tap with the default policy, every kind of secret that real
+// deployments carry: credential headers set by auth proxies, a token in
+// Sec-WebSocket-Protocol, JSON keys spelled every way, tokens outside any
+// key (a JWT or "Bearer ..." in a text message, a query parameter, a
+// header, the path), and close reasons in both directions. None may reach
+// the stream, in the decoded sessions or in its files; what is not secret
+// stays readable.
+func TestNoSecretLeavesTheTapByDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The upstream echoes, and on "close please" closes with a reason that
+	// quotes a token.
+	serverJWT, serverParts := leakJWT("server-close")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"sync.v3", "graphql-transport-ws"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if string(msg) == "close please" {
+				c.Close(websocket.StatusPolicyViolation, "revoked "+serverJWT)
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	defer up.Close()
+	rig := newRig(t, up.URL, capture.DefaultPolicy(), nil)
+
+	var secrets []string
+	secret := func(name string) string {
+		s := "S3cr3t-" + name + "-" + strings.Repeat("x", 4)
+		secrets = append(secrets, s)
+		return s
+	}
+	jwt := func(name string) string {
+		s, parts := leakJWT(name)
+		secrets = append(secrets, parts...)
+		return s
+	}
+	opaque := "gho_" + "16C7e42F292c6912E7710c838347Ae178B4a" // a bearer token's shape
+	secrets = append(secrets, opaque[4:])
+
+	// Session one: headers, route, subprotocol, messages, a client close.
+	h := http.Header{}
+	for _, name := range []string{
+		"X-Forwarded-Access-Token", "X-Auth-Request-Access-Token", "X-Amzn-Oidc-Data",
+		"Cf-Access-Jwt-Assertion", "X-Session-Token", "X-Api-Key", "Authorization", "Cookie",
+	} {
+		h.Set(name, secret(name))
+	}
+	h.Set("X-Debug", "sent with Bearer "+opaque)
+	h.Set("X-Trace", "trace-1")
+	route := "/sync/" + jwt("path") + "?client=web&userJwt=" + secret("query-jwt") + "&q=" + jwt("query-value") + "&h=Bearer%20" + opaque
+	protoToken := secret("proto")
+	c := dial(t, ctx, rig.wsURL()+route, &websocket.DialOptions{HTTPHeader: h, Subprotocols: []string{"sync.v3", "access_token", protoToken}})
+	if c.Subprotocol() != "sync.v3" {
+		t.Fatalf("subprotocol %q", c.Subprotocol())
+	}
+	msgs := [][]byte{
+		[]byte(`{"type":"connect","jwt":"` + secret("jwt") + `","user_token":"` + secret("user_token") + `","apiToken":"` + secret("apiToken") +
+			`","csrfToken":"` + secret("csrfToken") + `","x-api-key":"` + secret("x-api-key") + `","access-token":"` + secret("access-token") +
+			`","secretKey":"` + secret("secretKey") + `","auth":{"id":"` + secret("auth") + `"},"passwords":["` + secret("passwords") +
+			`"],"credentials":{"pass":"` + secret("credentials.pass") + `"},"token_type":"Bearer","client":"web"}`),
+		[]byte(`{"type":"query","note":"` + jwt("json-value") + `","header":"Bearer ` + opaque + `","op":"tasks.list"}`),
+		[]byte(`hello ` + jwt("text") + ` bye`),
+		[]byte(`42["msg",{"x":"` + jwt("socketio") + `"}]`),
+		[]byte(`{"type":"query","op":"tasks.list","id":4}`),
+	}
+	exchange(t, ctx, c, msgs, 0)
+	bin := append([]byte{0x82, 0xa1, 'x'}, jwt("binary")...)
+	if err := c.Write(ctx, websocket.MessageBinary, bin); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clientJWT := jwt("client-close")
+	c.Close(websocket.StatusPolicyViolation, "bad token "+clientJWT)
+
+	// Session two: a JWT as the only subprotocol entry but one, and a close
+	// from the server that quotes a token.
+	protoJWT := jwt("proto-jwt")
+	c2 := dial(t, ctx, rig.wsURL()+"/sync", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws", protoJWT}})
+	if err := c2.Write(ctx, websocket.MessageText, []byte("close please")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c2.Read(ctx); websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		t.Fatalf("read after close please: %v", err)
+	}
+	c2.CloseNow()
+	secrets = append(secrets, serverParts...)
+
+	sessions, _ := rig.sessions()
+	if len(sessions) != 2 {
+		t.Fatalf("captured %d sessions, want 2", len(sessions))
+	}
+	var all strings.Builder
+	for _, evs := range sessions {
+		for _, e := range evs {
+			all.Write(e.Payload)
+			all.WriteString("\n" + e.Reason + "\n")
+			if o := e.Open; o != nil {
+				all.WriteString(o.Route + "\n" + o.Subprotocol + "\n" + o.Extensions + "\n")
+				for k, vs := range o.Header {
+					all.WriteString(k + ": " + strings.Join(vs, ",") + "\n")
+				}
+			}
+		}
+		open := evs[0].Open
+		last := evs[len(evs)-1]
+		if last.Kind != session.KindClose || !strings.Contains(last.Reason, redact.Marker) {
+			t.Errorf("close event %+v: want its reason redacted", last)
+		}
+		switch {
+		case strings.HasPrefix(open.Route, "/sync/"):
+			// What is not secret stays readable, for the replayer.
+			if open.Subprotocol != "sync.v3" || !strings.HasPrefix(open.Header.Get("Sec-Websocket-Protocol"), "sync.v3,access_token,") {
+				t.Errorf("subprotocol %q, offered %q: the protocol names must stay", open.Subprotocol, open.Header.Get("Sec-Websocket-Protocol"))
+			}
+			if open.Header.Get("X-Trace") != "trace-1" || open.Header.Get("X-Debug") != "sent with Bearer "+redact.Marker {
+				t.Errorf("headers %v", open.Header)
+			}
+			if !strings.Contains(open.Route, "client=web") {
+				t.Errorf("route %q", open.Route)
+			}
+			client := frames(evs, session.ClientToServer)
+			if len(client) != len(msgs)+1 {
+				t.Fatalf("%d client frames, want %d", len(client), len(msgs)+1)
+			}
+			for _, want := range []string{`"token_type":"Bearer"`, `"client":"web"`} {
+				if !strings.Contains(client[0], want) {
+					t.Errorf("connect message %s: %s should stay", client[0], want)
+				}
+			}
+			if !json.Valid([]byte(client[0])) || !json.Valid([]byte(client[1])) {
+				t.Errorf("redacted JSON is not valid: %s %s", client[0], client[1])
+			}
+			if client[2] != "hello "+redact.Marker+" bye" || client[4] != string(msgs[4]) {
+				t.Errorf("text frames %q, %q", client[2], client[4])
+			}
+		default:
+			if open.Subprotocol != "graphql-transport-ws" {
+				t.Errorf("subprotocol %q, want graphql-transport-ws", open.Subprotocol)
+			}
+		}
+	}
+	files := readTree(t, rig.dir)
+	for _, s := range append(secrets, protoToken, clientJWT, serverJWT, protoJWT) {
+		if strings.Contains(all.String(), s) {
+			t.Errorf("secret %q reached the captured sessions", s)
+		}
+		if bytes.Contains(files, []byte(s)) {
+			t.Errorf("secret %q is in the stream's files", s)
+		}
+	}
+	for _, what := range []string{"header", "query", "field", "token", "blanked", "close_reason"} {
+		if counter(t, rig.rec, `preheat_tap_redactions_total{what="`+what+`"}`) < 1 {
+			t.Errorf("no %s redaction counted", what)
 		}
 	}
 }

@@ -22,13 +22,17 @@ func fuzzRedactor(t testing.TB) *Redactor {
 }
 
 // oracle says whether a key, with the keys of its enclosing objects, is
-// configured, using encoding/json's decoding and strings.EqualFold's
-// folding rather than the package's own.
+// secret, using encoding/json's decoding and strings.EqualFold's folding
+// rather than the package's own for the configured names and the defaults,
+// and the word rule on the decoded key.
 func oracle(anc []string, key string) bool {
 	for _, k := range append([]string{"pin"}, defaultJSONKeys...) {
 		if strings.EqualFold(key, k) {
 			return true
 		}
+	}
+	if secretName(strings.NewReplacer("\u212a", "k", "\u017f", "s").Replace(key)) {
+		return true
 	}
 	for _, p := range fuzzPaths {
 		segs := strings.Split(p, ".")
@@ -103,8 +107,8 @@ func checkRedacted(doc []byte) error {
 	return nil
 }
 
-// mentions reports whether b has a configured name as plain bytes, in any
-// ASCII case.
+// mentions reports whether b has a configured or default name as plain
+// bytes, in any ASCII case, or a secret word.
 func mentions(b []byte) bool {
 	lb := bytes.ToLower(b)
 	for _, k := range append([]string{"pin", "session", "card"}, defaultJSONKeys...) {
@@ -112,7 +116,7 @@ func mentions(b []byte) bool {
 			return true
 		}
 	}
-	return false
+	return secretName(b)
 }
 
 func FuzzPayload(f *testing.F) {
@@ -126,6 +130,10 @@ func FuzzPayload(f *testing.F) {
 		`{"a":{"b":{"card":null}}}`, `{"d":"{\"password\":\"p\"}"}`, `{"token":"ab`, `token=1`,
 		`{"pin":1,"pin":2}`, `{"secret": [true, false, -1.5e-3, "x\"y"]}`, "{\"to\u212aen\":0}",
 		strings.Repeat(`[`, 40) + `{"token":1}` + strings.Repeat(`]`, 40), `"\ud83d\ude00"`,
+		`{"userJwt":"x","x-api-key":1,"token_type":"Bearer","nextPageToken":"p"}`,
+		`{"n":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig","h":"Bearer abcDEF123456"}`,
+		`{"s":"\u123eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.x"}`, `x eyJhbGciOiJub25lIn0.eyJhIjoxfQ. y`,
+		`{"b":"Basic dXNlcjpwYXNz","c":"Basic\/dXNl"}`,
 	} {
 		f.Add([]byte(s), false)
 	}
@@ -138,20 +146,28 @@ func FuzzPayload(f *testing.F) {
 		out = out[1:]
 		switch {
 		case res.Blanked:
-			if string(out) != Blank || res.Fields != 0 || res.Reason == ReasonNone {
+			if string(out) != Blank || res.Fields+res.Tokens != 0 || res.Reason == ReasonNone {
 				t.Fatalf("Payload(%q) = %q %+v: a blank must be Blank alone", in, out, res)
 			}
-		case res.Fields == 0:
+			return
+		case res.Fields+res.Tokens == 0:
 			if !bytes.Equal(out, in) {
 				t.Fatalf("Payload(%q) = %q with nothing counted", in, out)
 			}
 		}
+		if _, _, ok := nextToken(out, 0, inText); ok {
+			t.Fatalf("Payload(%q) = %q: a token shape is left", in, out)
+		}
 		valid := json.Valid(in)
 		if !valid || truncated {
-			if !res.Blanked && !bytes.Equal(out, in) {
-				t.Fatalf("Payload(%q, %v) = %q: not JSON, so it is blank or unchanged", in, truncated, out)
+			want, _ := appendTokens(nil, in, inText)
+			if truncated || want == nil {
+				want = in
 			}
-			if mentions(in) && !res.Blanked {
+			if !bytes.Equal(out, want) {
+				t.Fatalf("Payload(%q, %v) = %q: not JSON, so it is blank or keeps all but its tokens", in, truncated, out)
+			}
+			if mentions(in) {
 				t.Fatalf("Payload(%q, %v) = %q: mentions a name but was not blanked", in, truncated, out)
 			}
 			return
@@ -180,6 +196,7 @@ func TestPayloadProperty(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
+
 	for i := range n {
 		g := &docGen{rng: rng, plant: i%4 != 0}
 		doc := g.value(0, nil)
@@ -220,7 +237,8 @@ type docGen struct {
 }
 
 var plainWords = []string{"type", "id", "op", "params", "data", "name", "value",
-	"tokens", "page_token", "auth", "a", "b", "x", "s\u00e9ssion", "名前", "list"}
+	"tokens", "page_token", "auth", "a", "b", "x", "s\u00e9ssion", "名前", "list",
+	"userJwt", "x-api-key", "csrfToken", "token_type", "pageToken", "author", "tokenize", "keyboard"}
 
 func (g *docGen) value(depth int, anc []string) string {
 	switch k := g.rng.IntN(10); {
@@ -322,6 +340,7 @@ func TestMatcher(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 5))
 	sets := [][]string{
 		defaultJSONKeys,
+		{"jwt", "pass", "otp"},
 		{"x"},
 		{"ab", "token"},
 		{"id", "abc", "abcdef", "zz_top"},
@@ -329,7 +348,11 @@ func TestMatcher(t *testing.T) {
 	}
 	alphabet := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-\"{}:,0123456789 \\"
 	for _, names := range sets {
-		m := newMatcher(names)
+		var as []anchor
+		for _, n := range names {
+			as = append(as, anchor{lit: []byte(n), kind: kindSub})
+		}
+		m := newMatcher(as)
 		for range 5000 {
 			b := make([]byte, rng.IntN(200))
 			for i := range b {
@@ -351,7 +374,7 @@ func TestMatcher(t *testing.T) {
 					want = true
 				}
 			}
-			if want && !m.raw(b) {
+			if want && m.raw(b, 0, nil) == 0 {
 				t.Fatalf("names %q: raw(%q) = false, want true", names, b)
 			}
 		}

@@ -8,12 +8,13 @@ import (
 // Header returns a redacted copy of h and how many values were replaced. It
 // never modifies h, and the copy shares no slices with it.
 //
-// Each value of a denied header (Options.Headers) becomes Marker, except
-// that Authorization and Proxy-Authorization keep their scheme: "Bearer
-// abc" becomes "Bearer " + Marker. With Options.RedactSubprotocols, each
-// protocol in Sec-WebSocket-Protocol not kept by Options.Subprotocols
-// becomes Marker. The query of a Referer URL is redacted as Route does.
-// Header names are matched case-insensitively and copied as they are.
+// Each value of a denied header (Options.Headers, and every name the word
+// rule finds secret) becomes Marker, except that a header whose name ends
+// in Authorization keeps its scheme: "Bearer abc" becomes "Bearer " +
+// Marker. The entries of Sec-WebSocket-Protocol are redacted by
+// Options.RedactSubprotocols, and the route in a Referer as Route does. In
+// every other value token shapes are replaced. Header names are matched
+// case-insensitively and copied as they are.
 func (r *Redactor) Header(h http.Header) (http.Header, int) {
 	if h == nil {
 		return nil, 0
@@ -34,7 +35,7 @@ func (r *Redactor) Header(h http.Header) (http.Header, int) {
 		all = all[len(vs):]
 		switch {
 		case r.denied(k):
-			auth := strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Proxy-Authorization")
+			auth := len(k) >= len("authorization") && strings.EqualFold(k[len(k)-len("authorization"):], "authorization")
 			for i, v := range vs {
 				dst[i] = Marker
 				if auth {
@@ -44,12 +45,10 @@ func (r *Redactor) Header(h http.Header) (http.Header, int) {
 				}
 				n++
 			}
-		case r.redactProto && strings.EqualFold(k, "Sec-Websocket-Protocol"):
-			for i, v := range vs {
-				var c int
-				dst[i], c = r.subprotocols(v)
-				n += c
-			}
+		case strings.EqualFold(k, "Sec-Websocket-Protocol"):
+			red, c := r.subprotocols(vs, nil)
+			copy(dst, red)
+			n += c
 		case strings.EqualFold(k, "Referer"):
 			for i, v := range vs {
 				var c int
@@ -57,59 +56,23 @@ func (r *Redactor) Header(h http.Header) (http.Header, int) {
 				n += c
 			}
 		default:
-			copy(dst, vs)
+			for i, v := range vs {
+				var c int
+				dst[i], c = replaceTokens(v, inText)
+				n += c
+			}
 		}
 		out[k] = dst
 	}
 	return out, n
 }
 
+// denied reports whether the values of header name are replaced whole.
 func (r *Redactor) denied(name string) bool {
 	for _, d := range r.headers {
 		if strings.EqualFold(name, d) {
 			return true
 		}
 	}
-	return false
-}
-
-// Subprotocol returns the redacted form of a subprotocol name or list, such
-// as the one the server accepted, by the rule Header applies to
-// Sec-WebSocket-Protocol. Without Options.RedactSubprotocols it returns s.
-func (r *Redactor) Subprotocol(s string) string {
-	if !r.redactProto {
-		return s
-	}
-	s, _ = r.subprotocols(s)
-	return s
-}
-
-// subprotocols replaces each element of a comma-separated list that is not
-// a kept protocol with Marker, keeping the separators and spaces as they
-// are.
-func (r *Redactor) subprotocols(v string) (string, int) {
-	var b strings.Builder
-	n := 0
-	for rest := v; ; {
-		elem, tail, more := strings.Cut(rest, ",")
-		lead := len(elem) - len(strings.TrimLeft(elem, " \t"))
-		name := strings.TrimRight(elem[lead:], " \t")
-		if name != "" && !r.keepProto[name] {
-			b.WriteString(elem[:lead])
-			b.WriteString(Marker)
-			b.WriteString(elem[lead+len(name):])
-			n++
-		} else {
-			b.WriteString(elem)
-		}
-		if !more {
-			break
-		}
-		b.WriteByte(',')
-		rest = tail
-	}
-	if n == 0 {
-		return v, 0
-	}
-	return b.String(), n
+	return secretName(name)
 }

@@ -15,31 +15,40 @@ const maxEmbed = 4
 // returns the extended buffer and what was done. dst and src must not
 // overlap. truncated says the tap cut the message short.
 //
-// A payload in which no configured key name can occur, the common case, is
-// appended unchanged after a single pass over it, without allocating. One
-// that may contain a name is parsed as JSON: the value of every matching
-// key is replaced with Blank (Marker as a JSON string) and everything else
-// is kept byte for byte, so valid JSON stays valid. If the payload is not
-// valid JSON, is truncated or nests deeper than Options.MaxDepth, there is
-// no telling where a secret ends, so the whole payload is replaced with
-// Blank and Result.Blanked is set.
+// A payload in which no secret key name and no token shape can occur, the
+// common case, is appended unchanged after a single pass over it, without
+// allocating. One that may is parsed as JSON: the value of every secret key
+// (configured, or found by the word rule) is replaced with Blank (Marker as
+// a JSON string), each token shape inside another string is replaced with
+// Marker, and everything else is kept byte for byte, so valid JSON stays
+// valid. If the payload is not valid JSON or nests deeper than
+// Options.MaxDepth, only its token shapes are replaced, unless it may hold
+// a secret key name: then, as when it is truncated, there is no telling
+// where a secret ends, so the whole payload is replaced with Blank and
+// Result.Blanked is set.
 //
 // A string value that may contain a key name and holds a JSON object or
 // array (a protocol that double-encodes its messages) is redacted the same
 // way and put back as a string.
 func (r *Redactor) Payload(dst, src []byte, truncated bool) ([]byte, Result) {
-	if !r.pre.maybe(src) {
-		return append(dst, src...), Result{}
-	}
 	if truncated {
+		if !r.pre.maybe(src) {
+			return append(dst, src...), Result{}
+		}
 		return append(dst, Blank...), Result{Blanked: true, Reason: ReasonTruncated}
 	}
-	return r.json(dst, src, 0)
+	var ns names
+	k := r.pre.kinds(src, hitName|hitShape, &ns)
+	if k == 0 {
+		return append(dst, src...), Result{}
+	}
+	return r.json(dst, src, 0, k, ns)
 }
 
 // Clean reports whether a text payload, or with binary a binary one, can
-// pass unchanged: no configured key name can occur in it. Payload and Binary
-// then only copy it; a caller that can use src as it is may skip them.
+// pass unchanged: no secret key name and no token shape can occur in it.
+// Payload and Binary then only copy it; a caller that can use src as it is
+// may skip them.
 func (r *Redactor) Clean(src []byte, binary bool) bool {
 	if binary && r.keepBinary {
 		return true
@@ -50,8 +59,8 @@ func (r *Redactor) Clean(src []byte, binary bool) bool {
 // Binary appends to dst the redacted form of src, a binary message, and
 // returns the extended buffer and what was done. dst and src must not
 // overlap. Unless Options.KeepBinary is set, a payload that may contain a
-// configured JSON key name is replaced with Blank; others are appended
-// unchanged.
+// secret key name or holds a token shape is replaced with Blank; others are
+// appended unchanged.
 func (r *Redactor) Binary(dst, src []byte) ([]byte, Result) {
 	if r.keepBinary || !r.pre.maybe(src) {
 		return append(dst, src...), Result{}
@@ -59,21 +68,35 @@ func (r *Redactor) Binary(dst, src []byte) ([]byte, Result) {
 	return append(dst, Blank...), Result{Blanked: true, Reason: ReasonBinary}
 }
 
-// json redacts src, which may contain a key name, as a JSON document.
-func (r *Redactor) json(dst, src []byte, embed int) ([]byte, Result) {
-	p := parser{r: r, src: src, out: dst, embed: embed}
-	if !p.document() {
-		return append(dst, Blank...), Result{Blanked: true, Reason: p.reason}
+// json redacts src as a JSON document, or, if it is not one, as text. k
+// and ns say what the pre-check found in src: only keys holding a name it
+// found are looked up, and without hitShape no token shape is looked for.
+func (r *Redactor) json(dst, src []byte, embed int, k uint8, ns names) ([]byte, Result) {
+	if r.pathSegments > 0 {
+		ns.all = true // a path's first segments are not anchors
 	}
-	if p.fields == 0 {
+	p := parser{r: r, src: src, out: dst, embed: embed, tokS: -1,
+		names: k&hitName != 0, keyNames: ns, tokDone: k&hitShape == 0}
+	if !p.document() {
+		if p.names {
+			return append(dst, Blank...), Result{Blanked: true, Reason: p.reason}
+		}
+		out, n := appendTokens(dst, src, inText)
+		if n == 0 {
+			return append(dst, src...), Result{}
+		}
+		return out, Result{Tokens: n}
+	}
+	if p.fields+p.tokens == 0 {
 		return append(dst, src...), Result{}
 	}
-	return append(p.out, src[p.last:]...), Result{Fields: p.fields}
+	return append(p.out, src[p.last:]...), Result{Fields: p.fields, Tokens: p.tokens}
 }
 
 // parser validates a JSON document (RFC 8259, as json.Valid does) and
-// splices Blank over the values of matching keys. Output goes to out from
-// the first splice on; src[last:] is what is still to be copied.
+// splices Blank over the values of matching keys and Marker over token
+// shapes. Output goes to out from the first splice on; src[last:] is what
+// is still to be copied.
 type parser struct {
 	r      *Redactor
 	src    []byte
@@ -83,9 +106,22 @@ type parser struct {
 	out    []byte
 	last   int
 	fields int
+	tokens int
 	reason Reason
-	key    [MaxNameLen]byte
+	// The next token shape in src at or after tokFrom, found lazily, one
+	// pass over src for the whole document: [tokS, tokE), or tokS -1 for
+	// not looked for yet; tokDone once there is none.
+	tokS, tokE, tokFrom int
+	tokDone             bool  // no token shape from tokFrom on
+	names               bool  // a key name may occur: look keys up
+	keyNames            names // where names were found
+	key                 [MaxNameLen]byte
+	word                [maxWordKey]byte
 }
+
+// maxWordKey bounds the decoded length of a key with escapes or non-ASCII
+// characters that the word rule reads; a longer one is taken to be secret.
+const maxWordKey = 512
 
 func (p *parser) fail(r Reason) bool {
 	p.reason = r
@@ -132,8 +168,8 @@ func (p *parser) value(state uint64, skip bool) bool {
 		if !p.string() {
 			return false
 		}
-		if !skip {
-			p.embedded(start, p.i)
+		if !skip && !p.embedded(start, p.i) {
+			p.shapes(start, p.i)
 		}
 		return true
 	case c == 't':
@@ -169,11 +205,16 @@ func (p *parser) object(state uint64, skip bool) bool {
 			return false
 		}
 		redact, child := false, uint64(0)
-		if !skip {
-			if k := p.lookup(p.src[ks+1 : p.i-1]); k != nil {
-				redact = k.plain || state&k.final != 0
+		if !skip && p.names && p.keyNames.in(ks, p.i) {
+			k, secret := p.lookup(p.src[ks+1 : p.i-1])
+			redact = secret
+			if k != nil {
+				redact = redact || k.plain || state&k.final != 0
 				child = (state&k.next)<<1 | k.first
 			}
+		}
+		if !skip {
+			p.shapes(ks, p.i)
 		}
 		p.ws()
 		if p.i >= len(p.src) || p.src[p.i] != ':' {
@@ -187,6 +228,7 @@ func (p *parser) object(state uint64, skip bool) bool {
 		}
 		if redact {
 			p.splice(vs, p.i, Blank)
+			p.fields++
 		}
 		p.ws()
 		if p.i >= len(p.src) {
@@ -334,31 +376,88 @@ func (p *parser) splice(start, end int, v string) {
 	p.out = append(p.out, p.src[p.last:start]...)
 	p.out = append(p.out, v...)
 	p.last = end
-	p.fields++
+}
+
+// shapes splices Marker over the token shapes inside the string
+// src[start:end], quotes included.
+func (p *parser) shapes(start, end int) {
+	if p.tokDone || end-start-2 < minShapeLen {
+		return
+	}
+	for {
+		if p.tokS < start {
+			s, e, ok := nextToken(p.src, max(start, p.tokFrom), inText)
+			if !ok {
+				p.tokDone = true
+				return
+			}
+			p.tokS, p.tokE = s, e
+		}
+		if p.tokS >= end {
+			return // it is in a later string
+		}
+		// A token cannot hold a quote, so it ends inside the string, but
+		// it may start inside an escape (\u123e then yJ...): splice from
+		// past the escape, so that the string stays valid.
+		s, e := p.escaped(start, p.tokS), min(p.tokE, end-1)
+		if s < e {
+			p.splice(s, e, Marker)
+			p.tokens++
+		}
+		p.tokFrom, p.tokS = p.tokE, -1
+	}
+}
+
+// escaped returns i, or, if src[i] is inside an escape of the string that
+// starts at src[start], where that escape ends.
+func (p *parser) escaped(start, i int) int {
+	for j := start + 1; j < i; {
+		if p.src[j] != '\\' {
+			j++
+			continue
+		}
+		n := 2
+		if p.src[j+1] == 'u' {
+			n = 6
+		}
+		if j+n > i {
+			return j + n
+		}
+		j += n
+	}
+	return i
 }
 
 // lookup returns the rule for a key, given the raw bytes between its
-// quotes, or nil.
-func (p *parser) lookup(raw []byte) *keyRule {
-	plain := true // no escapes and all ASCII: the key is raw, folded
+// quotes, or nil, and whether the word rule finds the key secret.
+func (p *parser) lookup(raw []byte) (rule *keyRule, secret bool) {
+	plain := true // no escapes and all ASCII: the key is raw
 	for _, c := range raw {
 		if c == '\\' || c >= utf8.RuneSelf {
 			plain = false
 			break
 		}
 	}
-	if plain && (len(raw) == 0 || len(raw) > p.r.maxKeyLen ||
+	if p.r.words {
+		if plain {
+			secret = secretName(raw)
+		} else {
+			w, ok := decodeKeyCase(p.word[:0], raw)
+			secret = !ok || secretName(w)
+		}
+	}
+	if len(p.r.keys) == 0 || plain && (len(raw) == 0 || len(raw) > p.r.maxKeyLen ||
 		!p.r.filter.has(len(raw), raw[0]|0x20, raw[len(raw)-1]|0x20)) {
-		return nil
+		return nil, secret
 	}
 	if len(raw) > 6*p.r.maxKeyLen {
-		return nil // even all escapes could not decode to a name this short
+		return nil, secret // even all escapes could not decode to a name this short
 	}
 	k, ok := decodeKey(p.key[:0:p.r.maxKeyLen], raw)
 	if !ok {
-		return nil
+		return nil, secret
 	}
-	return p.r.keys[string(k)]
+	return p.r.keys[string(k)], secret
 }
 
 // keyFilter is a Bloom-like filter on a name's length and first and last
@@ -381,31 +480,43 @@ func (f *keyFilter) has(n int, first, last byte) bool {
 }
 
 // embedded redacts a string value src[start:end] (quotes included) that
-// holds a JSON object or array in which a key name may occur.
-func (p *parser) embedded(start, end int) {
+// holds a JSON object or array in which a key name or a token shape may
+// occur, and reports whether it replaced the string.
+func (p *parser) embedded(start, end int) bool {
 	raw := p.src[start+1 : end-1]
 	if bytes.IndexByte(raw, '{') < 0 && bytes.IndexByte(raw, '[') < 0 {
-		return
+		return false
 	}
 	if !p.r.pre.maybe(raw) {
-		return
+		return false
 	}
 	doc := unescape(nil, raw)
 	if t := bytes.TrimLeft(doc, " \t\n\r"); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
-		return // text that merely mentions a name: see the package doc
+		return false // text that merely mentions a name: see the package doc
+	}
+	var ns names
+	k := p.r.pre.kinds(doc, hitName|hitShape, &ns)
+	if k == 0 {
+		return false
 	}
 	if p.embed+1 >= maxEmbed {
 		p.splice(start, end, Blank)
-		return
+		p.fields++
+		return true
 	}
-	inner, res := p.r.json(nil, doc, p.embed+1)
+	inner, res := p.r.json(nil, doc, p.embed+1, k, ns)
 	switch {
 	case res.Blanked:
 		p.splice(start, end, Blank)
-	case res.Fields > 0:
+		p.fields++
+	case res.Fields+res.Tokens > 0:
 		p.splice(start, end, string(appendQuoted(nil, inner)))
-		p.fields += res.Fields - 1
+		p.fields += res.Fields
+		p.tokens += res.Tokens
+	default:
+		return false
 	}
+	return true
 }
 
 // decodeKey appends to dst the folded form of a JSON key given the raw
@@ -436,6 +547,39 @@ func decodeKey(dst, raw []byte) ([]byte, bool) {
 			i += n
 		}
 		r = foldRune(r)
+		if len(dst)+utf8.RuneLen(r) > cap(dst) {
+			return dst, false
+		}
+		dst = utf8.AppendRune(dst, r)
+	}
+	return dst, true
+}
+
+// decodeKeyCase appends to dst the decoded form of a JSON key given the raw
+// bytes between its quotes, which are valid JSON string content, keeping
+// its case for the word rule: the Kelvin sign becomes k and the long s s.
+// It fails if the result would not fit in dst's capacity.
+func decodeKeyCase(dst, raw []byte) ([]byte, bool) {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		var r rune
+		switch {
+		case c == '\\':
+			r, i = unescapeAt(raw, i)
+		case c < utf8.RuneSelf:
+			r = rune(c)
+			i++
+		default:
+			var n int
+			r, n = utf8.DecodeRune(raw[i:])
+			i += n
+		}
+		switch r {
+		case kelvin:
+			r = 'k'
+		case longS:
+			r = 's'
+		}
 		if len(dst)+utf8.RuneLen(r) > cap(dst) {
 			return dst, false
 		}

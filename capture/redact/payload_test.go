@@ -19,70 +19,98 @@ func mustNew(t testing.TB, o *Options) *Redactor {
 	return r
 }
 
-func TestPayloadJSON(t *testing.T) {
-	r := mustNew(t, &Options{JSONKeys: []string{"auth.session", "a.b.c", "pin"}})
-	f := func(in, want string, fields int) {
+// payloadCase returns a check that r redacts a JSON payload to want,
+// replacing fields values and tokens token shapes, and keeps it valid.
+func payloadCase(t *testing.T, r *Redactor) func(in, want string, fields, tokens int) {
+	return func(in, want string, fields, tokens int) {
 		t.Helper()
 		dst := []byte("prefix:")
 		out, res := r.Payload(dst, []byte(in), false)
 		if got := string(out); got != "prefix:"+want {
 			t.Errorf("Payload(%s)\n got %s\nwant %s", in, got[len("prefix:"):], want)
 		}
-		if res.Fields != fields || res.Blanked {
-			t.Errorf("Payload(%s) = %+v, want %d fields", in, res, fields)
+		if res.Fields != fields || res.Tokens != tokens || res.Blanked {
+			t.Errorf("Payload(%s) = %+v, want %d fields and %d tokens", in, res, fields, tokens)
 		}
 		if json.Valid([]byte(in)) && !json.Valid(out[len("prefix:"):]) {
 			t.Errorf("Payload(%s) = %s: not valid JSON", in, out)
 		}
 	}
+}
+
+func TestPayloadReplacesSecretValuesAndKeepsJSONValid(t *testing.T) {
+	f := payloadCase(t, mustNew(t, nil))
 	// Every value type.
-	f(`{"token":"abc"}`, `{"token":`+B+`}`, 1)
-	f(`{"token":12.5e3}`, `{"token":`+B+`}`, 1)
-	f(`{"token":-0}`, `{"token":`+B+`}`, 1)
-	f(`{"token":true}`, `{"token":`+B+`}`, 1)
-	f(`{"token":false}`, `{"token":`+B+`}`, 1)
-	f(`{"token":null}`, `{"token":`+B+`}`, 1)
-	f(`{"token":{"a":[1,{"token":2}]}}`, `{"token":`+B+`}`, 1)
-	f(`{"token":[1,"x",{}]}`, `{"token":`+B+`}`, 1)
-	f(`{"token":""}`, `{"token":`+B+`}`, 1)
-	// Nothing to redact: byte-identical, even when a name is a value.
-	f(`{"type":"query","id":12}`, `{"type":"query","id":12}`, 0)
-	f(`{"op":"token","tokens":["token"]}`, `{"op":"token","tokens":["token"]}`, 0)
-	f(`{"next_page_token":"x"}`, `{"next_page_token":"x"}`, 0)
-	f(`"token"`, `"token"`, 0)
-	f(`["password", 1]`, `["password", 1]`, 0)
+	f(`{"token":"abc"}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":12.5e3}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":-0}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":true}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":false}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":null}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":{"a":[1,{"token":2}]}}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":[1,"x",{}]}`, `{"token":`+B+`}`, 1, 0)
+	f(`{"token":""}`, `{"token":`+B+`}`, 1, 0)
+	// Nothing to redact: byte-identical, even when a secret word is a value.
+	f(`{"type":"query","id":12}`, `{"type":"query","id":12}`, 0, 0)
+	f(`{"op":"token","list":["token"]}`, `{"op":"token","list":["token"]}`, 0, 0)
+	f(`{"next_page_token":"x","token_type":"Bearer"}`, `{"next_page_token":"x","token_type":"Bearer"}`, 0, 0)
+	f(`"token"`, `"token"`, 0, 0)
+	f(`["password", 1]`, `["password", 1]`, 0, 0)
 	// Any depth, top-level arrays, whitespace kept.
-	f(`[{"a":{"b":[{"password":"x"}]}}, 2]`, `[{"a":{"b":[{"password":`+B+`}]}}, 2]`, 1)
-	f(" \n{ \"token\" \t:\r\n \"abc\" , \"n\" : 1 }\n", " \n{ \"token\" \t:\r\n "+B+" , \"n\" : 1 }\n", 1)
-	// Case, separators as configured, camelCase defaults.
-	f(`{"TOKEN":1,"Token":2,"accessToken":3,"access_token":4,"ACCESS-TOKEN":5}`,
-		`{"TOKEN":`+B+`,"Token":`+B+`,"accessToken":`+B+`,"access_token":`+B+`,"ACCESS-TOKEN":5}`, 4)
+	f(`[{"a":{"b":[{"password":"x"}]}}, 2]`, `[{"a":{"b":[{"password":`+B+`}]}}, 2]`, 1, 0)
+	f(" \n{ \"token\" \t:\r\n \"abc\" , \"n\" : 1 }\n", " \n{ \"token\" \t:\r\n "+B+" , \"n\" : 1 }\n", 1, 0)
+	// Case and separators: words, and the defaults matched whole in any case.
+	f(`{"TOKEN":1,"Token":2,"accessToken":3,"access_token":4,"ACCESS-TOKEN":5,"ToKeN":6}`,
+		`{"TOKEN":`+B+`,"Token":`+B+`,"accessToken":`+B+`,"access_token":`+B+`,"ACCESS-TOKEN":`+B+`,"ToKeN":`+B+`}`, 6, 0)
 	// Escaped keys, and the non-ASCII letters that fold to ASCII.
-	f(`{"to\u006ben":"abc"}`, `{"to\u006ben":`+B+`}`, 1)
-	f(`{"\u0054\u004F\u004B\u0045\u004E":"abc"}`, `{"\u0054\u004F\u004B\u0045\u004E":`+B+`}`, 1)
-	f(`{"to`+"\u212a"+`en":"abc"}`, `{"to`+"\u212a"+`en":`+B+`}`, 1)
-	f(`{"to\u212Aen":"abc"}`, `{"to\u212Aen":`+B+`}`, 1)
-	f(`{"`+"\u017f"+`ecret":"abc"}`, `{"`+"\u017f"+`ecret":`+B+`}`, 1)
-	f(`{"to\"ken":"abc","tok\\en":1}`, `{"to\"ken":"abc","tok\\en":1}`, 0)
+	f(`{"to\u006ben":"abc"}`, `{"to\u006ben":`+B+`}`, 1, 0)
+	f(`{"\u0054\u004F\u004B\u0045\u004E":"abc"}`, `{"\u0054\u004F\u004B\u0045\u004E":`+B+`}`, 1, 0)
+	f(`{"to`+"\u212a"+`en":"abc"}`, `{"to`+"\u212a"+`en":`+B+`}`, 1, 0)
+	f(`{"to\u212Aen":"abc"}`, `{"to\u212Aen":`+B+`}`, 1, 0)
+	f(`{"`+"\u017f"+`ecret":"abc"}`, `{"`+"\u017f"+`ecret":`+B+`}`, 1, 0)
+	f(`{"user\u005fjwt":"abc","x\njwt":1,"x\u002Ajwt":2}`, `{"user\u005fjwt":`+B+`,"x\njwt":`+B+`,"x\u002Ajwt":`+B+`}`, 3, 0)
+	f(`{"to\"ken":"abc","tok\\en":1}`, `{"to\"ken":"abc","tok\\en":1}`, 0, 0)
 	// Duplicate keys: every occurrence.
-	f(`{"token":"a","token":"b"}`, `{"token":`+B+`,"token":`+B+`}`, 2)
+	f(`{"token":"a","token":"b"}`, `{"token":`+B+`,"token":`+B+`}`, 2, 0)
 	// Unicode around a match stays as it was.
-	f(`{"名前":"José ☃","password":"pässwörd","e":"\u00e9"}`, `{"名前":"José ☃","password":`+B+`,"e":"\u00e9"}`, 1)
-	// Paths: suffix at any depth, through arrays, only as a whole.
-	f(`{"auth":{"session":"s","x":1}}`, `{"auth":{"session":`+B+`,"x":1}}`, 1)
-	f(`{"session":"s","auth":{"other":{"session":"s"}}}`, `{"session":"s","auth":{"other":{"session":"s"}}}`, 0)
-	f(`{"d":[{"Auth":[[{"session":{"k":1}}]]}]}`, `{"d":[{"Auth":[[{"session":`+B+`}]]}]}`, 1)
-	f(`{"a":{"a":{"b":{"c":1}}}}`, `{"a":{"a":{"b":{"c":`+B+`}}}}`, 1)
-	f(`{"a":{"b":{"b":{"c":1}}}}`, `{"a":{"b":{"b":{"c":1}}}}`, 0)
-	f(`{"pin":1,"pins":2}`, `{"pin":`+B+`,"pins":2}`, 1)
+	f(`{"名前":"José ☃","password":"pässwörd","e":"\u00e9"}`, `{"名前":"José ☃","password":`+B+`,"e":"\u00e9"}`, 1, 0)
 	// JSON embedded in a string, as ActionCable and others send it.
 	f(`{"command":"subscribe","identifier":"{\"channel\":\"Chat\",\"token\":\"s3cr3t\"}"}`,
-		`{"command":"subscribe","identifier":"{\"channel\":\"Chat\",\"token\":`+`\"`+Marker+`\"}"}`, 1)
-	f(`{"note":"reset your password"}`, `{"note":"reset your password"}`, 0)
-	f(`{"note":"{token} not json"}`, `{"note":`+B+`}`, 1)
+		`{"command":"subscribe","identifier":"{\"channel\":\"Chat\",\"token\":`+`\"`+Marker+`\"}"}`, 1, 0)
+	f(`{"note":"reset your password"}`, `{"note":"reset your password"}`, 0, 0)
+	f(`{"note":"{token} not json"}`, `{"note":`+B+`}`, 1, 0)
 	// Deep but within the limit.
 	deep := strings.Repeat(`{"a":`, 100) + `{"token":1}` + strings.Repeat(`}`, 100)
-	f(deep, strings.Repeat(`{"a":`, 100)+`{"token":`+B+`}`+strings.Repeat(`}`, 100), 1)
+	f(deep, strings.Repeat(`{"a":`, 100)+`{"token":`+B+`}`+strings.Repeat(`}`, 100), 1, 0)
+}
+
+func TestPayloadReplacesTokenShapesInsideOtherStrings(t *testing.T) {
+	f := payloadCase(t, mustNew(t, nil))
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX19fX19f"
+	f(`{"note":"`+jwt+`"}`, `{"note":"`+M+`"}`, 0, 1)
+	f(`{"url":"https://app.example/cb?x=1&t=`+jwt+`#y","n":1}`, `{"url":"https://app.example/cb?x=1&t=`+M+`#y","n":1}`, 0, 1)
+	f(`{"h":"Bearer abcDEF123456","b":"basic dXNlcjpwYXNz"}`, `{"h":"Bearer `+M+`","b":"basic `+M+`"}`, 0, 2)
+	f(`{"h":"Bearer ab\/cDEF123456=="}`, `{"h":"Bearer `+M+`"}`, 0, 1)
+	f(`["`+jwt+`", "x `+jwt+` y"]`, `["`+M+`", "x `+M+` y"]`, 0, 2)
+	// A token under a secret key goes with its value; one in a key goes too.
+	f(`{"token":"`+jwt+`","`+jwt+`":1}`, `{"token":`+B+`,"`+M+`":1}`, 1, 1)
+	// A token that starts inside an escape is cut after the escape.
+	f(`{"s":"\u123eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig"}`, `{"s":"\u123e`+M+`"}`, 0, 1)
+	// Prose is not a token.
+	f(`{"s":"the bearer instrument","t":"basic information","u":"Bearer `+M+`"}`,
+		`{"s":"the bearer instrument","t":"basic information","u":"Bearer `+M+`"}`, 0, 0)
+}
+
+// TestPayloadPathsMatchWholeSuffixes checks dotted paths, with the word
+// rule off so that only the paths apply.
+func TestPayloadPathsMatchWholeSuffixes(t *testing.T) {
+	f := payloadCase(t, mustNew(t, &Options{NoDefaultJSONKeys: true, JSONKeys: []string{"auth.session", "a.b.c", "pin"}}))
+	f(`{"auth":{"session":"s","x":1}}`, `{"auth":{"session":`+B+`,"x":1}}`, 1, 0)
+	f(`{"session":"s","auth":{"other":{"session":"s"}}}`, `{"session":"s","auth":{"other":{"session":"s"}}}`, 0, 0)
+	f(`{"d":[{"Auth":[[{"session":{"k":1}}]]}]}`, `{"d":[{"Auth":[[{"session":`+B+`}]]}]}`, 1, 0)
+	f(`{"a":{"a":{"b":{"c":1}}}}`, `{"a":{"a":{"b":{"c":`+B+`}}}}`, 1, 0)
+	f(`{"a":{"b":{"b":{"c":1}}}}`, `{"a":{"b":{"b":{"c":1}}}}`, 0, 0)
+	f(`{"pin":1,"pins":2}`, `{"pin":`+B+`,"pins":2}`, 1, 0)
 }
 
 func TestPayloadBlank(t *testing.T) {
@@ -100,8 +128,10 @@ func TestPayloadBlank(t *testing.T) {
 			t.Errorf("Payload(%q, %v) = %q %+v, want blank for %v", in, truncated, out, res, reason)
 		}
 	}
-	// Not JSON, but a name is in it.
+	// Not JSON, but a secret name is in it.
 	f(`token=abc`, false, ReasonInvalid)
+	f(`42["auth",{"jwt":"x"}]`, false, ReasonInvalid)
+	f(`user_pwd: hunter2`, false, ReasonInvalid)
 	f(`{"token":"abc"`, false, ReasonInvalid)
 	f(`{"token":"abc"}}`, false, ReasonInvalid)
 	f(`{"token":'abc'}`, false, ReasonInvalid)
@@ -116,6 +146,7 @@ func TestPayloadBlank(t *testing.T) {
 	// Truncated: blanked even if the prefix parses.
 	f(`{"token":"abc"}`, true, ReasonTruncated)
 	f(`{"id":1,"token":"ab`, true, ReasonTruncated)
+	f(`{"id":1,"t":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig`, true, ReasonTruncated)
 	// Too deep to trust.
 	f(strings.Repeat("[", 9)+`{"token":1}`+strings.Repeat("]", 9), false, ReasonTooDeep)
 	// No name anywhere: passed through, valid or not, truncated or not.
@@ -125,7 +156,30 @@ func TestPayloadBlank(t *testing.T) {
 	f(``, false, ReasonNone)
 	f(strings.Repeat("[", 20)+strings.Repeat("]", 20), false, ReasonNone)
 	// Escapes that cannot spell a name do not trigger a parse.
-	f(`{"html":"\u003cb\u003e","s":"a\"b\\c\n"}`, false, ReasonNone)
+	f(`{"html":"\u003cb\u003e","s":"a\"b\\c\n\r\t"}`, false, ReasonNone)
+	// Near misses of the secret words.
+	f(`{"author":"x","tokenize":true,"keyboard":1,"passage":2,"oauth":3,"key":"tasks","assignee":4}`, false, ReasonNone)
+}
+
+// TestPayloadTextKeepsAllButTokens checks that text which is not JSON and
+// holds no secret name keeps everything but its token shapes.
+func TestPayloadTextKeepsAllButTokens(t *testing.T) {
+	r := mustNew(t, nil)
+	f := func(in, want string, tokens int) {
+		t.Helper()
+		out, res := r.Payload(nil, []byte(in), false)
+		if string(out) != want || res.Tokens != tokens || res.Blanked || res.Fields != 0 {
+			t.Errorf("Payload(%q) = %q %+v, want %q with %d tokens", in, out, res, want, tokens)
+		}
+	}
+	f(`hello eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0. bye`, `hello `+M+` bye`, 1)
+	f(`42["hello",{"x":"eyJhbGciOiJIUzI1NiJ9.eyJ4IjoxfQ.abc"}]`, `42["hello",{"x":"`+M+`"}]`, 1)
+	f(`plain text, basic plan`, `plain text, basic plan`, 0)
+	// Text with a secret word in it is blanked whole (TestPayloadBlank):
+	// "Bearer" is one.
+	if out, res := r.Payload(nil, []byte(`MSG Authorization: Bearer Zm9vYmFyMTIzNDU2`), false); string(out) != Blank || !res.Blanked {
+		t.Errorf("text with a secret word = %q %+v, want it blank", out, res)
+	}
 }
 
 func TestBinary(t *testing.T) {
@@ -184,6 +238,7 @@ func TestNewErrors(t *testing.T) {
 	f(Options{Headers: []string{"X Token"}}, `header "X Token": not a valid header name`)
 	f(Options{Subprotocols: []string{"a,b"}}, `subprotocol "a,b": not a valid protocol name`)
 	f(Options{MaxDepth: -1}, "max depth -1: want 1 to 10000")
+	f(Options{RedactSubprotocols: SubprotocolNone + 1}, "subprotocol rule 3: unknown")
 	f(Options{MaxDepth: MaxDepthLimit + 1}, "max depth 10001")
 	var many []string
 	for i := range 33 {

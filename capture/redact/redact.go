@@ -3,6 +3,7 @@ package redact
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -42,63 +43,78 @@ const DefaultMaxDepth = 128
 // means the defaults. Every list adds to its built-in defaults, which are
 // the credentials every deployment has; only the JSON key defaults can be
 // turned off (NoDefaultJSONKeys).
+//
+// Besides the lists, two rules apply by default. The word rule (words.go)
+// redacts any header, query parameter or JSON key whose name has a secret
+// word in it, however it is spelled: X-Forwarded-Access-Token, userJwt,
+// csrfToken, x-api-key. The shape rule (shape.go) replaces JWTs, bearer
+// tokens and Basic credentials wherever they stand: in JSON string values
+// under any key, in text that is not JSON, in query parameter and header
+// values, in close reasons and in the request path.
 type Options struct {
 	// Headers names request headers, in addition to the defaults, whose
 	// values are replaced with Marker. The header stays, so the replayer
 	// knows where a credential was. Names match case-insensitively. The
-	// defaults are Authorization, Proxy-Authorization, Cookie, Set-Cookie,
-	// X-Api-Key, X-Auth-Token, X-Access-Token, X-Csrf-Token, X-Xsrf-Token and
-	// X-Amz-Security-Token. For Authorization and Proxy-Authorization the
-	// scheme is kept ("Bearer " + Marker) when the value has one.
+	// defaults are every name the word rule finds secret, and
+	// Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key,
+	// X-Auth-Token, X-Access-Token, X-Csrf-Token, X-Xsrf-Token and
+	// X-Amz-Security-Token. For a header whose name ends in Authorization
+	// the scheme is kept ("Bearer " + Marker) when the value has one. In
+	// the values of other headers token shapes are replaced.
 	Headers []string
 
-	// RedactSubprotocols makes Sec-WebSocket-Protocol a redacted header:
-	// every comma-separated protocol not listed in Subprotocols is replaced
-	// with Marker. Some applications smuggle a bearer token through it
-	// because browsers cannot set Authorization on a websocket. Default
-	// false, because the header usually carries only protocol names and the
-	// replayer needs them to negotiate the same protocol.
-	RedactSubprotocols bool
-	// Subprotocols lists the protocol names kept verbatim when
-	// RedactSubprotocols is on, matched exactly (subprotocol names are
-	// case-sensitive). Default: none, so every value is replaced.
+	// RedactSubprotocols says which entries of Sec-WebSocket-Protocol,
+	// and of the subprotocol the server accepted, are replaced with Marker.
+	// Some applications smuggle a bearer token through it because browsers
+	// cannot set Authorization on a websocket, but the replayer needs the
+	// protocol names to negotiate the same protocol and to pick its
+	// protocol profile. Default SubprotocolTokens: the entries that look
+	// like credentials (see SubprotocolTokens).
+	RedactSubprotocols SubprotocolRule
+	// Subprotocols lists the protocol names always kept verbatim, matched
+	// exactly (subprotocol names are case-sensitive). Default: none.
 	Subprotocols []string
 
 	// QueryParams names query parameters, in addition to the defaults,
 	// whose values are replaced with Marker in the route. Names match
 	// case-insensitively after percent-decoding, and a bracketed name such
 	// as creds[token] matches if any of its parts does. The defaults are
-	// access_token, accesstoken, api_key, apikey, auth, auth_token,
-	// authtoken, client_secret, code_verifier, id_token, jwt, key,
-	// password, passwd, refresh_token, secret, session_token, sig,
-	// signature, token, x-amz-credential, x-amz-security-token and
-	// x-amz-signature.
+	// every name the word rule finds secret, and access_token, accesstoken,
+	// api_key, apikey, auth, auth_token, authtoken, client_secret,
+	// code_verifier, id_token, jwt, key, password, passwd, refresh_token,
+	// secret, session_token, sig, signature, token, x-amz-credential,
+	// x-amz-security-token and x-amz-signature. In the values of other
+	// parameters, and in the path, token shapes are replaced.
 	QueryParams []string
 
 	// JSONKeys names keys of text (JSON) payloads, in addition to the
 	// defaults, whose values are replaced with Marker. A plain name such as
-	// "token" matches that key in any object at any depth. A dotted path
+	// "pin" matches that key in any object at any depth. A dotted path
 	// such as "auth.session" matches key "session" in an object that is the
 	// value of key "auth", again at any depth; arrays between the segments
 	// are looked through, so {"auth":[{"session":1}]} matches too. Names
 	// match case-insensitively after JSON unescaping; a name cannot contain
-	// a dot. The defaults are access_token, accesstoken, api_key, apikey,
-	// auth_token, authtoken, authorization, client_secret, clientsecret,
-	// cookie, id_token, idtoken, password, passwd, private_key, privatekey,
-	// refresh_token, refreshtoken, secret, session_token, sessiontoken and
-	// token (so camelCase spellings such as accessToken match too).
+	// a dot. The defaults are every key the word rule finds secret (token,
+	// accessToken, user_token, password, apiKey, jwt, auth, session_id and
+	// so on), and, matched whole in any case (so "ToKen", which the word
+	// rule reads as to+Ken, too), access_token, accesstoken, api_key,
+	// apikey, auth_token, authtoken, authorization, client_secret,
+	// clientsecret, cookie, id_token, idtoken, password, passwd,
+	// private_key, privatekey, refresh_token, refreshtoken, secret,
+	// session_token, sessiontoken and token.
 	JSONKeys []string
 	// NoDefaultJSONKeys makes JSONKeys the whole list of payload keys, for
-	// a protocol in which a default name such as "token" is known to carry
-	// no secret and redacting it would spoil replays. With JSONKeys empty
-	// too, payloads are passed through untouched. Default false. The header
-	// and query defaults cannot be turned off.
+	// a protocol in which a secret word such as "token" is known to carry
+	// no secret and redacting it would spoil replays: the word rule is not
+	// applied to payloads. Token shapes are still replaced. Default false.
+	// The header and query defaults cannot be turned off.
 	NoDefaultJSONKeys bool
 
 	// KeepBinary passes binary payloads through even when they contain a
-	// configured JSON key name. Default false: such payloads are replaced
-	// with Blank, since a binary encoding (MessagePack, CBOR) carries key
-	// names and values in the clear but cannot be redacted field by field.
+	// key name the payload rules look for, or a token shape. Default false:
+	// such payloads are replaced with Blank, since a binary encoding
+	// (MessagePack, CBOR) carries key names and values in the clear but
+	// cannot be redacted field by field.
 	KeepBinary bool
 
 	// MaxDepth is how deeply JSON objects and arrays may nest before a
@@ -113,14 +129,6 @@ var defaultHeaders = []string{
 	"X-Xsrf-Token", "X-Amz-Security-Token",
 }
 
-var defaultQueryParams = []string{
-	"access_token", "accesstoken", "api_key", "apikey", "auth", "auth_token",
-	"authtoken", "client_secret", "code_verifier", "id_token", "jwt", "key",
-	"password", "passwd", "refresh_token", "secret", "session_token", "sig",
-	"signature", "token", "x-amz-credential", "x-amz-security-token",
-	"x-amz-signature",
-}
-
 var defaultJSONKeys = []string{
 	"access_token", "accesstoken", "api_key", "apikey", "auth_token",
 	"authtoken", "authorization", "client_secret", "clientsecret", "cookie",
@@ -129,11 +137,45 @@ var defaultJSONKeys = []string{
 	"sessiontoken", "token",
 }
 
+var defaultQueryParams = []string{
+	"access_token", "accesstoken", "api_key", "apikey", "auth", "auth_token",
+	"authtoken", "client_secret", "code_verifier", "id_token", "jwt", "key",
+	"password", "passwd", "refresh_token", "secret", "session_token", "sig",
+	"signature", "token", "x-amz-credential", "x-amz-security-token",
+	"x-amz-signature",
+}
+
+// wordAnchors are what the pre-check looks for so that it never misses a
+// key the word rule finds secret (words.go): the secret words of five
+// letters or more and the compound suffixes anywhere, the shorter secret
+// words as words, and the key pairs joined or with one separator.
+func wordAnchors() []anchor {
+	var as []anchor
+	for _, w := range []string{
+		"token", "secret", "password", "passwd", "passphrase", "passcode",
+		"authorization", "credential", "creds", "session", "sessid", "cookie",
+		"signature", "assertion", "bearer", "apikey", "accesskey",
+		"privatekey", "pincode",
+	} {
+		as = append(as, anchor{lit: []byte(w), kind: kindSub})
+	}
+	for _, w := range []string{"pass", "pwd", "jwt", "auth", "oidc", "csrf", "xsrf", "otp", "totp"} {
+		as = append(as, anchor{lit: []byte(w), kind: kindWord})
+	}
+	for _, p := range [][2]string{{"api", "key"}, {"access", "key"}, {"private", "key"}, {"pin", "code"}} {
+		as = append(as, anchor{lit: []byte(p[0] + string(rune(sepAny)) + p[1]), kind: kindSub})
+	}
+	return as
+}
+
 // Result says what redaction did to one payload, so the caller can count
 // it.
 type Result struct {
 	// Fields is how many JSON values were replaced with Marker.
 	Fields int
+	// Tokens is how many token shapes (JWTs, bearer tokens, Basic
+	// credentials) were replaced with Marker inside text that was kept.
+	Tokens int
 	// Blanked reports that the whole payload was replaced with Blank.
 	Blanked bool
 	// Reason says why the payload was blanked; ReasonNone if it was not.
@@ -144,7 +186,7 @@ type Result struct {
 type Reason uint8
 
 // The reasons for blanking a payload. Each applies only to a payload that
-// may contain a configured key name.
+// may contain a secret key name, or, truncated or binary, a token shape.
 const (
 	// ReasonNone means the payload was not blanked.
 	ReasonNone Reason = iota
@@ -154,7 +196,8 @@ const (
 	ReasonTruncated
 	// ReasonTooDeep means a text payload nested deeper than MaxDepth.
 	ReasonTooDeep
-	// ReasonBinary means a binary payload contained a key name.
+	// ReasonBinary means a binary payload contained a key name or a token
+	// shape.
 	ReasonBinary
 )
 
@@ -178,13 +221,14 @@ func (r Reason) String() string {
 // for concurrent use by any number of sessions.
 type Redactor struct {
 	headers      []string // canonical forms of denied header names
-	redactProto  bool
+	protoRule    SubprotocolRule
 	keepProto    map[string]bool
 	paramNames   map[string]bool     // lower-case query parameter names
 	keys         map[string]*keyRule // folded JSON key names and path segments
 	filter       keyFilter           // on the keys of keys
 	maxKeyLen    int
-	pre          *matcher
+	words        bool     // the word rule applies to JSON keys
+	pre          *matcher // key names and token shapes: may Payload change anything?
 	keepBinary   bool
 	maxDepth     int
 	pathSegments int
@@ -213,13 +257,17 @@ func New(opts *Options) (*Redactor, error) {
 	if o.MaxDepth < 0 || o.MaxDepth > MaxDepthLimit {
 		return nil, fmt.Errorf("max depth %d: want 1 to %d", o.MaxDepth, MaxDepthLimit)
 	}
+	if o.RedactSubprotocols > SubprotocolNone {
+		return nil, fmt.Errorf("subprotocol rule %d: unknown", o.RedactSubprotocols)
+	}
 	r := &Redactor{
-		redactProto: o.RedactSubprotocols,
-		keepProto:   map[string]bool{},
-		paramNames:  map[string]bool{},
-		keys:        map[string]*keyRule{},
-		keepBinary:  o.KeepBinary,
-		maxDepth:    o.MaxDepth,
+		protoRule:  o.RedactSubprotocols,
+		words:      !o.NoDefaultJSONKeys,
+		keepProto:  map[string]bool{},
+		paramNames: map[string]bool{},
+		keys:       map[string]*keyRule{},
+		keepBinary: o.KeepBinary,
+		maxDepth:   o.MaxDepth,
 	}
 
 	if err := checkCount("header", o.Headers); err != nil {
@@ -262,12 +310,13 @@ func New(opts *Options) (*Redactor, error) {
 	if err := checkCount("JSON key", o.JSONKeys); err != nil {
 		return nil, err
 	}
-	var anchors []string // names whose presence the pre-check looks for
-	jsonKeys := append([]string(nil), defaultJSONKeys...)
-	if o.NoDefaultJSONKeys {
-		jsonKeys = nil
+	var anchors []anchor // what the pre-check looks for
+	var jsonKeys []string
+	if r.words {
+		anchors = wordAnchors()
+		jsonKeys = defaultJSONKeys
 	}
-	for _, k := range append(jsonKeys, o.JSONKeys...) {
+	for i, k := range slices.Concat(jsonKeys, o.JSONKeys) {
 		if err := checkName("JSON key", k); err != nil {
 			return nil, err
 		}
@@ -281,7 +330,9 @@ func New(opts *Options) (*Redactor, error) {
 			segs[i] = string(foldKey(nil, []byte(segs[i])))
 			r.maxKeyLen = max(r.maxKeyLen, len(segs[i]))
 		}
-		anchors = append(anchors, segs[len(segs)-1])
+		if i >= len(jsonKeys) { // the word anchors cover the defaults
+			anchors = append(anchors, anchor{lit: []byte(segs[len(segs)-1]), kind: kindSub})
+		}
 		if len(segs) == 1 {
 			r.rule(segs[0]).plain = true
 			continue
@@ -297,7 +348,7 @@ func New(opts *Options) (*Redactor, error) {
 		}
 		r.rule(segs[len(segs)-1]).final |= 1 << (base + len(segs) - 2)
 	}
-	r.pre = newMatcher(anchors)
+	r.pre = newMatcher(slices.Concat(anchors, shapeAnchors()))
 	return r, nil
 }
 

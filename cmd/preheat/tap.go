@@ -43,6 +43,7 @@ type tapOptions struct {
 	redactHeaders            stringList
 	redactQuery              stringList
 	redactFields             stringList
+	redactSubprotocols       redact.SubprotocolRule
 	budget                   byteSize
 	maxSessionBytes          byteSize
 	maxMessageBytes          byteSize
@@ -62,9 +63,15 @@ and websocket upgrade is forwarded to --upstream; after an upgrade, bytes pass b
 ways unmodified and are never delayed by capture. Whole client sessions are copied,
 redacted and sampled, into --stream.
 
-Redaction happens before anything is buffered: the Authorization, Cookie and other
-credential headers, token-like query parameters and JSON fields are always replaced
-with the marker __preheat_redacted__; --redact-* and the config file add more.
+Redaction happens before anything is buffered. Always replaced with the marker
+__preheat_redacted__: the Authorization, Cookie and other credential headers, and
+every header, query parameter and JSON key whose name holds a secret word (token,
+secret, password, pwd, jwt, auth, credential, session, cookie, api key, private key,
+signature, assertion, oidc, bearer, csrf, otp...: X-Forwarded-Access-Token, userJwt,
+csrfToken, x-api-key); JWTs, bearer tokens and Basic credentials wherever they stand
+(other values, text messages, close reasons, the path); and, by default, the
+Sec-WebSocket-Protocol entries that look like credentials (--redact-subprotocols).
+--redact-* and the config file add more.
 
 The admin listener (--admin-listen, keep it private; --admin-token or
 PREHEAT_ADMIN_TOKEN to require a bearer token) serves /metrics, /status and
@@ -80,8 +87,8 @@ SIGHUP and POST /reload, and its settings win over the flags:
     headers: [X-Session]     # added to the built-in credential headers
     query: [sessionKey]      # query parameters
     fields: [token, auth.session]  # JSON keys anywhere, or dotted paths
-    subprotocols: false      # redact Sec-WebSocket-Protocol values...
-    keep_subprotocols: []    # ...except these
+    subprotocols: tokens     # Sec-WebSocket-Protocol entries replaced: tokens, all or none
+    keep_subprotocols: []    # protocol names never replaced
     keep_binary: false       # pass binary payloads holding a key name
 
 SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
@@ -108,6 +115,11 @@ SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
 			fs.Var(&o.redactHeaders, "redact-header", "extra request header to redact (repeatable)")
 			fs.Var(&o.redactQuery, "redact-query", "extra query parameter to redact (repeatable)")
 			fs.Var(&o.redactFields, "redact-field", "extra JSON key or dotted path to redact in text messages (repeatable)")
+			fs.TextVar(&o.redactSubprotocols, "redact-subprotocols", redact.SubprotocolTokens,
+				"which Sec-WebSocket-Protocol entries, and accepted subprotocol, to replace with the marker: `tokens` "+
+					"(those that look like credentials: a JWT, a long random-looking entry, the entry after one named "+
+					"access_token, Authorization, Bearer and the like; protocol names such as graphql-ws or wamp.2.json stay, "+
+					"as the replayer needs them), all (every entry but the config file's keep_subprotocols) or none")
 			fs.Var(&o.budget, "budget", "memory for captured data not yet in the stream; past it whole sessions are dropped")
 			fs.Var(&o.maxSessionBytes, "max-session-bytes", "stop recording a session after this many payload bytes")
 			fs.Var(&o.maxMessageBytes, "max-message-bytes", "truncate longer messages (flagged as truncated)")
@@ -127,13 +139,13 @@ type tapConfig struct {
 	Include    []string `yaml:"include"`
 	Exclude    []string `yaml:"exclude"`
 	Redact     struct {
-		Headers          []string `yaml:"headers"`
-		Query            []string `yaml:"query"`
-		Fields           []string `yaml:"fields"`
-		Subprotocols     bool     `yaml:"subprotocols"`
-		KeepSubprotocols []string `yaml:"keep_subprotocols"`
-		KeepBinary       bool     `yaml:"keep_binary"`
-		MaxDepth         int      `yaml:"max_depth"`
+		Headers          []string                `yaml:"headers"`
+		Query            []string                `yaml:"query"`
+		Fields           []string                `yaml:"fields"`
+		Subprotocols     *redact.SubprotocolRule `yaml:"subprotocols"`
+		KeepSubprotocols []string                `yaml:"keep_subprotocols"`
+		KeepBinary       bool                    `yaml:"keep_binary"`
+		MaxDepth         int                     `yaml:"max_depth"`
 	} `yaml:"redact"`
 }
 
@@ -141,7 +153,8 @@ type tapConfig struct {
 // config file, whose settings win.
 func loadPolicy(o *tapOptions) (capture.Policy, error) {
 	p := capture.Policy{SampleRate: o.sample, Include: o.include, Exclude: o.exclude}
-	ro := &redact.Options{Headers: o.redactHeaders, QueryParams: o.redactQuery, JSONKeys: o.redactFields}
+	ro := &redact.Options{Headers: o.redactHeaders, QueryParams: o.redactQuery, JSONKeys: o.redactFields,
+		RedactSubprotocols: o.redactSubprotocols}
 	if o.config != "" {
 		data, err := os.ReadFile(o.config)
 		if err != nil {
@@ -165,7 +178,9 @@ func loadPolicy(o *tapOptions) (capture.Policy, error) {
 		ro.Headers = append(ro.Headers, c.Redact.Headers...)
 		ro.QueryParams = append(ro.QueryParams, c.Redact.Query...)
 		ro.JSONKeys = append(ro.JSONKeys, c.Redact.Fields...)
-		ro.RedactSubprotocols = c.Redact.Subprotocols
+		if c.Redact.Subprotocols != nil {
+			ro.RedactSubprotocols = *c.Redact.Subprotocols
+		}
 		ro.Subprotocols = c.Redact.KeepSubprotocols
 		ro.KeepBinary = c.Redact.KeepBinary
 		ro.MaxDepth = c.Redact.MaxDepth

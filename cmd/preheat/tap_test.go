@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"flag"
 	"io"
 	"math/big"
 	"net"
@@ -256,6 +257,50 @@ func TestTapCommandUsage(t *testing.T) {
 	f("feilds", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--config", unknown)
 	f("scheme must be", "--listen", "127.0.0.1:0", "--upstream", "ftp://x", "--stream", stream)
 	f("unknown unit", "--budget", "12parsecs")
+	f("want tokens, all or none", "--redact-subprotocols", "some")
+	badRule := filepath.Join(dir, "rule.yaml")
+	os.WriteFile(badRule, []byte("redact:\n  subprotocols: maybe\n"), 0o600)
+	f("want tokens, all or none", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--config", badRule)
+}
+
+// TestTapRedactSubprotocolsFlagAndConfig checks --redact-subprotocols, its
+// default, and the config key that wins over it when set, with the
+// boolean spellings of old config files.
+func TestTapRedactSubprotocolsFlagAndConfig(t *testing.T) {
+	const offered = "graphql-ws, access_token, t0k3n"
+	const m = redact.Marker
+	dir := t.TempDir()
+	f := func(args []string, config, want string) {
+		t.Helper()
+		fs := flag.NewFlagSet("tap", flag.ContinueOnError)
+		o := tapCommand().flags(fs).(*tapOptions)
+		if config != "" {
+			o.config = filepath.Join(dir, "tap.yaml")
+			if err := os.WriteFile(o.config, []byte(config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		p, err := loadPolicy(o)
+		if err != nil {
+			t.Fatalf("%q %q: %v", args, config, err)
+		}
+		h, _ := p.Redactor.Header(http.Header{"Sec-Websocket-Protocol": {offered}})
+		if got := h.Get("Sec-Websocket-Protocol"); got != want {
+			t.Errorf("%q, config %q: Sec-WebSocket-Protocol %q, want %q", args, config, got, want)
+		}
+	}
+	tokens, all := "graphql-ws, access_token, "+m, m+", "+m+", "+m
+	f(nil, "", tokens)
+	f([]string{"--redact-subprotocols", "all"}, "", all)
+	f([]string{"--redact-subprotocols=none"}, "", offered)
+	f([]string{"--redact-subprotocols", "none"}, "sample_rate: 1\n", offered)
+	f([]string{"--redact-subprotocols", "none"}, "redact:\n  subprotocols: tokens\n", tokens)
+	f(nil, "redact:\n  subprotocols: all\n  keep_subprotocols: [graphql-ws]\n", "graphql-ws, "+m+", "+m)
+	f([]string{"--redact-subprotocols", "none"}, "redact:\n  subprotocols: false\n", tokens)
+	f(nil, "redact:\n  subprotocols: true\n", all)
 }
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with the given
