@@ -251,7 +251,10 @@ func (r *Replayer) dialOptions(info *session.Info) *websocket.DialOptions {
 		h[http.CanonicalHeaderKey(name)] = append([]string(nil), vs...)
 	}
 	o := &websocket.DialOptions{HTTPClient: r.opts.HTTPClient, HTTPHeader: h, CompressionMode: websocket.CompressionDisabled}
-	if info.Subprotocol != "" {
+	// A subprotocol the tap redacted (a token a browser sent as one) is
+	// not offered: the target would refuse the marker, and a credential
+	// for the warm-up goes in Options.Header.
+	if info.Subprotocol != "" && !strings.Contains(info.Subprotocol, redact.Marker) {
 		o.Subprotocols = []string{info.Subprotocol}
 	}
 	if strings.Contains(info.Extensions, "permessage-deflate") {

@@ -258,6 +258,24 @@ func TestReplayHandshake(t *testing.T) {
 	}
 }
 
+// TestReplayDoesNotOfferARedactedSubprotocol: a subprotocol the tap
+// redacted (a token sent as one) is not offered to the target.
+func TestReplayDoesNotOfferARedactedSubprotocol(t *testing.T) {
+	tg := &target{protocols: []string{"sync.v3", "__preheat_redacted__"}, reply: echoID(0)}
+	url := serveLoopback(t, tg)
+	r := newReplayer(t, url, replayer.Options{Rate: -1})
+	evs := recorded(time.Now(), queries(2), []int{0, 1})
+	evs[0].Open.Subprotocol = "__preheat_redacted__"
+	if err := r.Run(t.Context(), replayer.NewSliceSource([][]session.Event{evs})); err != nil {
+		t.Fatal(err)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if len(tg.protos) != 1 || tg.protos[0] != "" {
+		t.Fatalf("subprotocols negotiated %q, want none", tg.protos)
+	}
+}
+
 // mutatingCorpus returns n corpus sessions of 15 client messages, about a
 // third of them mutations, and how many mutations they hold.
 func mutatingCorpus(seed uint64, n int) (src [][]session.Event, mutations int) {
