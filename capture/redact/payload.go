@@ -42,7 +42,58 @@ func (r *Redactor) Payload(dst, src []byte, truncated bool) ([]byte, Result) {
 	if k == 0 {
 		return append(dst, src...), Result{}
 	}
+	if n := framedJSON(src); n > 0 {
+		// A Socket.IO packet: its prefix is kept, the JSON it frames is
+		// redacted field by field (the pre-check looked again at it
+		// alone), so that the protocol's handshake and events still
+		// replay.
+		var fns names
+		start := len(dst)
+		dst = append(dst, src[:n]...)
+		if k := r.pre.kinds(src[n:], hitName|hitShape, &fns); k != 0 {
+			out, res := r.json(dst, src[n:], 0, k, fns)
+			if res.Blanked {
+				out = append(out[:start], Blank...) // blanked whole, as any text
+			}
+			return out, res
+		}
+		return append(dst, src[n:]...), Result{}
+	}
 	return r.json(dst, src, 0, k, ns)
+}
+
+// framedJSON returns the length of a Socket.IO packet's prefix before the
+// JSON object or array it frames, or 0: the Engine.IO and Socket.IO packet
+// types ("42", "40"), a binary packet's attachment count ("451-"), a
+// namespace ("/admin,") and an ack id ("4217"), as in
+// `42/admin,17["update",{...}]`. A JSON document never starts with a digit
+// followed by a bracket, so no JSON message is taken for one.
+func framedJSON(src []byte) int {
+	digits := func(i int) int {
+		for i < len(src) && src[i] >= '0' && src[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	i := digits(0) // the packet types, then an attachment count or an ack id
+	if i == 0 {
+		return 0
+	}
+	if j := i; j < len(src) && src[j] == '-' {
+		i = j + 1 // "451-": the digits before the dash counted attachments
+	}
+	if i < len(src) && src[i] == '/' {
+		k := bytes.IndexByte(src[i:], ',')
+		if k < 0 {
+			return 0
+		}
+		i += k + 1
+	}
+	i = digits(i)
+	if i < len(src) && (src[i] == '{' || src[i] == '[') {
+		return i
+	}
+	return 0
 }
 
 // Clean reports whether a text payload, or with binary a binary one, can

@@ -130,7 +130,7 @@ func TestPayloadBlank(t *testing.T) {
 	}
 	// Not JSON, but a secret name is in it.
 	f(`token=abc`, false, ReasonInvalid)
-	f(`42["auth",{"jwt":"x"}]`, false, ReasonInvalid)
+	f(`42["auth",{"jwt":"x"`, false, ReasonInvalid) // a Socket.IO packet whose JSON is cut
 	f(`user_pwd: hunter2`, false, ReasonInvalid)
 	f(`{"token":"abc"`, false, ReasonInvalid)
 	f(`{"token":"abc"}}`, false, ReasonInvalid)
@@ -281,6 +281,28 @@ func TestPayloadNoAlloc(t *testing.T) {
 	for _, m := range [][]byte{in, secret} {
 		if n := testing.AllocsPerRun(100, func() { buf, _ = r.Payload(buf[:0], m, false) }); n != 0 {
 			t.Errorf("Payload(%s) allocates %v times", m, n)
+		}
+	}
+}
+
+// TestSocketIOPacketsAreRedactedFieldByField: a Socket.IO packet is not
+// JSON, but the JSON it frames is redacted field by field and its prefix
+// kept, so that the handshake and the events still replay.
+func TestSocketIOPacketsAreRedactedFieldByField(t *testing.T) {
+	r, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		`40{"client":"web","session":"s3cret"}`:                      `40{"client":"web","session":"__preheat_redacted__"}`,
+		`42["login",{"user":"ann","password":"hunter2"}]`:            `42["login",{"user":"ann","password":"__preheat_redacted__"}]`,
+		`42/admin,17["update",{"apiToken":"abc"}]`:                   `42/admin,17["update",{"apiToken":"__preheat_redacted__"}]`,
+		`451-["upload",{"_placeholder":true,"num":0},{"token":"t"}]`: `451-["upload",{"_placeholder":true,"num":0},{"token":"__preheat_redacted__"}]`,
+		`420["getTask",{"id":1}]`:                                    `420["getTask",{"id":1}]`,
+	} {
+		got, _ := r.Payload(nil, []byte(in), false)
+		if string(got) != want {
+			t.Errorf("Payload(%s) = %s, want %s", in, got, want)
 		}
 	}
 }
