@@ -372,13 +372,18 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 	// nothing (a shutdown, say) can record anything before it.
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	rec.appendLocked(&open, 0)
+	if !rec.appendLocked(&open, 0) {
+		// A handshake no reader would accept (more than
+		// session.MaxHeaderFields header fields): a session without its
+		// connect event is never replayed, so none of it is recorded.
+		rec.discardLocked()
+		r.m.skipped("handshake")
+		return nil
+	}
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
-		r.used.Add(-rec.held)
-		writerPool.Put(rec.w)
-		rec.w, rec.held, rec.finished = nil, 0, true
+		rec.discardLocked()
 		r.m.skipped("shutting_down")
 		return nil
 	}

@@ -304,6 +304,9 @@ func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
 		// A batch must fit in one stream record. When the queue has no room
 		// for the pending one, the session cannot grow: cut it, keeping what
 		// it has whole.
+		// The smallest event encodes in more than MaxRecordBytes /
+		// session.MaxBatchEvents bytes, so this bound also keeps a batch
+		// under the event limit (TestRecorderCutsFloodWhileStalled).
 		if s.w != nil && s.w.Len()+int(need) > maxPendingBody {
 			s.flushLocked()
 			if s.w != nil && s.w.Events() > 0 {
@@ -343,6 +346,15 @@ func (s *Recording) appendLocked(ev *session.Event, payload int) bool {
 		s.flushLocked()
 	}
 	return true
+}
+
+// discardLocked gives back what a recording that was never published holds.
+func (s *Recording) discardLocked() {
+	s.r.used.Add(-s.held)
+	if s.w != nil {
+		writerPool.Put(s.w)
+	}
+	s.w, s.held, s.finished = nil, 0, true
 }
 
 // maxPendingBody bounds a pending batch's body so that, encoded, it fits in
