@@ -30,6 +30,7 @@ import (
 type tapOptions struct {
 	listen, upstream, stream string
 	adminListen, adminToken  string
+	adminInsecureNoToken     bool
 	config                   string
 	tlsCert, tlsKey          string
 	upstreamCA               string
@@ -75,7 +76,8 @@ Sec-WebSocket-Protocol entries that look like credentials (--redact-subprotocols
 
 The admin listener (--admin-listen, keep it private; --admin-token or
 PREHEAT_ADMIN_TOKEN to require a bearer token) serves /metrics, /status and
-POST /capture/on|off, /capture/routes/on|off?route=/path*, /reload.
+POST /capture/on|off, /capture/routes/on|off?route=/path*, /reload. On an
+address other than loopback it needs a token, or --admin-insecure-no-token.
 
 --config names a YAML (or JSON) file with the capture policy; it is re-read on
 SIGHUP and POST /reload, and its settings win over the flags:
@@ -100,6 +102,7 @@ SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
 			fs.StringVar(&o.stream, "stream", "", "stream URL to capture into (file:///path or kinesis://STREAM); required")
 			fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "address of the admin listener; empty disables it")
 			fs.StringVar(&o.adminToken, "admin-token", os.Getenv("PREHEAT_ADMIN_TOKEN"), "bearer token the admin listener requires (default $PREHEAT_ADMIN_TOKEN)")
+			fs.BoolVar(&o.adminInsecureNoToken, "admin-insecure-no-token", false, "serve the admin listener without a token on a non-loopback address: anyone who reaches it can switch capture and change its routes")
 			fs.StringVar(&o.config, "config", "", "YAML or JSON file with the capture policy, reloaded on SIGHUP")
 			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
 			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
@@ -214,6 +217,9 @@ func runTap(ctx context.Context, e *env, args []string) error {
 		return usagef("--shutdown-timeout must be positive")
 	case o.eventLoops < 0:
 		return usagef("--event-loops must be 0 or more")
+	case o.adminListen != "" && o.adminToken == "" && !o.adminInsecureNoToken && !loopbackAddr(o.adminListen):
+		return usagef("refusing to serve the admin API without a token on %q, which is not a loopback address: "+
+			"set --admin-token or PREHEAT_ADMIN_TOKEN, listen on 127.0.0.1, or pass --admin-insecure-no-token", o.adminListen)
 	}
 	policy, err := loadPolicy(o)
 	if err != nil {

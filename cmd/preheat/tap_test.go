@@ -411,3 +411,39 @@ func TestCertReloaderKeepsGoodPair(t *testing.T) {
 		t.Fatalf("after a good new pair, served %q", leaf.Subject.CommonName)
 	}
 }
+
+// The tap refuses to serve its admin API (capture on and off, routes,
+// reload) without a token on an address other machines can reach, and says
+// how to go on.
+func TestTapAdminRefusesNonLoopbackWithoutToken(t *testing.T) {
+	t.Setenv("PREHEAT_ADMIN_TOKEN", "")
+	stream := "file://" + t.TempDir()
+	for _, addr := range []string{":9091", ":0", "0.0.0.0:0", "[::]:0", "192.0.2.1:9091", "tap.internal:9091"} {
+		code, _, errOut := preheat(t, "tap", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--admin-listen", addr)
+		if code != 2 || !strings.Contains(errOut, "--admin-token") || !strings.Contains(errOut, "PREHEAT_ADMIN_TOKEN") ||
+			!strings.Contains(errOut, "--admin-insecure-no-token") {
+			t.Errorf("--admin-listen %s without a token: exit %d, stderr %q; want 2 naming --admin-token, PREHEAT_ADMIN_TOKEN and --admin-insecure-no-token",
+				addr, code, errOut)
+		}
+	}
+}
+
+// On another address than loopback the admin API needs a token or
+// --admin-insecure-no-token; with either the tap goes on to listen there.
+// (192.0.2.1, a documentation address, is not on this machine, so the
+// listen fails after the check, without opening a port beyond loopback.)
+func TestTapAdminNonLoopbackWithTokenOrInsecureFlag(t *testing.T) {
+	t.Setenv("PREHEAT_ADMIN_TOKEN", "")
+	stream := "file://" + t.TempDir()
+	base := []string{"tap", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--admin-listen", "192.0.2.1:9091"}
+	for _, extra := range [][]string{{"--admin-token", "tok"}, {"--admin-insecure-no-token"}} {
+		code, _, errOut := preheat(t, append(base, extra...)...)
+		if code != 1 || strings.Contains(errOut, "refusing") || !strings.Contains(errOut, "listen admin") {
+			t.Errorf("%q: exit %d, stderr %q; want the admin listen itself to fail", extra, code, errOut)
+		}
+	}
+	t.Setenv("PREHEAT_ADMIN_TOKEN", "tok")
+	if code, _, errOut := preheat(t, base...); code != 1 || strings.Contains(errOut, "refusing") {
+		t.Errorf("with PREHEAT_ADMIN_TOKEN: exit %d, stderr %q; want the admin listen itself to fail", code, errOut)
+	}
+}
