@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/preheatdev/preheat/protocol"
 	"github.com/preheatdev/preheat/session"
@@ -154,6 +155,34 @@ type decoded struct {
 	partition string
 	at        time.Time
 	events    []session.Event
+	size      int64 // decodedSize(events), held in the queue's budget
+}
+
+// decodeQueueBytes bounds the decoded records read ahead of the one being
+// applied. A record decodes to at most session.MaxDecodeBytes, so counting
+// records would let a run of hostile ones hold that many times over; a
+// record larger than the bound waits for the queue to empty and goes alone.
+const decodeQueueBytes = 64 << 20
+
+// decodedSize is what a decoded record holds in memory, near enough to
+// bound it: each event's struct and the bytes and strings copied out.
+func decodedSize(evs []session.Event) int64 {
+	const eventBytes = 112 // unsafe.Sizeof(session.Event{}) on 64-bit
+	n := int64(len(evs)) * eventBytes
+	for i := range evs {
+		e := &evs[i]
+		n += int64(len(e.Payload) + len(e.Reason))
+		if o := e.Open; o != nil {
+			n += int64(len(o.Route) + len(o.Subprotocol) + len(o.Extensions) + len(o.TapID))
+			for k, vs := range o.Header {
+				n += int64(len(k)) + 16
+				for _, v := range vs {
+					n += int64(len(v)) + 16
+				}
+			}
+		}
+	}
+	return n
 }
 
 // Run reads the consumer and applies its records until ctx is done, then
@@ -172,6 +201,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
 	recs := make(chan decoded, 64)
+	queued := semaphore.NewWeighted(decodeQueueBytes)
 	g.Go(func() error {
 		defer close(recs)
 		for {
@@ -188,8 +218,12 @@ func (c *Cache) Run(ctx context.Context) error {
 				c.corruptRecord(rec, err)
 				continue
 			}
+			d := decoded{partition: rec.Partition, at: rec.Time, events: evs, size: min(decodedSize(evs), decodeQueueBytes)}
+			if err := queued.Acquire(ctx, d.size); err != nil {
+				return nil // ctx is done
+			}
 			select {
-			case recs <- decoded{partition: rec.Partition, at: rec.Time, events: evs}:
+			case recs <- d:
 			case <-ctx.Done():
 				return nil
 			}
@@ -205,6 +239,7 @@ func (c *Cache) Run(ctx context.Context) error {
 					return nil
 				}
 				c.apply(d)
+				queued.Release(d.size)
 			case <-t.C:
 				c.tick()
 			case <-ctx.Done():

@@ -18,6 +18,8 @@ type Options struct {
 	// encoded batches, the batch being built, out-of-order events and
 	// summaries. Past it the least recently used sessions (read by Get or
 	// Follow, or appended to) are evicted (reason "size"). Default 2 GiB.
+	// Besides it, records read ahead of the one being applied hold at most
+	// 64 MiB decoded (or one record, up to session.MaxDecodeBytes).
 	MaxBytes int64
 	// GapWait is how long a session waits for a missing sequence number
 	// before it is cut at the gap and marked truncated, and how long events
