@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -24,33 +24,6 @@ import (
 )
 
 func TestMain(m *testing.M) { leaktest.Main(m) }
-
-// echoServer serves websockets that echo every message, negotiating mode.
-func echoServer(t *testing.T, mode websocket.CompressionMode) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-			Subprotocols:    []string{"sync.v3"},
-			CompressionMode: mode,
-		})
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		c.SetReadLimit(8 << 20)
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, msg); err != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 // rig is a tap in front of an upstream, recording into a directory log.
 type rig struct {
@@ -212,4 +185,58 @@ func dial(t *testing.T, ctx context.Context, url string, opts *websocket.DialOpt
 func acceptKey(key string) string {
 	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// recorderOnly returns a recorder writing to a directory log, closed and
+// read back by the returned function.
+func recorderOnly(t *testing.T, opts *capture.RecorderOptions) (*capture.Recorder, func() map[session.ID][]session.Event) {
+	t.Helper()
+	dir := t.TempDir()
+	prod, err := dirlog.NewProducer(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := capture.RecorderOptions{FlushInterval: 50 * time.Millisecond}
+	if opts != nil {
+		o = *opts
+	}
+	rec, err := capture.NewRecorder(prod, capture.DefaultPolicy(), &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	finish := func() map[session.ID][]session.Event {
+		if !closed {
+			closed = true
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := rec.Close(ctx); err != nil {
+				t.Errorf("recorder close: %v", err)
+			}
+			if err := prod.Close(ctx); err != nil {
+				t.Errorf("producer close: %v", err)
+			}
+		}
+		s, _ := readSessions(t, dir)
+		return s
+	}
+	t.Cleanup(func() { finish() })
+	return rec, finish
+}
+
+// quietLog discards what it is given, for tests that provoke errors the
+// recorder or tap logs.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// waitFor polls cond until it holds, and fails the test after 10 seconds
+// waiting for what cond describes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

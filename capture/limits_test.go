@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/internal/wsecho"
 	"github.com/preheatdev/preheat/session"
 )
 
@@ -75,7 +76,7 @@ func TestRecorderCutsFloodWhileStalled(t *testing.T) {
 func TestTapSkipsHandshakeReadersWouldRefuse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	up := echoServer(t, websocket.CompressionDisabled)
+	up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}})
 	rig := newRig(t, up.URL, capture.DefaultPolicy(), nil)
 
 	h := http.Header{}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -26,6 +27,7 @@ import (
 	"github.com/preheatdev/preheat/capture"
 	"github.com/preheatdev/preheat/capture/redact"
 	"github.com/preheatdev/preheat/internal/corpus"
+	"github.com/preheatdev/preheat/internal/wsecho"
 	"github.com/preheatdev/preheat/session"
 )
 
@@ -77,7 +79,7 @@ func TestTapTransparentAndCaptured(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			up := echoServer(t, mode)
+			up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}, CompressionMode: mode})
 			r := newRig(t, up.URL, capture.DefaultPolicy(), nil)
 			msgs := testMessages(60)
 			opts := &websocket.DialOptions{Subprotocols: []string{"sync.v3"}, CompressionMode: mode}
@@ -329,7 +331,7 @@ func slicesConcat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 func TestTapRedaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	up := echoServer(t, websocket.CompressionContextTakeover)
+	up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}, CompressionMode: websocket.CompressionContextTakeover})
 	rd, err := redact.New(&redact.Options{Headers: []string{"X-Trace-Secret"}, QueryParams: []string{"room_code"}, JSONKeys: []string{"device.code", "pin"}})
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +414,7 @@ func readTree(t *testing.T, dir string) []byte {
 func TestTapPolicy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	up := echoServer(t, websocket.CompressionDisabled)
+	up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}})
 	policy := capture.Policy{SampleRate: 0.5, Exclude: []string{"/sync/admin*"}}
 	r := newRig(t, up.URL, policy, nil)
 	talk := func(path string) {
@@ -465,7 +467,7 @@ func TestTapPolicy(t *testing.T) {
 func TestTapSessionCaps(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	up := echoServer(t, websocket.CompressionDisabled)
+	up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}})
 	r := newRig(t, up.URL, capture.DefaultPolicy(), &capture.RecorderOptions{MaxSessionFrames: 6, MaxMessageBytes: 100})
 	c := dial(t, ctx, r.wsURL()+"/sync", nil)
 	msgs := testMessages(20)
@@ -543,7 +545,7 @@ func TestTapPlainHTTP(t *testing.T) {
 func TestTapShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	up := echoServer(t, websocket.CompressionDisabled)
+	up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}})
 	r := newRig(t, up.URL, capture.DefaultPolicy(), nil)
 	c := dial(t, ctx, r.wsURL()+"/sync", nil)
 	exchange(t, ctx, c, [][]byte{[]byte("hi")}, 0)
@@ -746,5 +748,137 @@ func TestNoSecretLeavesTheTapByDefault(t *testing.T) {
 		if counter(t, rig.rec, `preheat_tap_redactions_total{what="`+what+`"}`) < 1 {
 			t.Errorf("no %s redaction counted", what)
 		}
+	}
+}
+
+// TestTapTLS runs the tap with TLS on both sides: a wss client, an https
+// upstream verified against its own CA.
+func TestTapTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	up := wsecho.Start(t, &wsecho.Options{TLS: true})
+	rec, finish := recorderOnly(t, nil)
+	tap, err := capture.NewTap("wss://"+up.Listener.Addr().String(), rec, &capture.TapOptions{
+		TLSClientConfig: up.Client().Transport.(*http.Transport).TLSClientConfig,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewUnstartedServer(tap)
+	front.TLS = &tls.Config{NextProtos: []string{"http/1.1"}}
+	front.StartTLS()
+	defer front.Close()
+	c := dial(t, ctx, "wss://"+front.Listener.Addr().String()+"/secure", &websocket.DialOptions{HTTPClient: front.Client()})
+	msgs := testMessages(10)
+	if got := exchange(t, ctx, c, msgs, 0); !reflect.DeepEqual(got, msgs) {
+		t.Fatal("echo over TLS differs")
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	tap.Shutdown(sctx)
+	sessions := finish()
+	if len(sessions) != 1 {
+		t.Fatalf("%d sessions", len(sessions))
+	}
+	for _, evs := range sessions {
+		if n := len(frames(evs, session.ClientToServer)); n != len(msgs) {
+			t.Fatalf("%d client frames captured, want %d", n, len(msgs))
+		}
+	}
+}
+
+// TestTapBrokenUpstreamHandshake checks that an upstream answering an
+// upgrade with garbage, a truncated response, an oversize header or
+// nothing at all gives the client a 502, and each is counted.
+func TestTapBrokenUpstreamHandshake(t *testing.T) {
+	answers := map[string]string{
+		"garbage":   "NOT HTTP AT ALL\r\n\r\n",
+		"truncated": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+		"oversize":  "HTTP/1.1 101 Switching Protocols\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n",
+		"silent":    "",
+	}
+	for name, answer := range answers {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				http.ReadRequest(bufio.NewReader(c))
+				io.WriteString(c, answer)
+				c.Close()
+			})
+			defer func() { ln.Close(); wg.Wait() }()
+			rec, _ := recorderOnly(t, nil)
+			tap, err := capture.NewTap("http://"+ln.Addr().String(), rec, &capture.TapOptions{HandshakeTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := httptest.NewServer(tap)
+			defer front.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(front.URL, "http")+"/x", nil)
+			if err == nil {
+				t.Fatal("dial succeeded through a broken upstream")
+			}
+			if resp == nil || resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("client got %v, %v; want 502", resp, err)
+			}
+			var b strings.Builder
+			tap.Metrics().WritePrometheus(&b)
+			if !strings.Contains(b.String(), `preheat_tap_upgrade_failures_total{reason="upstream_response"} 1`) {
+				t.Fatalf("failure not counted:\n%s", b.String())
+			}
+		})
+	}
+}
+
+// TestTapForwardedHeadersSameOnUpgrade: for plain requests the tap uses
+// httputil.ReverseProxy with Rewrite, which drops the client's
+// X-Forwarded-For and Forwarded headers before SetXForwarded. Upgrades get
+// the same headers upstream; were the client's kept (appended to, or
+// forwarded untouched), a client could put any address in front of its own
+// on websocket upgrades only.
+func TestTapForwardedHeadersSameOnUpgrade(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
+		w.Header().Set("X-Seen-Forwarded", r.Header.Get("Forwarded"))
+		w.WriteHeader(http.StatusForbidden) // refuse upgrades: the tap relays the headers
+	}))
+	defer up.Close()
+	tap, err := capture.NewTap(up.URL, nil, &capture.TapOptions{Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(tap)
+	defer front.Close()
+	get := func(upgrade bool) (xff, fwd string) {
+		req, _ := http.NewRequest("GET", front.URL+"/sync", nil)
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		req.Header.Set("Forwarded", "for=6.6.6.6")
+		if upgrade {
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Seen-XFF"), resp.Header.Get("X-Seen-Forwarded")
+	}
+	px, pf := get(false)
+	ux, uf := get(true)
+	if px != ux || pf != uf {
+		t.Fatalf("upstream saw X-Forwarded-For %q, Forwarded %q on a plain request but %q, %q on an upgrade", px, pf, ux, uf)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/preheatdev/preheat/capture/wsframe"
 	"github.com/preheatdev/preheat/internal/corpus"
 	"github.com/preheatdev/preheat/internal/leaktest"
+	"github.com/preheatdev/preheat/internal/wsecho"
 )
 
 func TestMain(m *testing.M) {
@@ -205,25 +205,9 @@ func TestTransport(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
 
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: m.mode, CompressionThreshold: threshold})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer c.CloseNow()
-				c.SetReadLimit(1 << 20)
-				for {
-					typ, data, err := c.Read(ctx)
-					if err != nil {
-						return
-					}
-					if err := c.Write(ctx, typ, data); err != nil {
-						return
-					}
-				}
-			}))
-			defer srv.Close()
+			srv := wsecho.Start(t, &wsecho.Options{
+				CompressionMode: m.mode, CompressionThreshold: threshold, ReadLimit: 1 << 20, FailOnAcceptError: true,
+			})
 
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/preheatdev/preheat/internal/kinesalite"
+	"github.com/preheatdev/preheat/internal/wsecho"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/session"
 )
@@ -96,7 +97,7 @@ func TestEndToEndKinesis(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(home, "config"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "credentials"))
 
-	up := echoUpstream(t)
+	up := wsecho.Start(t, nil)
 	tapAddr, stopTap := startCommand(t, "tap listening", "tap", "--listen", "127.0.0.1:0", "--admin-listen", "",
 		"--upstream", up.URL, "--stream", "kinesis://e2e", "--shutdown-timeout", "2s")
 	cacheArgs := []string{"cache", "--listen", "127.0.0.1:0", "--stream", "kinesis://e2e", "--token", "tok", "--window", "10m"}

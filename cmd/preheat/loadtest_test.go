@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/preheatdev/preheat/internal/wsecho"
 	"github.com/preheatdev/preheat/loadtest"
 )
 
@@ -96,7 +97,7 @@ func TestLoadtestCorpusFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := echoUpstream(t)
+	echo := wsecho.Start(t, nil)
 	target := "ws" + strings.TrimPrefix(echo.URL, "http") + "/sync"
 	code, out, errOut := preheat(t, "loadtest", "--source", file, "--target", target, "--concurrency", "2", "--duration", "1s", "--speed", "0")
 	if code != 0 || !strings.Contains(out, "closed model, 2 sessions at once") || !strings.Contains(errOut, "sessions=10") {
@@ -129,7 +130,7 @@ func TestLoadtestTargetDown(t *testing.T) {
 		t.Fatalf("target down: exit %d\n%s\n%s", code, out, errOut)
 	}
 
-	echo := echoUpstream(t)
+	echo := wsecho.Start(t, nil)
 	addr, stop := startCommand(t, "loadtest: serving metrics", "loadtest", "--source", cache, "--target", "ws"+strings.TrimPrefix(echo.URL, "http")+"/sync",
 		"--sessions-per-second", "10", "--duration", "1m", "--metrics-addr", "127.0.0.1:0")
 	deadline := time.Now().Add(10 * time.Second)
@@ -157,7 +158,7 @@ func TestLoadtestTargetDown(t *testing.T) {
 // --fail-on-regression passes.
 func TestLoadtestCompare(t *testing.T) {
 	cache := serveCache(t, corpusSessions(14, 10, 4, 0))
-	a, b := echoUpstream(t), echoUpstream(t)
+	a, b := wsecho.Start(t, nil), wsecho.Start(t, nil)
 	code, out, errOut := preheat(t, "loadtest", "--source", cache, "--target", "ws"+strings.TrimPrefix(a.URL, "http")+"/sync",
 		"--compare", "ws"+strings.TrimPrefix(b.URL, "http")+"/sync", "--sessions-per-second", "20", "--duration", "2s",
 		"--interval", "250ms", "--fail-on-regression", "--min-effect", "0.5")

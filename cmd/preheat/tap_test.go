@@ -15,7 +15,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +27,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/internal/wsecho"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while a test
@@ -62,26 +62,6 @@ func waitFor(t *testing.T, buf *syncBuffer, re string) string {
 	}
 	t.Fatalf("no %q in the output:\n%s", re, buf.String())
 	return ""
-}
-
-func echoUpstream(t *testing.T) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			c.Write(r.Context(), typ, msg)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 // tapProcess runs 'preheat tap' in-process until the test ends.
@@ -157,7 +137,7 @@ func (p *tapProcess) adminCall(t *testing.T, method, path, token string) (int, s
 // rule, its reload by the admin API and by SIGHUP, a graceful stop, and the
 // captured sessions read back with inspect.
 func TestTapCommand(t *testing.T) {
-	up := echoUpstream(t)
+	up := wsecho.Start(t, nil)
 	dir := t.TempDir()
 	streamDir := filepath.Join(dir, "stream")
 	cfg := filepath.Join(dir, "tap.yaml")
@@ -338,7 +318,7 @@ func writeCert(t *testing.T, certFile, keyFile, cn string) *x509.CertPool {
 // TestTapCommandTLS serves the tap over TLS and swaps its certificate
 // files while it runs.
 func TestTapCommandTLS(t *testing.T) {
-	up := echoUpstream(t)
+	up := wsecho.Start(t, nil)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	poolA := writeCert(t, certFile, keyFile, "cert-a")

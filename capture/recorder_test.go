@@ -1,22 +1,16 @@
 package capture_test
 
-// Regression tests for defects found in review of the capture package. Each
-// failed on the code as reviewed and passes since its fix; the comment on
-// each says what went wrong.
-
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -27,10 +21,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/coder/websocket"
+
 	"github.com/preheatdev/preheat/capture"
+	"github.com/preheatdev/preheat/internal/kinesalite"
+	"github.com/preheatdev/preheat/internal/wsecho"
 	"github.com/preheatdev/preheat/session"
 	"github.com/preheatdev/preheat/stream"
 	"github.com/preheatdev/preheat/stream/dirlog"
+	"github.com/preheatdev/preheat/stream/kinesis"
 )
 
 // gatedProducer stands for a stream that stalls (Kinesis throttling, a full
@@ -55,8 +55,6 @@ func (g *gatedProducer) Put(ctx context.Context, key string, data []byte) error 
 func (g *gatedProducer) Flush(ctx context.Context) error { return g.inner.Flush(ctx) }
 func (g *gatedProducer) Close(ctx context.Context) error { return g.inner.Close(ctx) }
 
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
-
 // gatedRecorder returns a recorder exporting through a gatedProducer into a
 // directory log in dir.
 func gatedRecorder(t *testing.T, opts capture.RecorderOptions) (*capture.Recorder, *gatedProducer, *dirlog.Producer, string) {
@@ -77,17 +75,6 @@ func gatedRecorder(t *testing.T, opts capture.RecorderOptions) (*capture.Recorde
 	return rec, g, inner, dir
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // randomBinaryFrame returns a masked binary message of n random bytes, all
 // in 0x80-0xBF so that the default redactor cannot mistake them for a key
 // name and blank them (they stay 75% incompressible).
@@ -100,14 +87,143 @@ func randomBinaryFrame(n int) []byte {
 	return frame(true, 2, b, true)
 }
 
-// TestReviewBackpressureBatchTooLargeForStream: while the exporter is
-// stalled and its queue is full, a session's pending batch keeps growing
-// past BatchBytes (recorder.go flushLocked keeps it, appendLocked keeps
-// appending). Once the stream recovers, that batch is larger than
-// stream.MaxRecordBytes, Put refuses it, and the session is exported with a
-// hole in its sequence numbers (later batches, close included, still go
-// out): half a session, which the design forbids.
-func TestReviewBackpressureBatchTooLargeForStream(t *testing.T) {
+// TestRecorderBudgetHoldsWhileStreamDown kills the Kinesis endpoint mid-run
+// behind a tap. Proxying goes on unaffected: every message is echoed, none
+// waits on capture. Capture memory stays within its budget, and every
+// session opened is accounted for as either recorded or dropped whole.
+func TestRecorderBudgetHoldsWhileStreamDown(t *testing.T) {
+	ks := kinesalite.Start(t)
+	client := ks.Client(t)
+	ks.CreateStream(t, "down", 1)
+	pset := metrics.NewSet()
+	prod, err := kinesis.NewProducer(client, "down", &kinesis.ProducerOptions{RetryBudget: time.Minute, BufferBytes: 2 << 20, Metrics: pset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget = 256 << 10
+	rec, err := capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{
+		FlushInterval: 20 * time.Millisecond, BudgetBytes: budget, QueueLength: 4, Exporters: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := wsecho.Start(t, &wsecho.Options{Subprotocols: []string{"sync.v3"}})
+	tap, err := capture.NewTap(up.URL, rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(tap)
+	defer front.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var maxUsed atomic.Int64
+	stopWatch := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Go(func() {
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if u := rec.Status().BufferBytes; u > maxUsed.Load() {
+				maxUsed.Store(u)
+			}
+		}
+	})
+
+	// Incompressible messages, so that compressed batches fill the
+	// producer's buffer and then the capture budget quickly.
+	var msgs [][]byte
+	for range 40 {
+		raw := make([]byte, 3<<10)
+		rand.Read(raw)
+		msgs = append(msgs, []byte(base64.StdEncoding.EncodeToString(raw)))
+	}
+	run := func(n int) {
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				c := dial(t, ctx, "ws"+strings.TrimPrefix(front.URL, "http")+"/sync", nil)
+				for i, m := range msgs {
+					start := time.Now()
+					if err := c.Write(ctx, websocket.MessageText, m); err != nil {
+						t.Errorf("write: %v", err)
+						return
+					}
+					_, got, err := c.Read(ctx)
+					if err != nil || string(got) != string(m) {
+						t.Errorf("message %d: echo %d bytes, %v", i, len(got), err)
+						return
+					}
+					// A liveness bound, not a speed assertion: no message
+					// may wait on the dead stream.
+					if d := time.Since(start); d > 5*time.Second {
+						t.Errorf("message %d took %v", i, d)
+					}
+				}
+				c.Close(websocket.StatusNormalClosure, "")
+			})
+		}
+		wg.Wait()
+	}
+	// Sessions come in waves: the first after the stream dies fill the
+	// budget (they are cut when it runs out); later ones meet a full budget
+	// and are dropped whole at their start.
+	const before, waves, perWave = 5, 4, 10
+	const after = waves * perWave
+	run(before)
+	ks.Stop()
+	for range waves {
+		run(perWave)
+	}
+	close(stopWatch)
+	watch.Wait()
+
+	// The stream stays down: shutting down gives up on what is pending,
+	// by its deadline.
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
+	tap.Shutdown(sctx)
+	rec.Close(sctx)
+	prod.Close(sctx)
+
+	recorded := counter(t, rec, "preheat_tap_sessions_recorded_total")
+	dropped := counter(t, rec, `preheat_tap_sessions_dropped_total{reason="budget"}`)
+	if recorded+dropped != before+after {
+		t.Fatalf("recorded %v + dropped %v != %d sessions opened", recorded, dropped, before+after)
+	}
+	// The budget shows as sessions dropped at their start or cut when it
+	// ran out; which, depends on how the waves overlap with the producer
+	// filling its buffer.
+	cut := counter(t, rec, `preheat_tap_sessions_cut_total{reason="budget"}`) + counter(t, rec, `preheat_tap_sessions_cut_total{reason="queue_full"}`)
+	if dropped+cut == 0 {
+		var b strings.Builder
+		pset.WritePrometheus(&b)
+		rec.Metrics().WritePrometheus(&b)
+		t.Log(b.String())
+		t.Fatalf("no session dropped or cut with the stream down and a %d-byte budget", budget)
+	}
+	if cut > recorded {
+		t.Fatalf("%v sessions cut, only %v recorded", cut, recorded)
+	}
+	if st := rec.Status(); st.Recording != 0 || st.BufferBytes != 0 {
+		t.Fatalf("after Close: %d recordings, %d bytes still held", st.Recording, st.BufferBytes)
+	}
+	if m := maxUsed.Load(); m > budget+64<<10 {
+		t.Fatalf("capture held %d bytes, budget %d", m, budget)
+	}
+	t.Logf("recorded %v, dropped %v, max buffer %d bytes", recorded, dropped, maxUsed.Load())
+}
+
+// TestRecorderStalledBatchFitsStreamRecord: while the exporter is stalled
+// and its queue is full, a session's pending batch must not grow past what
+// one stream record holds (stream.MaxRecordBytes). A larger batch would be
+// refused by Put once the stream recovered, and the session would reach the
+// stream with a hole in its sequence numbers (later batches, close included,
+// still going out): half a session, which the design forbids.
+func TestRecorderStalledBatchFitsStreamRecord(t *testing.T) {
 	rec, g, inner, dir := gatedRecorder(t, capture.RecorderOptions{QueueLength: 1, Exporters: 1, FlushInterval: 20 * time.Millisecond})
 	s := rec.Begin(httptest.NewRequest("GET", "/sync", nil), http.Header{})
 	if s == nil {
@@ -138,24 +254,24 @@ func TestReviewBackpressureBatchTooLargeForStream(t *testing.T) {
 	readSessions(t, dir) // fails on the sequence gap
 }
 
-// TestReviewEncodeFailureRecursesUntilStackOverflow: when a pending batch
-// reaches session.MaxBatchBytes (16 MiB; reachable with MaxSessionBytes set
-// above it while the exporter is stalled), Append fails, appendLocked calls
-// cutLocked("encode"), closeLocked appends the close event, which fails in
-// the same way, and so on: recorder.go appendLocked -> cutLocked ->
-// closeLocked -> appendLocked never ends, because stopped and closed are
-// set only after appendLocked returns. The process dies with a stack
-// overflow, taking every proxied connection with it. The child process runs
-// with a 64 MiB stack limit so that this happens fast.
-func TestReviewEncodeFailureRecursesUntilStackOverflow(t *testing.T) {
-	if os.Getenv("PREHEAT_REVIEW_CHILD") == "recursion" {
-		recursionChild(t)
+// TestRecorderSurvivesBatchAtEncodeLimit: with MaxSessionBytes set above
+// session.MaxBatchBytes (16 MiB), a stalled session's pending batch can grow
+// towards that limit. When appending an event then fails, the session is
+// cut, and its close event may not fit either: recording it must not cut the
+// session again (appendLocked -> cutLocked -> closeLocked -> appendLocked
+// without end), or the process dies of a stack overflow and takes every
+// proxied connection with it. The recording runs in a child process with a
+// 64 MiB stack limit, so that such a recursion fails fast, and the test
+// checks that the child survives.
+func TestRecorderSurvivesBatchAtEncodeLimit(t *testing.T) {
+	if os.Getenv("PREHEAT_RECORDER_CHILD") == "encode-failure" {
+		encodeFailureChild(t)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestReviewEncodeFailureRecursesUntilStackOverflow$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "PREHEAT_REVIEW_CHILD=recursion")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRecorderSurvivesBatchAtEncodeLimit$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "PREHEAT_RECORDER_CHILD=encode-failure")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := string(out)
@@ -174,7 +290,10 @@ func TestReviewEncodeFailureRecursesUntilStackOverflow(t *testing.T) {
 	}
 }
 
-func recursionChild(t *testing.T) {
+// encodeFailureChild is TestRecorderSurvivesBatchAtEncodeLimit's child
+// process: it grows a stalled session's batch towards
+// session.MaxBatchBytes.
+func encodeFailureChild(t *testing.T) {
 	debug.SetMaxStack(64 << 20)
 	rec, g, inner, _ := gatedRecorder(t, capture.RecorderOptions{
 		QueueLength: 1, Exporters: 1, MaxSessionBytes: 64 << 20, BudgetBytes: 1 << 30, FlushInterval: time.Hour,
@@ -211,15 +330,15 @@ func recursionChild(t *testing.T) {
 	t.Logf("survived: cut{encode} = %v", counter(t, rec, `preheat_tap_sessions_cut_total{reason="encode"}`))
 }
 
-// TestReviewCloseLeavesPendingSessions: Recorder.Close gives up on sessions
-// whose batch found no room in a queue when its ctx ends, then closes the
-// queues, but never flushes those sessions again. Their pending batch is
-// neither exported nor counted as failed (the Close doc says "what is left
-// then is counted as failed"), they stay in the active set, and the budget
-// they hold is never given back: Status reports them for ever.
-// (TestTapStreamDown shows the same under -race: recordings_active 2 and
-// buffer_bytes > 0 after Close.)
-func TestReviewCloseLeavesPendingSessions(t *testing.T) {
+// TestRecorderCloseAccountsForPendingBatches: when its ctx ends,
+// Recorder.Close gives up on sessions whose batch found no room in a queue.
+// Their batches are still accounted for, exported or counted as failed (the
+// Close doc says "what is left then is counted as failed"), the sessions
+// leave the active set, and the budget they held is given back, so that
+// Status does not report them for ever.
+// (TestRecorderBudgetHoldsWhileStreamDown checks the same state after a
+// Close with the stream down.)
+func TestRecorderCloseAccountsForPendingBatches(t *testing.T) {
 	rec, g, inner, _ := gatedRecorder(t, capture.RecorderOptions{QueueLength: 1, Exporters: 1, FlushInterval: time.Hour})
 	var ss []*capture.Recording
 	for i := range 3 {
@@ -250,136 +369,14 @@ func TestReviewCloseLeavesPendingSessions(t *testing.T) {
 	}
 }
 
-// TestReviewMiddlewareBreaksReverseProxyHalfClose: tapConn (middleware.go)
-// wraps the hijacked *net.TCPConn in a type without CloseWrite. Behind the
-// middleware, httputil.ReverseProxy (which the Middleware doc names as a
-// supported handler) can no longer pass the backend's half-close on: it
-// sees no CloseWrite, ends the connection, and the client's last bytes
-// never reach the backend. Without the middleware they do.
-func TestReviewMiddlewareBreaksReverseProxyHalfClose(t *testing.T) {
-	f := func(t *testing.T, wrap bool) {
-		t.Helper()
-		// The backend answers the upgrade, sends one frame, half-closes,
-		// and then reads what the client still sends.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		received := make(chan []byte, 1)
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		wg.Go(func() {
-			c, err := ln.Accept()
-			if err != nil {
-				received <- nil
-				return
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(c)
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				received <- nil
-				return
-			}
-			accept := acceptKey(req.Header.Get("Sec-WebSocket-Key"))
-			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept)
-			c.Write(frame(true, 1, []byte("bye"), false))
-			c.(*net.TCPConn).CloseWrite()
-			got, _ := io.ReadAll(br)
-			received <- got
-		})
-		u, _ := url.Parse("http://" + ln.Addr().String())
-		var h http.Handler = httputil.NewSingleHostReverseProxy(u)
-		if wrap {
-			rec, _ := recorderOnly(t, nil)
-			h = rec.Middleware(h)
-		}
-		front := httptest.NewServer(h)
-		defer front.Close()
-
-		c, err := net.Dial("tcp", front.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("handshake: %v %v", resp, err)
-		}
-		if rest, err := io.ReadAll(br); err != nil || !bytes.Equal(rest, frame(true, 1, []byte("bye"), false)) {
-			t.Fatalf("before EOF the client read %q, %v", rest, err)
-		}
-		last := frame(true, 1, []byte("last words"), true)
-		c.Write(last)
-		c.(*net.TCPConn).CloseWrite()
-		select {
-		case got := <-received:
-			if !bytes.Equal(got, last) {
-				t.Fatalf("backend received %d bytes after its half-close, want the client's %d", len(got), len(last))
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("backend never saw the client's end")
-		}
-	}
-	t.Run("plain", func(t *testing.T) { f(t, false) })
-	t.Run("middleware", func(t *testing.T) { f(t, true) })
-}
-
-// TestReviewUpgradeForwardedHeaders: for plain requests the tap uses
-// httputil.ReverseProxy with Rewrite, which drops the client's
-// X-Forwarded-For and Forwarded headers before SetXForwarded. serveUpgrade
-// (setForwarded, tap.go) instead appends to whatever X-Forwarded-For the
-// client sent and forwards Forwarded untouched, so a client can put any
-// address in front of its own on websocket upgrades only.
-func TestReviewUpgradeForwardedHeaders(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
-		w.Header().Set("X-Seen-Forwarded", r.Header.Get("Forwarded"))
-		w.WriteHeader(http.StatusForbidden) // refuse upgrades: the tap relays the headers
-	}))
-	defer up.Close()
-	tap, err := capture.NewTap(up.URL, nil, &capture.TapOptions{Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(tap)
-	defer front.Close()
-	get := func(upgrade bool) (xff, fwd string) {
-		req, _ := http.NewRequest("GET", front.URL+"/sync", nil)
-		req.Header.Set("X-Forwarded-For", "6.6.6.6")
-		req.Header.Set("Forwarded", "for=6.6.6.6")
-		if upgrade {
-			req.Header.Set("Connection", "Upgrade")
-			req.Header.Set("Upgrade", "websocket")
-			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-			req.Header.Set("Sec-WebSocket-Version", "13")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.Header.Get("X-Seen-XFF"), resp.Header.Get("X-Seen-Forwarded")
-	}
-	px, pf := get(false)
-	ux, uf := get(true)
-	if px != ux || pf != uf {
-		t.Fatalf("upstream saw X-Forwarded-For %q, Forwarded %q on a plain request but %q, %q on an upgrade", px, pf, ux, uf)
-	}
-}
-
-// TestReviewParserMemoryOutsideBudget: the byte budget only counts encoded
-// events. Messages still being received are held by each session's parsers
-// (up to MaxMessageBytes uncompressed, MaxInflateBytes = 4 MiB compressed,
-// plus a 32 KiB window per direction with context takeover) outside it, so
-// many sessions each midway through a large message hold many times
-// BudgetBytes while Status reports almost nothing in use.
-func TestReviewParserMemoryOutsideBudget(t *testing.T) {
+// TestRecorderBudgetCountsParserMemory: messages still being received are
+// held by each session's parsers (up to MaxMessageBytes uncompressed,
+// MaxInflateBytes = 4 MiB compressed, plus a 32 KiB window per direction
+// with context takeover). The byte budget counts them as well as encoded
+// events; otherwise many sessions, each midway through a large message,
+// would hold many times BudgetBytes while Status reported almost nothing in
+// use.
+func TestRecorderBudgetCountsParserMemory(t *testing.T) {
 	const budget = 1 << 20
 	rec, _ := recorderOnly(t, &capture.RecorderOptions{BudgetBytes: budget, FlushInterval: 50 * time.Millisecond, Logger: quietLog})
 	var ms runtime.MemStats
@@ -409,14 +406,13 @@ func TestReviewParserMemoryOutsideBudget(t *testing.T) {
 	}
 }
 
-// TestReviewBeginCloseRace: Begin publishes the Recording in r.active
-// (recorder.go, r.mu.Unlock) before it appends the open event under rec.mu.
-// A Close in that window cuts the session first: its close event takes seq
-// 0 and the open event follows it as seq 1 (or is lost when the session is
-// already finished). The stream then holds a session that starts with its
-// close and has an event after it. The window is narrow, so the test tries
-// many times within a time bound.
-func TestReviewBeginCloseRace(t *testing.T) {
+// TestRecorderCloseDuringBeginKeepsSessionsWhole: a Close racing Begin must
+// not cut a session between its publication in the recorder's active set
+// and its open event; the close event would then take seq 0 and the open
+// follow it (or be lost). Every session in the stream starts with its open
+// and ends with its close. The window is narrow, so the test tries many
+// times within a time bound.
+func TestRecorderCloseDuringBeginKeepsSessionsWhole(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	req := httptest.NewRequest("GET", "/sync", nil)
 	for it := 0; time.Now().Before(deadline); it++ {
@@ -460,17 +456,16 @@ func TestReviewBeginCloseRace(t *testing.T) {
 	}
 }
 
-// TestReviewCloseAttributedToWrongSide: the tap parses each direction after
-// forwarding it, in that direction's goroutine, and Recording.message takes
-// the first close frame it happens to parse as the one that started the
-// closing handshake. When the client's close frame follows a message that
-// takes a while to parse and redact, the upstream's reply is forwarded and
-// parsed first, and the session is recorded as closed by the server. (The
-// same race makes TestTapTransparentAndCaptured fail about once in 100 runs
-// under -race with "ClosedBy:server"; with the default MaxMessageBytes and a
-// 240 KiB message this test fails about one run in four, with a 2 MiB
-// message every time.)
-func TestReviewCloseAttributedToWrongSide(t *testing.T) {
+// TestRecorderAttributesCloseToInitiatingSide: the tap parses each
+// direction after forwarding it, in that direction's goroutine. When the
+// client's close frame follows a message that takes a while to parse and
+// redact, the upstream's reply is forwarded and parsed first; the session
+// must still be recorded as closed by the client, which started the closing
+// handshake. (A recording that took the first close frame parsed as the
+// start fails this test every time with a 2 MiB message, about one run in
+// four with the default MaxMessageBytes and a 240 KiB one, and
+// TestTapTransparentAndCaptured about once in 100 runs under -race.)
+func TestRecorderAttributesCloseToInitiatingSide(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
