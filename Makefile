@@ -100,5 +100,5 @@ deploy-deps:
 # The deployment artifacts (deploy/, a module of its own): manifests, flags,
 # dashboard and alerts, the image. Without promtool or buildah those tests
 # skip, except under CI=true.
-deploy-test:
+deploy-test: kinesalite
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...

@@ -3,6 +3,7 @@ module github.com/preheatdev/preheat/deploy
 go 1.26.7
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/prometheus/prometheus v0.316.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2

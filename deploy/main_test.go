@@ -3,7 +3,8 @@
 // and decoded strictly into Kubernetes API types, every preheat container's
 // arguments parsed by preheat itself, ports, probes and Secrets cross-checked,
 // the alert rules and dashboard queries checked against the metrics the
-// components export, and the image built and run.
+// components export and evaluated by a real Prometheus scraping a running
+// tap, cache, warmer and load test, and the image built and run.
 //
 // It is a module of its own (deploy/go.mod) so that kustomize and the
 // Kubernetes API types stay out of preheat's module graph; run it with

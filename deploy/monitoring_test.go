@@ -319,7 +319,13 @@ func TestSourceInventoryCoversRunningComponents(t *testing.T) {
 // query is one PromQL expression and where it is written.
 type query struct {
 	where string
-	expr  string
+	expr  string // with the dashboard's variables interpolated (grafanaVars)
+	// raw is the expression as written, variables and all; key names it
+	// in an allow-list: "alert NAME" or "record NAME" for a rule,
+	// "panel TITLE / LEGEND" for a dashboard query, "variable NAME".
+	raw, key string
+	// alert is set for an alerting rule.
+	alert bool
 }
 
 // ruleQueries returns the expression of every rule in the rules file.
@@ -349,7 +355,12 @@ func ruleQueries(t *testing.T) []query {
 					t.Errorf("%s: alert %s needs a severity, a summary and a description", rulesFile, r.Alert)
 				}
 			}
-			qs = append(qs, query{fmt.Sprintf("%s: %s %s%s", rulesFile, g.Name, r.Alert, r.Record), r.Expr})
+			key := "alert " + r.Alert
+			if r.Record != "" {
+				key = "record " + r.Record
+			}
+			qs = append(qs, query{where: fmt.Sprintf("%s: %s %s%s", rulesFile, g.Name, r.Alert, r.Record), expr: r.Expr,
+				raw: r.Expr, key: key, alert: r.Alert != ""})
 		}
 	}
 	return qs
@@ -377,7 +388,8 @@ func dashboardQueries(t *testing.T) []query {
 			Title   string `json:"title"`
 			Type    string `json:"type"`
 			Targets []struct {
-				Expr string `json:"expr"`
+				Expr   string `json:"expr"`
+				Legend string `json:"legendFormat"`
 			} `json:"targets"`
 			Datasource *struct {
 				UID string `json:"uid"`
@@ -402,7 +414,8 @@ func dashboardQueries(t *testing.T) []query {
 			if !strings.Contains(tg.Expr, `namespace=~"$namespace"`) {
 				t.Errorf("%s: panel %q: %s ignores the namespace variable", dashboardFile, p.Title, tg.Expr)
 			}
-			qs = append(qs, query{fmt.Sprintf("%s: panel %q", dashboardFile, p.Title), grafanaVars.Replace(tg.Expr)})
+			qs = append(qs, query{where: fmt.Sprintf("%s: panel %q", dashboardFile, p.Title), expr: grafanaVars.Replace(tg.Expr),
+				raw: tg.Expr, key: fmt.Sprintf("panel %s / %s", p.Title, tg.Legend)})
 		}
 	}
 	for _, v := range d.Templating.List {
@@ -417,7 +430,7 @@ func dashboardQueries(t *testing.T) []query {
 			t.Errorf("%s: variable %s: query %q is not label_values(SELECTOR, LABEL)", dashboardFile, v.Name, q.Query)
 			continue
 		}
-		qs = append(qs, query{fmt.Sprintf("%s: variable %s", dashboardFile, v.Name), m[1]})
+		qs = append(qs, query{where: fmt.Sprintf("%s: variable %s", dashboardFile, v.Name), expr: m[1], raw: m[1], key: "variable " + v.Name})
 	}
 	if len(qs) < 20 {
 		t.Fatalf("%s: only %d queries", dashboardFile, len(qs))
@@ -603,7 +616,7 @@ func sourceLiterals(t *testing.T) map[string]bool {
 // metric no component exports and on a label a metric lacks.
 func TestMetricCheckCatchesUnknownNames(t *testing.T) {
 	inv := sourceInventory(t)
-	for _, bad := range []string{"preheat_tap_sessions_lost_total", "preheat_cache_sessions_held"} {
+	for _, bad := range []string{"preheat_tap_sessions_vanished_total", "preheat_cache_sessions_held"} {
 		if inv[bad] != nil {
 			t.Errorf("%s is in the inventory", bad)
 		}

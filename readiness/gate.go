@@ -103,7 +103,10 @@ type Gate struct {
 // NewGate returns a gate in the warming state. opts may be nil.
 func NewGate(opts *GateOptions) *Gate {
 	o := opts.withDefaults()
+	// Exported at 0 from the start: a counter that first appears at 1 on
+	// a pod's one release shows no increase to rate() or increase().
 	o.Metrics.GetOrCreateCounter("preheat_readiness_gate_releases_total")
+	o.Metrics.GetOrCreateCounter("preheat_readiness_gate_file_errors_total")
 	o.Metrics.GetOrCreateCounter("preheat_readiness_gate_webhook_errors_total")
 	return &Gate{o: o, log: o.Logger.With("component", "readiness_gate"), state: stateWarming}
 }

@@ -185,10 +185,22 @@ func TestGateFail(t *testing.T) {
 	}
 }
 
+// TestGateFileError: a ready file that cannot be written is an error, the
+// gate is released anyway, and the error is counted by a counter exported
+// at 0 before it, so that rate() sees the one increase.
 func TestGateFileError(t *testing.T) {
-	g := NewGate(&GateOptions{File: filepath.Join(t.TempDir(), "missing", "ready.json"), Logger: slog.New(slog.DiscardHandler)})
+	set := metrics.NewSet()
+	g := NewGate(&GateOptions{File: filepath.Join(t.TempDir(), "missing", "ready.json"), Logger: slog.New(slog.DiscardHandler), Metrics: set})
+	for _, name := range []string{"preheat_readiness_gate_file_errors_total", "preheat_readiness_gate_webhook_errors_total"} {
+		if v, ok := exported(set, name); !ok || v != 0 {
+			t.Errorf("before the release %s = %v (exported %v), want 0", name, v, ok)
+		}
+	}
 	if err := g.Release(context.Background(), Decision{}); err == nil || !g.Ready() {
 		t.Errorf("Release = %v, ready %v; want an error and released", err, g.Ready())
+	}
+	if v, _ := exported(set, "preheat_readiness_gate_file_errors_total"); v != 1 {
+		t.Errorf("file errors %v, want 1", v)
 	}
 }
 

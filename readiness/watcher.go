@@ -28,6 +28,9 @@ type Watcher struct {
 	scrapeTime *metrics.Histogram
 	latObs     *metrics.Counter
 	flatGauge  [numSignals]*metrics.Gauge
+	// valueGauge is each signal's latest sample, created at its first so
+	// that a signal never seen exports no value.
+	valueGauge [numSignals]*metrics.Gauge
 
 	mu       sync.Mutex
 	ran      bool
@@ -89,8 +92,16 @@ func NewWatcher(metricsURL string, opts *Options) (*Watcher, error) {
 	w.scrapes = o.Metrics.GetOrCreateCounter("preheat_readiness_scrapes_total")
 	w.scrapeTime = o.Metrics.GetOrCreateHistogram("preheat_readiness_scrape_duration_seconds")
 	w.latObs = o.Metrics.GetOrCreateCounter("preheat_readiness_latency_observations_total")
+	limits := NewDetector(time.Time{}, &o)
 	for s := range numSignals {
 		w.flatGauge[s] = o.Metrics.GetOrCreateGauge(fmt.Sprintf("preheat_readiness_signal_flat{signal=%q}", s), nil)
+		// The limit a signal's p95 must be under, in the signal's unit, for
+		// each signal that has one and can be seen: without a metrics URL
+		// only replay latency is. (While the hold runs, the detector
+		// allows HoldTolerance times it.)
+		if l := limits.limit(s); l > 0 && (s == Latency || metricsURL != "") {
+			o.Metrics.GetOrCreateGauge(fmt.Sprintf("preheat_readiness_signal_limit{signal=%q}", s), nil).Set(l)
+		}
 	}
 	return w, nil
 }
@@ -264,6 +275,12 @@ func (w *Watcher) step(ctx context.Context, sc *scrapeState, deadline time.Time)
 		}
 		w.wasFlat[s.Signal] = s.Flat
 		w.flatGauge[s.Signal].Set(b2f(s.Flat))
+		if !math.IsNaN(s.Value) {
+			if w.valueGauge[s.Signal] == nil {
+				w.valueGauge[s.Signal] = w.o.Metrics.GetOrCreateGauge(fmt.Sprintf("preheat_readiness_signal_value{signal=%q}", s.Signal), nil)
+			}
+			w.valueGauge[s.Signal].Set(s.Value)
+		}
 	}
 	w.decision = d
 	if d.Outcome != "" {
@@ -299,6 +316,9 @@ func (w *Watcher) finishLocked(d Decision) {
 	w.o.Metrics.GetOrCreateCounter(fmt.Sprintf("preheat_readiness_outcomes_total{outcome=%q}", d.Outcome)).Inc()
 	if d.Release {
 		w.o.Metrics.GetOrCreateCounter(fmt.Sprintf("preheat_readiness_releases_total{outcome=%q}", d.Outcome)).Inc()
+		// Seconds from the start of the run to its release, warm or at
+		// the deadline: what the dashboard compares across pods.
+		w.o.Metrics.GetOrCreateGauge("preheat_readiness_release_seconds", nil).Set(d.At.Sub(w.started).Seconds())
 	}
 	lvl := slog.LevelInfo
 	if d.Outcome != OutcomeWarm {

@@ -632,3 +632,104 @@ func TestLatencies(t *testing.T) {
 		t.Errorf("observed %d", l.observed())
 	}
 }
+
+// exported returns the value of the series name as set exposes it, and
+// whether it does.
+func exported(set *metrics.Set, name string) (float64, bool) {
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestWatcherExportsSignalsAgainstLimits runs a warm-up in fake time
+// against a JVM with steady jitter and a trickle of compiles and checks
+// what the dashboard reads of it: each signal's limit from the start (for
+// the signals that have one), each signal's value once it has one, equal to
+// the latest sample the detector judged, and the seconds from the start to
+// the release.
+func TestWatcherExportsSignalsAgainstLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		jvm := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "# TYPE jvm_scheduler_jitter_seconds gauge\njvm_scheduler_jitter_seconds 0.004\n")
+			fmt.Fprintf(w, "# TYPE jvm_compilation_time_ms_total counter\njvm_compilation_time_ms_total %g\n", 5*time.Since(start).Seconds())
+		})
+		inBubble(t, jvm, func(c *http.Client) {
+			set := metrics.NewSet()
+			w, err := NewWatcher("http://jvm.test/metrics", &Options{HTTPClient: c, MaxJitter: 0.02, MaxLatency: 50,
+				Metrics: set, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			limits := map[Signal]float64{Jitter: 0.02, Compile: DefaultMaxCompileRate, Latency: 50}
+			for s, want := range limits {
+				if got, ok := exported(set, fmt.Sprintf("preheat_readiness_signal_limit{signal=%q}", s)); !ok || got != want {
+					t.Errorf("limit of %s before the run: %v (exported %v), want %v", s, got, ok, want)
+				}
+				if _, ok := exported(set, fmt.Sprintf("preheat_readiness_signal_value{signal=%q}", s)); ok {
+					t.Errorf("a value of %s is exported before any sample", s)
+				}
+			}
+			if _, ok := exported(set, "preheat_readiness_release_seconds"); ok {
+				t.Error("a release time is exported before the release")
+			}
+			d := runOnLatency(t, w, 0, func() {})
+			if d.Outcome != OutcomeWarm {
+				t.Fatalf("Run = %+v, want warm", d)
+			}
+			st := w.Status()
+			for _, s := range st.Signals {
+				got, ok := exported(set, fmt.Sprintf("preheat_readiness_signal_value{signal=%q}", s.Signal))
+				if !ok || got != s.Value {
+					t.Errorf("value of %s: %v (exported %v), want the detector's %v", s.Signal, got, ok, s.Value)
+				}
+			}
+			if v := st.Signals[Compile].Value; math.Abs(v-5) > 0.01 {
+				t.Errorf("compile rate %v ms/s, want 5", v)
+			}
+			got, ok := exported(set, "preheat_readiness_release_seconds")
+			if want := d.At.Sub(start).Seconds(); !ok || got != want || want < DefaultMinWarm.Seconds() {
+				t.Errorf("release seconds %v (exported %v), want %v, after the minimum warm-up", got, ok, want)
+			}
+		})
+	})
+}
+
+// TestWatcherExportsLimitsOfSignalsItCanSee: without a metrics URL only
+// replay latency can be judged, so only its limit is exported, and only
+// when it has one; at a deadline that does not release there is no release
+// time, and at one that does it is the deadline.
+func TestWatcherExportsLimitsOfSignalsItCanSee(t *testing.T) {
+	f := func(maxLatency float64, failClosed bool) {
+		t.Helper()
+		set := metrics.NewSet()
+		o := fastOptions(set, nil)
+		o.NoJIT, o.MaxLatency, o.FailClosed, o.MaxWarm = true, maxLatency, failClosed, 100*time.Millisecond
+		_, d, err := runWatcher(t, "", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []Signal{Jitter, Compile} {
+			if _, ok := exported(set, fmt.Sprintf("preheat_readiness_signal_limit{signal=%q}", s)); ok {
+				t.Errorf("limit of %s exported with no metrics URL", s)
+			}
+		}
+		got, ok := exported(set, `preheat_readiness_signal_limit{signal="replay_latency_ms"}`)
+		if ok != (maxLatency > 0) || got != maxLatency {
+			t.Errorf("MaxLatency %v: latency limit %v (exported %v)", maxLatency, got, ok)
+		}
+		rel, ok := exported(set, "preheat_readiness_release_seconds")
+		if ok != d.Release || (ok && rel < o.MaxWarm.Seconds()) {
+			t.Errorf("%s: release seconds %v (exported %v)", d.Outcome, rel, ok)
+		}
+	}
+	f(0, false)
+	f(250, true)
+}

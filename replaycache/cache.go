@@ -40,6 +40,10 @@ type Cache struct {
 
 	running   atomic.Bool
 	followers atomic.Int64
+	// newest is the stream time of the newest record applied and readFrom
+	// when Run started, in Unix nanoseconds (0 before then), for
+	// preheat_cache_newest_record_age_seconds without the lock.
+	newest, readFrom atomic.Int64
 
 	// The LRU is an intrusive ring through the entries rather than
 	// github.com/hashicorp/golang-lru/v2: that bounds a count of entries,
@@ -81,6 +85,7 @@ type cacheMetrics struct {
 	dropGap, dropAfterClose, dropEvicted, dropOutside            *metrics.Counter
 	dropNoConnect, dropInvalid, dropOrphanFull                   *metrics.Counter
 	sessions, bytes, subscribers, orphans                        *metrics.Gauge
+	lag                                                          *metrics.Gauge
 	kindsForgotten, otherFull, otherLimited, otherLong           *metrics.Counter
 }
 
@@ -139,12 +144,29 @@ func New(cons stream.Consumer, opts *Options) *Cache {
 		bytes:          s.GetOrCreateGauge(`preheat_cache_bytes`, nil),
 		subscribers:    s.GetOrCreateGauge(`preheat_cache_subscribers`, nil),
 		orphans:        s.GetOrCreateGauge(`preheat_cache_orphan_sessions`, nil),
+		lag:            s.GetOrCreateGauge(`preheat_cache_stream_lag_seconds`, nil),
 		kindsForgotten: s.GetOrCreateCounter(`preheat_cache_kinds_forgotten_total`),
 		otherFull:      other("table_full"),
 		otherLimited:   other("session_limit"),
 		otherLong:      other("too_long"),
 	}
+	s.GetOrCreateGauge(`preheat_cache_newest_record_age_seconds`, c.newestAge)
 	return c
+}
+
+// newestAge is how old the newest record applied is, by its stream time, in
+// seconds: it grows while the taps write nothing and while the cache reads
+// nothing. Before the first record it is how long Run has been reading, and
+// before Run 0.
+func (c *Cache) newestAge() float64 {
+	t := c.newest.Load()
+	if t == 0 {
+		t = c.readFrom.Load()
+	}
+	if t == 0 {
+		return 0
+	}
+	return max(c.now().Sub(time.Unix(0, t)), 0).Seconds()
 }
 
 // Metrics returns the set the cache's metrics are registered in.
@@ -198,6 +220,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	if c.protoErr != nil {
 		return c.protoErr
 	}
+	c.readFrom.Store(c.now().UnixNano())
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
 	recs := make(chan decoded, 64)
@@ -281,6 +304,14 @@ func (c *Cache) apply(d decoded) {
 	now := c.now()
 	if t, ok := c.parts[d.partition]; !ok || d.at.After(t) {
 		c.parts[d.partition] = d.at
+	}
+	if !d.at.IsZero() {
+		// How far behind the stream this record was applied; a clock
+		// behind the stream's reads as no lag.
+		c.m.lag.Set(max(now.Sub(d.at), 0).Seconds())
+		if n := d.at.UnixNano(); n > c.newest.Load() {
+			c.newest.Store(n)
+		}
 	}
 	evs := d.events
 	id := evs[0].Session

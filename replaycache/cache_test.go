@@ -1,6 +1,7 @@
 package replaycache_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -793,4 +794,67 @@ func emptyEventsRecord(id session.ID) []byte {
 	out = protowire.AppendVarint(out, uint64(len(body)))
 	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
 	return enc.EncodeAll(body, out)
+}
+
+// gauge returns the value of a series of the cache's set, and whether the
+// set exports it.
+func (r *cacheRun) gauge(name string) (float64, bool) {
+	var buf bytes.Buffer
+	r.metrics.WritePrometheus(&buf)
+	for line := range bytes.Lines(buf.Bytes()) {
+		if rest, ok := bytes.CutPrefix(line, []byte(name+" ")); ok {
+			var v float64
+			_, err := fmt.Sscan(string(rest), &v)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestCacheExportsStaleness: the cache exports the age of the newest record
+// it applied, by the record's stream time (from the start of Run until the
+// first), growing while nothing comes; and how far behind the stream it
+// applied the latest record, which a cache reading a backlog is by the
+// backlog's age.
+func TestCacheExportsStaleness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age, lag = `preheat_cache_newest_record_age_seconds`, `preheat_cache_stream_lag_seconds`
+		dir, p := newLog(t, nil)
+		follower := startCache(t, dir, stream.Start{}, nil)
+		time.Sleep(40 * time.Second)
+		synctest.Wait()
+		if got, ok := follower.gauge(age); !ok || got != 40 {
+			t.Errorf("no record yet, 40 s after the start: age %v (exported %v), want 40", got, ok)
+		}
+
+		put(t, p, corpusSessions(1, time.Now(), 1, 3)[0])
+		settle(t, p)
+		cons, err := dirlog.NewConsumer(dir, stream.Start{StopAtEnd: true}, &dirlog.ConsumerOptions{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		rec, err := cons.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		if got, want := follower.gauge(age); got != time.Since(rec.Time).Seconds() || !want {
+			t.Errorf("age %v, want %v: the record's", got, time.Since(rec.Time).Seconds())
+		}
+		if got, _ := follower.gauge(lag); got < 0 || got > 0.25 {
+			t.Errorf("a following cache's lag %v s, want at most the settling time", got)
+		}
+
+		// A cache started now reads the 20 s old record as a backlog.
+		late := startCache(t, dir, stream.Start{}, nil)
+		settle(t, p)
+		if got, _ := late.gauge(lag); got < 20 || got > 20.25 {
+			t.Errorf("lag of a cache reading a 20 s backlog: %v s", got)
+		}
+		if got, _ := late.gauge(age); got != time.Since(rec.Time).Seconds() {
+			t.Errorf("age %v, want %v: the record's", got, time.Since(rec.Time).Seconds())
+		}
+	})
 }
