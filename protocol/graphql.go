@@ -6,6 +6,8 @@ import (
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // graphQLProfile is GraphQL over websocket: the graphql-ws library's
@@ -52,7 +54,7 @@ func (c *graphQLConversation) Client(msg []byte, binary bool) Judgement {
 	case ambiguous:
 		return Judgement{Reason: "ambiguous members"}
 	}
-	typ, ok := stringBody(v[0])
+	typ, ok := jsonscan.StringBody(v[0])
 	if !ok {
 		return Judgement{Reason: "no message type"}
 	}
@@ -97,7 +99,7 @@ func (c *graphQLConversation) Server(msg []byte, binary bool) ServerMessage {
 	if ok, _ := fields(msg, graphQLEnvelope, v[:]); !ok {
 		return ServerMessage{}
 	}
-	typ, _ := stringBody(v[0])
+	typ, _ := jsonscan.StringBody(v[0])
 	switch string(typ) {
 	case "ping":
 		if !c.legacy {
@@ -121,7 +123,7 @@ func graphQLID(v []byte) []byte {
 	if isNull(v) {
 		return nil
 	}
-	if body, ok := stringBody(v); ok {
+	if body, ok := jsonscan.StringBody(v); ok {
 		return body
 	}
 	return v

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // KeyFieldsDefault are the JSON keys whose string values name a plain JSON
@@ -125,7 +127,7 @@ func (c *jsonConversation) Server(msg []byte, binary bool) ServerMessage {
 	}
 	sm := ServerMessage{ID: v[2]}
 	for _, t := range v[:2] {
-		if body, ok := stringBody(t); ok && isHeartbeat(body) {
+		if body, ok := jsonscan.StringBody(t); ok && isHeartbeat(body) {
 			sm.Heartbeat = true
 		}
 	}
@@ -253,7 +255,7 @@ func (w *jsonWalk) walk(b []byte) {
 	// inherited says it comes from an object that an op key holds, which
 	// makes only a string a name.
 	rank, inherited, isID := -1, false, false
-	i := skipSpace(b, 0)
+	i := jsonscan.SkipSpace(b, 0)
 	for i < len(b) {
 		// A value starts at b[i]; rank is its key's op-key rank.
 		opened := false
@@ -282,7 +284,7 @@ func (w *jsonWalk) walk(b []byte) {
 				w.bounded = true
 				return
 			}
-			end, esc := stringEnd(b, i)
+			end, esc := jsonscan.StringEnd(b, i)
 			if end-i < 2 {
 				return
 			}
@@ -296,7 +298,7 @@ func (w *jsonWalk) walk(b []byte) {
 			}
 			i = end
 		default:
-			end := literalEnd(b, i)
+			end := jsonscan.LiteralEnd(b, i)
 			if end == i {
 				return // not a value: the JSON was not valid after all
 			}
@@ -308,7 +310,7 @@ func (w *jsonWalk) walk(b []byte) {
 		// Find the next value: close what ends here, then read the next
 		// member's key or the next element.
 		for {
-			i = skipSpace(b, i)
+			i = jsonscan.SkipSpace(b, i)
 			if depth == 0 || i >= len(b) {
 				return
 			}
@@ -326,7 +328,7 @@ func (w *jsonWalk) walk(b []byte) {
 				opened = false
 				continue
 			case b[i] == ',' && !opened:
-				i = skipSpace(b, i+1)
+				i = jsonscan.SkipSpace(b, i+1)
 			case opened:
 			default:
 				return
@@ -340,7 +342,7 @@ func (w *jsonWalk) walk(b []byte) {
 		if i >= len(b) || b[i] != '"' {
 			return
 		}
-		end, esc := stringEnd(b, i)
+		end, esc := jsonscan.StringEnd(b, i)
 		if end-i < 2 {
 			return
 		}
@@ -353,11 +355,11 @@ func (w *jsonWalk) walk(b []byte) {
 			rank, inherited = int(stack[depth-1].nameRank), true // an id is never a name
 		}
 		isID = depth == 1 && !esc && string(b[i+1:end-1]) == "id"
-		i = skipSpace(b, end)
+		i = jsonscan.SkipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
 			return
 		}
-		i = skipSpace(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 	}
 }
 

@@ -1,6 +1,10 @@
 package protocol
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
+)
 
 // jsonRPCProfile is JSON-RPC 2.0 over websocket, with the conventions of
 // rpc-websockets: methods rpc.on and rpc.off subscribe to and unsubscribe
@@ -42,7 +46,7 @@ func (c *jsonRPCConversation) Client(msg []byte, binary bool) Judgement {
 	if !json.Valid(msg) {
 		return Judgement{Reason: "not json"}
 	}
-	i := skipSpace(msg, 0)
+	i := jsonscan.SkipSpace(msg, 0)
 	switch msg[i] {
 	case '{':
 		return c.request(msg)
@@ -56,12 +60,12 @@ func (c *jsonRPCConversation) Client(msg []byte, binary bool) Judgement {
 func (c *jsonRPCConversation) batch(msg []byte, i int) Judgement {
 	out := Judgement{Role: Operation}
 	n, requests := 0, 0
-	i = skipSpace(msg, i+1)
+	i = jsonscan.SkipSpace(msg, i+1)
 	for i < len(msg) && msg[i] != ']' {
 		if n++; n > maxBatch {
 			return Judgement{Kind: out.Kind, Reason: "batch too long"}
 		}
-		end := valueEnd(msg, i)
+		end := jsonscan.ValueEnd(msg, i)
 		j := Judgement{Reason: "batch element not an object"}
 		if msg[i] == '{' {
 			j = c.request(msg[i:end])
@@ -75,9 +79,9 @@ func (c *jsonRPCConversation) batch(msg []byte, i int) Judgement {
 				out.Kind = j.Kind
 			}
 		}
-		i = skipSpace(msg, end)
+		i = jsonscan.SkipSpace(msg, end)
 		if i < len(msg) && msg[i] == ',' {
-			i = skipSpace(msg, i+1)
+			i = jsonscan.SkipSpace(msg, i+1)
 		}
 	}
 	switch {
@@ -102,7 +106,7 @@ func (c *jsonRPCConversation) request(obj []byte) Judgement {
 		}
 		return Judgement{Reason: "no method", ID: id}
 	}
-	body, ok := stringBody(v[rpcMethod])
+	body, ok := jsonscan.StringBody(v[rpcMethod])
 	if !ok {
 		return Judgement{Reason: "method not a string", ID: id}
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // Options configures a Set. Nil is usable.
@@ -126,10 +128,10 @@ func jsonRPCMessage(msg []byte) bool {
 	if !json.Valid(msg) {
 		return false
 	}
-	i := skipSpace(msg, 0)
+	i := jsonscan.SkipSpace(msg, 0)
 	if msg[i] == '[' {
-		i = skipSpace(msg, i+1)
-		msg = msg[i:valueEnd(msg, i)]
+		i = jsonscan.SkipSpace(msg, i+1)
+		msg = msg[i:jsonscan.ValueEnd(msg, i)]
 	}
 	var v [1][]byte
 	ok, _ := fields(msg, []string{"jsonrpc"}, v[:])

@@ -3,6 +3,8 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // socketIOProfile is Socket.IO v4 over Engine.IO v4 on the websocket
@@ -169,19 +171,19 @@ func (c *socketIOConversation) Client(msg []byte, binary bool) Judgement {
 func (c *socketIOConversation) event(pk sioPacket) Judgement {
 	j := Judgement{Role: Operation, ID: pk.id}
 	p := pk.payload
-	i := skipSpace(p, 0)
+	i := jsonscan.SkipSpace(p, 0)
 	if i >= len(p) || p[i] != '[' || !json.Valid(p) {
 		j.Reason = "malformed event"
 		return j
 	}
-	i = skipSpace(p, i+1)
-	end := valueEnd(p, i)
+	i = jsonscan.SkipSpace(p, i+1)
+	end := jsonscan.ValueEnd(p, i)
 	if i >= len(p) || end <= i || p[i] == ']' {
 		j.Reason = "event without a name"
 		return j
 	}
 	first := p[i:end]
-	body, isString := stringBody(first)
+	body, isString := jsonscan.StringBody(first)
 	if !isString {
 		// socket.io-parser takes a number as an event name too.
 		j.Kind = first

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // path is a dotted path to a value inside nested JSON objects, such as
@@ -54,7 +56,7 @@ func objectBody(msg []byte) (int, error) {
 		}
 		return 0, errMalformed
 	}
-	i := skipSpace(msg, 0)
+	i := jsonscan.SkipSpace(msg, 0)
 	if msg[i] != '{' {
 		return 0, errNotObject
 	}
@@ -68,15 +70,15 @@ var errMalformed = errors.New("malformed JSON")
 // the valid JSON msg. With duplicate keys the first wins.
 func scanSpan(msg []byte, i int, p path) (start, end int, found bool) {
 	for depth := 0; ; {
-		i = skipSpace(msg, i)
+		i = jsonscan.SkipSpace(msg, i)
 		if msg[i] == '}' {
 			return 0, 0, false // the key is absent at this level
 		}
-		keyEnd := skipString(msg, i)
+		keyEnd, _ := jsonscan.StringEnd(msg, i)
 		match := keyEquals(msg[i:keyEnd], p[depth])
-		i = skipSpace(msg, keyEnd)
-		i = skipSpace(msg, i+1) // the colon
-		vEnd := skipValue(msg, i)
+		i = jsonscan.SkipSpace(msg, keyEnd)
+		i = jsonscan.SkipSpace(msg, i+1) // the colon
+		vEnd := jsonscan.ValueEnd(msg, i)
 		if match {
 			if depth == len(p)-1 {
 				return i, vEnd, true
@@ -88,7 +90,7 @@ func scanSpan(msg []byte, i int, p path) (start, end int, found bool) {
 			i++
 			continue
 		}
-		i = skipSpace(msg, vEnd)
+		i = jsonscan.SkipSpace(msg, vEnd)
 		if msg[i] == ',' {
 			i++
 		}
@@ -108,16 +110,16 @@ func scanSpan(msg []byte, i int, p path) (start, end int, found bool) {
 func visit(msg []byte, i int, p path, fn func(start, end int)) (unsure bool) {
 	seen := 0
 	for {
-		i = skipSpace(msg, i)
+		i = jsonscan.SkipSpace(msg, i)
 		if msg[i] == '}' {
 			return unsure || seen > 1
 		}
-		keyEnd := skipString(msg, i)
+		keyEnd, _ := jsonscan.StringEnd(msg, i)
 		key := msg[i:keyEnd]
 		match := keyFolds(key, p[0])
-		i = skipSpace(msg, keyEnd)
-		i = skipSpace(msg, i+1) // the colon
-		vEnd := skipValue(msg, i)
+		i = jsonscan.SkipSpace(msg, keyEnd)
+		i = jsonscan.SkipSpace(msg, i+1) // the colon
+		vEnd := jsonscan.ValueEnd(msg, i)
 		if match {
 			seen++
 			if string(key[1:len(key)-1]) != p[0] {
@@ -132,7 +134,7 @@ func visit(msg []byte, i int, p path, fn func(start, end int)) (unsure bool) {
 				}
 			}
 		}
-		i = skipSpace(msg, vEnd)
+		i = jsonscan.SkipSpace(msg, vEnd)
 		if msg[i] == ',' {
 			i++
 		}
@@ -145,7 +147,7 @@ func visit(msg []byte, i int, p path, fn func(start, end int)) (unsure bool) {
 // the deepest object on p that exists. ok is false when a value on the way
 // is not an object.
 func setPath(msg []byte, p path, v []byte) (out []byte, ok bool) {
-	obj := skipSpace(msg, 0) // the '{' of the object at depth d
+	obj := jsonscan.SkipSpace(msg, 0) // the '{' of the object at depth d
 	if obj >= len(msg) || msg[obj] != '{' {
 		return nil, false
 	}
@@ -164,7 +166,7 @@ func setPath(msg []byte, p path, v []byte) (out []byte, ok bool) {
 			for range len(p) - d - 1 {
 				ins = append(ins, '}')
 			}
-			if msg[skipSpace(msg, obj+1)] != '}' {
+			if msg[jsonscan.SkipSpace(msg, obj+1)] != '}' {
 				ins = append(ins, ',')
 			}
 			return replace(msg, obj+1, obj+1, ins), true
@@ -203,58 +205,6 @@ func keyFolds(lit []byte, key string) bool {
 	}
 	cut, _, _ := strings.Cut(s, "\x00")
 	return strings.EqualFold(s, key) || strings.EqualFold(cut, key)
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string that starts at i.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index after the valid JSON value that starts at i.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
 }
 
 // lookup returns the raw JSON value at p in msg.
