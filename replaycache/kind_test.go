@@ -80,9 +80,13 @@ func FuzzApply(f *testing.F) {
 	start := time.Now().Truncate(time.Microsecond)
 	id := session.NewID()
 	evs := []session.Event{{Session: id, Kind: session.KindOpen, Open: &session.Info{Route: "/s", Start: start}}}
-	for i, msg := range []string{`{"op":"a"}`, `{"type":"r"}`, `{"op":"b"}`, `{"type":"r"}`, `{"op":"a"}`} {
+	up, down := session.ClientToServer, session.ServerToClient
+	for i, m := range []struct {
+		dir session.Direction
+		msg string
+	}{{up, `{"op":"a"}`}, {down, `{"type":"r"}`}, {up, `{"op":"b"}`}, {down, `{"type":"r"}`}, {up, `{"op":"a"}`}} {
 		evs = append(evs, session.Event{Session: id, Seq: uint64(i + 1), Kind: session.KindFrame,
-			Direction: session.Direction(1 + i%2), Opcode: session.Text, Offset: time.Millisecond, Payload: []byte(msg)})
+			Direction: m.dir, Opcode: session.Text, Offset: time.Millisecond, Payload: []byte(m.msg)})
 	}
 	evs = append(evs, session.Event{Session: id, Seq: 6, Kind: session.KindClose, Code: 1000})
 	enc := func(evs []session.Event) []byte {
