@@ -69,31 +69,32 @@ API (HTTP/1.1 and HTTP/2, also without TLS; a bearer token with --token or
 PREHEAT_CACHE_TOKEN): GET /v1/status, GET /v1/sessions, GET /v1/sessions/{id}
 [?follow=1&format=jsonl], GET or POST /v1/select, GET /metrics, GET /healthz.
 Events come in the framed batch format (docs/format.md) or as JSON lines.`,
-		flags: func(fs *flag.FlagSet) any {
-			o := &cacheOptions{maxBytes: 2 << 30}
-			fs.StringVar(&o.stream, "stream", "", "stream URL to read (file:///path or kinesis://STREAM); required")
-			fs.StringVar(&o.listen, "listen", "", "address to serve on, such as :8090; required")
-			fs.DurationVar(&o.window, "window", 15*time.Minute, "keep sessions whose connect is this recent")
-			fs.Var(&o.maxBytes, "max-bytes", "memory for cached sessions (LRU past it)")
-			fs.DurationVar(&o.gapWait, "gap-wait", 0, "how long a session waits for a missing event before it is cut there (default the cache's, 10s)")
-			fs.StringVar(&o.token, "token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token clients must present (default $PREHEAT_CACHE_TOKEN)")
-			fs.BoolVar(&o.insecureNoToken, "insecure-no-token", false, "serve without a token on a non-loopback address: anyone who reaches it gets every captured session")
-			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
-			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
-			fs.StringVar(&o.protocol, "protocol", "", "protocol of every session: graphql-transport-ws, graphql-ws, socket.io, json-rpc or json (default detected per session)")
-			fs.Var(&o.kindFields, "kind-field", "JSON key naming a plain JSON client message's operation, besides the protocol's own (repeatable)")
-			fs.BoolVar(&o.kindByRoute, "kind-by-route", false, "classify messages by the session's route instead of by their protocol")
-			fs.Float64Var(&o.rate, "rate", 5000, "sessions served per second to all clients together")
-			fs.Float64Var(&o.clientRate, "client-rate", 200, "sessions served per second to one client")
-			fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long open requests get to finish")
-			return o
-		},
-		run: runCache,
+		setup: withFlags(cacheFlags, runCache),
 	}
 }
 
-func runCache(ctx context.Context, e *env, args []string) error {
-	o := e.opts.(*cacheOptions)
+// cacheFlags declares the cache command's flags into a new cacheOptions.
+func cacheFlags(fs *flag.FlagSet) *cacheOptions {
+	o := &cacheOptions{maxBytes: 2 << 30}
+	fs.StringVar(&o.stream, "stream", "", "stream URL to read (file:///path or kinesis://STREAM); required")
+	fs.StringVar(&o.listen, "listen", "", "address to serve on, such as :8090; required")
+	fs.DurationVar(&o.window, "window", 15*time.Minute, "keep sessions whose connect is this recent")
+	fs.Var(&o.maxBytes, "max-bytes", "memory for cached sessions (LRU past it)")
+	fs.DurationVar(&o.gapWait, "gap-wait", 0, "how long a session waits for a missing event before it is cut there (default the cache's, 10s)")
+	fs.StringVar(&o.token, "token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token clients must present (default $PREHEAT_CACHE_TOKEN)")
+	fs.BoolVar(&o.insecureNoToken, "insecure-no-token", false, "serve without a token on a non-loopback address: anyone who reaches it gets every captured session")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
+	fs.StringVar(&o.protocol, "protocol", "", "protocol of every session: graphql-transport-ws, graphql-ws, socket.io, json-rpc or json (default detected per session)")
+	fs.Var(&o.kindFields, "kind-field", "JSON key naming a plain JSON client message's operation, besides the protocol's own (repeatable)")
+	fs.BoolVar(&o.kindByRoute, "kind-by-route", false, "classify messages by the session's route instead of by their protocol")
+	fs.Float64Var(&o.rate, "rate", 5000, "sessions served per second to all clients together")
+	fs.Float64Var(&o.clientRate, "client-rate", 200, "sessions served per second to one client")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long open requests get to finish")
+	return o
+}
+
+func runCache(ctx context.Context, e *env, o *cacheOptions, args []string) error {
 	switch {
 	case len(args) > 0:
 		return usagef("unexpected arguments %q", args)

@@ -32,30 +32,31 @@ func demoCommand() *command {
 The simulated servers model a JVM honestly (interpreted, C1 and C2 tiers per code
 path, a background compiler that burns CPU, safepoint pauses, a jitter task that
 shares the worker pool) but warm faster than a real one (--scale).`,
-		flags: func(fs *flag.FlagSet) any {
-			def := demo.DefaultOptions()
-			o := &demo.Options{}
-			fs.StringVar(&o.Dir, "dir", "", "directory for the demo's stream; default a new temporary directory, removed afterwards")
-			fs.BoolVar(&o.Keep, "keep", false, "keep the temporary stream directory for 'preheat inspect'")
-			fs.StringVar(&o.Report, "report", "", "directory for the warm report; default a new temporary directory, kept")
-			fs.IntVar(&o.Clients, "clients", def.Clients, "synthetic clients connected at once")
-			fs.IntVar(&o.Queries, "queries", def.Queries, "queries per client session")
-			fs.DurationVar(&o.Think, "think", def.Think, "each client's pause between a result and its next query")
-			fs.Float64Var(&o.Scale, "scale", def.Scale, "the simulated servers' warm-up work as a fraction of the default model's")
-			fs.DurationVar(&o.FirstTraffic, "first-traffic", def.FirstTraffic, "how long each server's first traffic is measured")
-			fs.DurationVar(&o.Window, "window", def.Window, "the warm run's signal window")
-			fs.DurationVar(&o.MinWarm, "min-warm", def.MinWarm, "the warm run's earliest release")
-			fs.DurationVar(&o.CaptureMax, "capture-max", def.CaptureMax, "longest the capture phase waits for server A to warm")
-			fs.DurationVar(&o.Deadline, "deadline", def.Deadline, "the warm run's deadline")
-			fs.Float64Var(&o.MaxJitter, "max-jitter", 0, "the warm run's jitter limit in seconds (default warm's, 0.02)")
-			return o
-		},
-		run: runDemo,
+		setup: withFlags(demoFlags, runDemo),
 	}
 }
 
-func runDemo(ctx context.Context, e *env, args []string) error {
-	o := e.opts.(*demo.Options)
+// demoFlags declares the demo command's flags into a new demo.Options.
+func demoFlags(fs *flag.FlagSet) *demo.Options {
+	def := demo.DefaultOptions()
+	o := &demo.Options{}
+	fs.StringVar(&o.Dir, "dir", "", "directory for the demo's stream; default a new temporary directory, removed afterwards")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary stream directory for 'preheat inspect'")
+	fs.StringVar(&o.Report, "report", "", "directory for the warm report; default a new temporary directory, kept")
+	fs.IntVar(&o.Clients, "clients", def.Clients, "synthetic clients connected at once")
+	fs.IntVar(&o.Queries, "queries", def.Queries, "queries per client session")
+	fs.DurationVar(&o.Think, "think", def.Think, "each client's pause between a result and its next query")
+	fs.Float64Var(&o.Scale, "scale", def.Scale, "the simulated servers' warm-up work as a fraction of the default model's")
+	fs.DurationVar(&o.FirstTraffic, "first-traffic", def.FirstTraffic, "how long each server's first traffic is measured")
+	fs.DurationVar(&o.Window, "window", def.Window, "the warm run's signal window")
+	fs.DurationVar(&o.MinWarm, "min-warm", def.MinWarm, "the warm run's earliest release")
+	fs.DurationVar(&o.CaptureMax, "capture-max", def.CaptureMax, "longest the capture phase waits for server A to warm")
+	fs.DurationVar(&o.Deadline, "deadline", def.Deadline, "the warm run's deadline")
+	fs.Float64Var(&o.MaxJitter, "max-jitter", 0, "the warm run's jitter limit in seconds (default warm's, 0.02)")
+	return o
+}
+
+func runDemo(ctx context.Context, e *env, o *demo.Options, args []string) error {
 	switch {
 	case len(args) > 0:
 		return usagef("unexpected arguments %q", args)

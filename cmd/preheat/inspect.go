@@ -43,22 +43,23 @@ where they are UTF-8. --json writes one JSON object per line for scripts.
 States: closed (connect to close, nothing missing), open (no close seen yet),
 gaps (events missing), no-connect (the open event is not in the range read; such a
 session is never replayed).`,
-		flags: func(fs *flag.FlagSet) any {
-			o := &inspectOptions{}
-			fs.StringVar(&o.stream, "stream", "", "stream URL to read (file:///path or kinesis://STREAM); required")
-			fs.DurationVar(&o.since, "since", 0, "read records accepted this long ago and later; 0 reads everything the stream retains")
-			fs.StringVar(&o.session, "session", "", "print the events of the session with this id instead of the list")
-			fs.BoolVar(&o.json, "json", false, "write JSON lines instead of a table")
-			fs.IntVar(&o.limit, "limit", 0, "list only the newest N sessions; 0 lists all")
-			fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up reading after this long")
-			return o
-		},
-		run: runInspect,
+		setup: withFlags(inspectFlags, runInspect),
 	}
 }
 
-func runInspect(ctx context.Context, e *env, args []string) error {
-	o := e.opts.(*inspectOptions)
+// inspectFlags declares the inspect command's flags into a new inspectOptions.
+func inspectFlags(fs *flag.FlagSet) *inspectOptions {
+	o := &inspectOptions{}
+	fs.StringVar(&o.stream, "stream", "", "stream URL to read (file:///path or kinesis://STREAM); required")
+	fs.DurationVar(&o.since, "since", 0, "read records accepted this long ago and later; 0 reads everything the stream retains")
+	fs.StringVar(&o.session, "session", "", "print the events of the session with this id instead of the list")
+	fs.BoolVar(&o.json, "json", false, "write JSON lines instead of a table")
+	fs.IntVar(&o.limit, "limit", 0, "list only the newest N sessions; 0 lists all")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up reading after this long")
+	return o
+}
+
+func runInspect(ctx context.Context, e *env, o *inspectOptions, args []string) error {
 	if len(args) > 0 {
 		return usagef("unexpected arguments %q", args)
 	}

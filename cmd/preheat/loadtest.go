@@ -134,47 +134,49 @@ to send everything.
 Exit status: 0 when the run completed and every threshold passed; 1 when a
 threshold failed, a regression was found under --fail-on-regression, the run
 was aborted or could not run; 2 on a bad command line.`,
-		flags: func(fs *flag.FlagSet) any {
-			o := &loadtestOptions{rate: 1}
-			fs.StringVar(&o.source, "source", "", "where sessions come from: a replay cache http(s)://, a stream file:///DIR or kinesis://STREAM, or a corpus file; required")
-			fs.StringVar(&o.sourceToken, "source-token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token for a cache --source (default $PREHEAT_CACHE_TOKEN)")
-			fs.IntVar(&o.sessions, "sessions", 1000, "distinct sessions to load from a cache or stream")
-			fs.StringVar(&o.mode, "mode", "random", "how sessions are picked from a cache or stream: random, newest or coverage")
-			fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this (cache or stream)")
-			fs.DurationVar(&o.window, "window", 15*time.Minute, "stream source: sessions that connected this recently")
-			fs.DurationVar(&o.loadTimeout, "load-timeout", 2*time.Minute, "give up loading the corpus after this long")
-			fs.StringVar(&o.target, "target", "", "the target's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
-			fs.StringVar(&o.compare, "compare", "", "a second target driven with the same sessions at the same moments, and compared")
-			fs.Func("rate", "open model: a multiple of the recorded arrival rate, such as 3x (default 1x)", func(s string) error {
-				o.rateGiven = true
-				return o.rate.Set(s)
-			})
-			fs.Float64Var(&o.sessionsPerSecond, "sessions-per-second", 0, "open model at this fixed rate instead")
-			fs.IntVar(&o.concurrency, "concurrency", 0, "closed model: this many sessions at once")
-			fs.DurationVar(&o.duration, "duration", time.Minute, "how long sessions are started for, ramps included")
-			fs.DurationVar(&o.ramp, "ramp", 0, "ramp up at the start and down at the end over this long")
-			fs.DurationVar(&o.rampUp, "ramp-up", 0, "ramp up over this long (overrides --ramp)")
-			fs.DurationVar(&o.rampDown, "ramp-down", 0, "ramp down over this long (overrides --ramp)")
-			fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long sessions running at the end may finish before they are cut")
-			fs.Float64Var(&o.speed, "speed", 1, "pace within a session as a multiple of its recorded pace; 0: as fast as the messages can be written")
-			fs.IntVar(&o.maxActive, "max-active", 10000, "open model: sessions in flight per target past which arrivals are dropped and counted")
-			fs.DurationVar(&o.interval, "interval", time.Second, "slice of the latency-over-time series and of the comparison")
-			fs.DurationVar(&o.abortAfter, "abort-after", 15*time.Second, "end the run when a target has taken no connection for this long (0: never)")
-			fs.Var(&o.thresholds, "threshold", "pass condition such as p99<250ms or errors<0.1% (repeatable; see above)")
-			fs.BoolVar(&o.failOnRegression, "fail-on-regression", false, "with --compare, exit 1 when the candidate is found worse on any metric")
-			fs.Float64Var(&o.minEffect, "min-effect", 0.05, "with --compare, the smallest relative change reported as a finding")
-			fs.Float64Var(&o.confidence, "confidence", 0.95, "with --compare, the family-wise confidence level of the intervals")
-			fs.StringVar(&o.report, "report", "", "write loadtest-report.json and loadtest-report.html to this directory")
-			fs.StringVar(&o.metricsAdr, "metrics-addr", "", "serve Prometheus metrics on this address while running, such as :9102")
-			fs.DurationVar(&o.progress, "progress", 10*time.Second, "log a progress line this often when stdout is not a terminal (0: never)")
-			fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
-			fs.DurationVar(&o.responseTimeout, "response-timeout", 10*time.Second, "a request without a response by then counts as a timeout")
-			fs.BoolVar(&o.allowMutations, "allow-mutations", false, "send every message, mutating or not: turns the safety filter off")
-			o.replayRules.register(fs)
-			return o
-		},
-		run: runLoadtest,
+		setup: withFlags(loadtestFlags, runLoadtest),
 	}
+}
+
+// loadtestFlags declares the loadtest command's flags into a new loadtestOptions.
+func loadtestFlags(fs *flag.FlagSet) *loadtestOptions {
+	o := &loadtestOptions{rate: 1}
+	fs.StringVar(&o.source, "source", "", "where sessions come from: a replay cache http(s)://, a stream file:///DIR or kinesis://STREAM, or a corpus file; required")
+	fs.StringVar(&o.sourceToken, "source-token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token for a cache --source (default $PREHEAT_CACHE_TOKEN)")
+	fs.IntVar(&o.sessions, "sessions", 1000, "distinct sessions to load from a cache or stream")
+	fs.StringVar(&o.mode, "mode", "random", "how sessions are picked from a cache or stream: random, newest or coverage")
+	fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this (cache or stream)")
+	fs.DurationVar(&o.window, "window", 15*time.Minute, "stream source: sessions that connected this recently")
+	fs.DurationVar(&o.loadTimeout, "load-timeout", 2*time.Minute, "give up loading the corpus after this long")
+	fs.StringVar(&o.target, "target", "", "the target's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
+	fs.StringVar(&o.compare, "compare", "", "a second target driven with the same sessions at the same moments, and compared")
+	fs.Func("rate", "open model: a multiple of the recorded arrival rate, such as 3x (default 1x)", func(s string) error {
+		o.rateGiven = true
+		return o.rate.Set(s)
+	})
+	fs.Float64Var(&o.sessionsPerSecond, "sessions-per-second", 0, "open model at this fixed rate instead")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "closed model: this many sessions at once")
+	fs.DurationVar(&o.duration, "duration", time.Minute, "how long sessions are started for, ramps included")
+	fs.DurationVar(&o.ramp, "ramp", 0, "ramp up at the start and down at the end over this long")
+	fs.DurationVar(&o.rampUp, "ramp-up", 0, "ramp up over this long (overrides --ramp)")
+	fs.DurationVar(&o.rampDown, "ramp-down", 0, "ramp down over this long (overrides --ramp)")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long sessions running at the end may finish before they are cut")
+	fs.Float64Var(&o.speed, "speed", 1, "pace within a session as a multiple of its recorded pace; 0: as fast as the messages can be written")
+	fs.IntVar(&o.maxActive, "max-active", 10000, "open model: sessions in flight per target past which arrivals are dropped and counted")
+	fs.DurationVar(&o.interval, "interval", time.Second, "slice of the latency-over-time series and of the comparison")
+	fs.DurationVar(&o.abortAfter, "abort-after", 15*time.Second, "end the run when a target has taken no connection for this long (0: never)")
+	fs.Var(&o.thresholds, "threshold", "pass condition such as p99<250ms or errors<0.1% (repeatable; see above)")
+	fs.BoolVar(&o.failOnRegression, "fail-on-regression", false, "with --compare, exit 1 when the candidate is found worse on any metric")
+	fs.Float64Var(&o.minEffect, "min-effect", 0.05, "with --compare, the smallest relative change reported as a finding")
+	fs.Float64Var(&o.confidence, "confidence", 0.95, "with --compare, the family-wise confidence level of the intervals")
+	fs.StringVar(&o.report, "report", "", "write loadtest-report.json and loadtest-report.html to this directory")
+	fs.StringVar(&o.metricsAdr, "metrics-addr", "", "serve Prometheus metrics on this address while running, such as :9102")
+	fs.DurationVar(&o.progress, "progress", 10*time.Second, "log a progress line this often when stdout is not a terminal (0: never)")
+	fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
+	fs.DurationVar(&o.responseTimeout, "response-timeout", 10*time.Second, "a request without a response by then counts as a timeout")
+	fs.BoolVar(&o.allowMutations, "allow-mutations", false, "send every message, mutating or not: turns the safety filter off")
+	o.replayRules.register(fs)
+	return o
 }
 
 func (o *loadtestOptions) validate() error {
@@ -209,8 +211,7 @@ func (o *loadtestOptions) validate() error {
 	return nil
 }
 
-func runLoadtest(ctx context.Context, e *env, args []string) error {
-	o := e.opts.(*loadtestOptions)
+func runLoadtest(ctx context.Context, e *env, o *loadtestOptions, args []string) error {
 	if len(args) > 0 {
 		return usagef("unexpected arguments %q", args)
 	}

@@ -38,16 +38,28 @@ type command struct {
 	usage string
 	// help is the long description shown by --help.
 	help string
-	// run executes the command with its parsed flag set.
-	run   func(ctx context.Context, env *env, args []string) error
-	flags func(fs *flag.FlagSet) any
+	// setup declares the command's flags on fs and returns the function
+	// that runs the command once they are parsed (see withFlags).
+	setup func(fs *flag.FlagSet) runFunc
+}
+
+// runFunc runs a command, its flags parsed, with the arguments after them.
+type runFunc func(ctx context.Context, e *env, args []string) error
+
+// withFlags is a command's setup from two functions over its own options
+// type O: declare, which declares the flags into a new O, and run, which
+// runs the command with that O once the flags are parsed.
+func withFlags[O any](declare func(fs *flag.FlagSet) *O, run func(ctx context.Context, e *env, o *O, args []string) error) func(fs *flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		o := declare(fs)
+		return func(ctx context.Context, e *env, args []string) error { return run(ctx, e, o, args) }
+	}
 }
 
 // env is what a command gets from the process.
 type env struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
-	opts           any // the value returned by command.flags
 }
 
 // usageError is a bad command line; run prints the command's usage with it.
@@ -105,10 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	fs := flag.NewFlagSet("preheat "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var opts any
-	if cmd.flags != nil {
-		opts = cmd.flags(fs)
-	}
+	runCmd := cmd.setup(fs)
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -125,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "preheat %s: %v\n", cmd.name, err)
 		return 2
 	}
-	err = cmd.run(ctx, &env{stdout: stdout, stderr: stderr, log: logger, opts: opts}, fs.Args())
+	err = runCmd(ctx, &env{stdout: stdout, stderr: stderr, log: logger}, fs.Args())
 	var code exitCode
 	var ue usageError
 	switch {
@@ -184,9 +193,7 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: preheat %s %s\n\n%s\n", c.name, c.usage, strings.TrimSpace(c.help))
 	if fs == nil {
 		fs = flag.NewFlagSet(c.name, flag.ContinueOnError)
-		if c.flags != nil {
-			c.flags(fs)
-		}
+		c.setup(fs)
 	}
 	fmt.Fprint(w, "\nFlags:\n")
 	fs.SetOutput(w)
@@ -198,28 +205,30 @@ func versionCommand() *command {
 		name:    "version",
 		summary: "print the version",
 		help:    "Prints preheat's version, the Go version it was built with and its VCS revision when known.",
-		run: func(ctx context.Context, e *env, args []string) error {
-			v, goVersion, rev := version, "unknown", ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				goVersion = bi.GoVersion
-				if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					v = bi.Main.Version
-				}
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" {
-						rev = s.Value
-					}
-				}
-			}
-			if v == "" {
-				v = "devel"
-			}
-			fmt.Fprintf(e.stdout, "preheat %s %s", v, goVersion)
-			if rev != "" {
-				fmt.Fprintf(e.stdout, " %s", rev)
-			}
-			fmt.Fprintln(e.stdout)
-			return nil
-		},
+		setup:   func(*flag.FlagSet) runFunc { return runVersion },
 	}
+}
+
+func runVersion(ctx context.Context, e *env, args []string) error {
+	v, goVersion, rev := version, "unknown", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "devel"
+	}
+	fmt.Fprintf(e.stdout, "preheat %s %s", v, goVersion)
+	if rev != "" {
+		fmt.Fprintf(e.stdout, " %s", rev)
+	}
+	fmt.Fprintln(e.stdout)
+	return nil
 }

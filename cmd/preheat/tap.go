@@ -95,45 +95,47 @@ SIGHUP and POST /reload, and its settings win over the flags:
 
 SIGTERM or SIGINT stop it gracefully: no new connections, open sessions get
 --shutdown-timeout to finish, then what was captured is flushed.`,
-		flags: func(fs *flag.FlagSet) any {
-			o := &tapOptions{sample: 1, capture: true, budget: 64 << 20, maxSessionBytes: 8 << 20, maxMessageBytes: 256 << 10}
-			fs.StringVar(&o.listen, "listen", "", "address to serve clients on, such as :8080; required")
-			fs.StringVar(&o.upstream, "upstream", "", "URL of the router or server to forward to (http, https, ws or wss); required")
-			fs.StringVar(&o.stream, "stream", "", "stream URL to capture into (file:///path or kinesis://STREAM); required")
-			fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "address of the admin listener; empty disables it")
-			fs.StringVar(&o.adminToken, "admin-token", os.Getenv("PREHEAT_ADMIN_TOKEN"), "bearer token the admin listener requires (default $PREHEAT_ADMIN_TOKEN)")
-			fs.BoolVar(&o.adminInsecureNoToken, "admin-insecure-no-token", false, "serve the admin listener without a token on a non-loopback address: anyone who reaches it can switch capture and change its routes")
-			fs.StringVar(&o.config, "config", "", "YAML or JSON file with the capture policy, reloaded on SIGHUP")
-			fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
-			fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
-			fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates to verify an https/wss upstream with; default the system roots")
-			fs.BoolVar(&o.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify the upstream's TLS certificate")
-			fs.BoolVar(&o.rewriteHost, "rewrite-host", false, "send the upstream's host as Host instead of the client's")
-			fs.BoolVar(&o.trustForwarded, "trust-forwarded", false, "keep the client's X-Forwarded-* and Forwarded headers (behind a load balancer that sets them)")
-			fs.BoolVar(&o.capture, "capture", true, "start with capture on (it can be switched at run time on the admin listener)")
-			fs.StringVar(&o.tapID, "tap-id", "", "name of this tap in captured sessions; default the host name")
-			fs.Float64Var(&o.sample, "sample", 1, "fraction of sessions to record, 0 to 1")
-			fs.Var(&o.include, "include", "route to record (repeatable; exact path, or prefix ending in *); default every route")
-			fs.Var(&o.exclude, "exclude", "route never to record (repeatable)")
-			fs.Var(&o.redactHeaders, "redact-header", "extra request header to redact (repeatable)")
-			fs.Var(&o.redactQuery, "redact-query", "extra query parameter to redact (repeatable)")
-			fs.Var(&o.redactFields, "redact-field", "extra JSON key or dotted path to redact in text messages (repeatable)")
-			fs.TextVar(&o.redactSubprotocols, "redact-subprotocols", redact.SubprotocolTokens,
-				"which Sec-WebSocket-Protocol entries, and accepted subprotocol, to replace with the marker: `tokens` "+
-					"(those that look like credentials: a JWT, a long random-looking entry, the entry after one named "+
-					"access_token, Authorization, Bearer and the like; protocol names such as graphql-ws or wamp.2.json stay, "+
-					"as the replayer needs them), all (every entry but the config file's keep_subprotocols) or none")
-			fs.Var(&o.budget, "budget", "memory for captured data not yet in the stream; past it whole sessions are dropped")
-			fs.Var(&o.maxSessionBytes, "max-session-bytes", "stop recording a session after this many payload bytes")
-			fs.Var(&o.maxMessageBytes, "max-message-bytes", "truncate longer messages (flagged as truncated)")
-			fs.IntVar(&o.maxSessionFrames, "max-session-frames", 50000, "stop recording a session after this many messages")
-			fs.DurationVar(&o.maxSessionDuration, "max-session-duration", 10*time.Minute, "stop recording a session this long after its connect")
-			fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long open sessions get to finish")
-			fs.IntVar(&o.eventLoops, "event-loops", max(1, runtime.GOMAXPROCS(0)/2), "epoll event loops that proxy plain (non-TLS) websocket connections, on Linux; 0: a goroutine per direction instead")
-			return o
-		},
-		run: runTap,
+		setup: withFlags(tapFlags, runTap),
 	}
+}
+
+// tapFlags declares the tap command's flags into a new tapOptions.
+func tapFlags(fs *flag.FlagSet) *tapOptions {
+	o := &tapOptions{sample: 1, capture: true, budget: 64 << 20, maxSessionBytes: 8 << 20, maxMessageBytes: 256 << 10}
+	fs.StringVar(&o.listen, "listen", "", "address to serve clients on, such as :8080; required")
+	fs.StringVar(&o.upstream, "upstream", "", "URL of the router or server to forward to (http, https, ws or wss); required")
+	fs.StringVar(&o.stream, "stream", "", "stream URL to capture into (file:///path or kinesis://STREAM); required")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9091", "address of the admin listener; empty disables it")
+	fs.StringVar(&o.adminToken, "admin-token", os.Getenv("PREHEAT_ADMIN_TOKEN"), "bearer token the admin listener requires (default $PREHEAT_ADMIN_TOKEN)")
+	fs.BoolVar(&o.adminInsecureNoToken, "admin-insecure-no-token", false, "serve the admin listener without a token on a non-loopback address: anyone who reaches it can switch capture and change its routes")
+	fs.StringVar(&o.config, "config", "", "YAML or JSON file with the capture policy, reloaded on SIGHUP")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS with this certificate file (reloaded when it changes)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "the key file for --tls-cert")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates to verify an https/wss upstream with; default the system roots")
+	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify the upstream's TLS certificate")
+	fs.BoolVar(&o.rewriteHost, "rewrite-host", false, "send the upstream's host as Host instead of the client's")
+	fs.BoolVar(&o.trustForwarded, "trust-forwarded", false, "keep the client's X-Forwarded-* and Forwarded headers (behind a load balancer that sets them)")
+	fs.BoolVar(&o.capture, "capture", true, "start with capture on (it can be switched at run time on the admin listener)")
+	fs.StringVar(&o.tapID, "tap-id", "", "name of this tap in captured sessions; default the host name")
+	fs.Float64Var(&o.sample, "sample", 1, "fraction of sessions to record, 0 to 1")
+	fs.Var(&o.include, "include", "route to record (repeatable; exact path, or prefix ending in *); default every route")
+	fs.Var(&o.exclude, "exclude", "route never to record (repeatable)")
+	fs.Var(&o.redactHeaders, "redact-header", "extra request header to redact (repeatable)")
+	fs.Var(&o.redactQuery, "redact-query", "extra query parameter to redact (repeatable)")
+	fs.Var(&o.redactFields, "redact-field", "extra JSON key or dotted path to redact in text messages (repeatable)")
+	fs.TextVar(&o.redactSubprotocols, "redact-subprotocols", redact.SubprotocolTokens,
+		"which Sec-WebSocket-Protocol entries, and accepted subprotocol, to replace with the marker: `tokens` "+
+			"(those that look like credentials: a JWT, a long random-looking entry, the entry after one named "+
+			"access_token, Authorization, Bearer and the like; protocol names such as graphql-ws or wamp.2.json stay, "+
+			"as the replayer needs them), all (every entry but the config file's keep_subprotocols) or none")
+	fs.Var(&o.budget, "budget", "memory for captured data not yet in the stream; past it whole sessions are dropped")
+	fs.Var(&o.maxSessionBytes, "max-session-bytes", "stop recording a session after this many payload bytes")
+	fs.Var(&o.maxMessageBytes, "max-message-bytes", "truncate longer messages (flagged as truncated)")
+	fs.IntVar(&o.maxSessionFrames, "max-session-frames", 50000, "stop recording a session after this many messages")
+	fs.DurationVar(&o.maxSessionDuration, "max-session-duration", 10*time.Minute, "stop recording a session this long after its connect")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long open sessions get to finish")
+	fs.IntVar(&o.eventLoops, "event-loops", max(1, runtime.GOMAXPROCS(0)/2), "epoll event loops that proxy plain (non-TLS) websocket connections, on Linux; 0: a goroutine per direction instead")
+	return o
 }
 
 // tapConfig is the capture policy file.
@@ -199,8 +201,7 @@ func loadPolicy(o *tapOptions) (capture.Policy, error) {
 	return p, nil
 }
 
-func runTap(ctx context.Context, e *env, args []string) error {
-	o := e.opts.(*tapOptions)
+func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 	if len(args) > 0 {
 		return usagef("unexpected arguments %q", args)
 	}

@@ -253,7 +253,7 @@ func TestTapRedactSubprotocolsFlagAndConfig(t *testing.T) {
 	f := func(args []string, config, want string) {
 		t.Helper()
 		fs := flag.NewFlagSet("tap", flag.ContinueOnError)
-		o := tapCommand().flags(fs).(*tapOptions)
+		o := tapFlags(fs)
 		if config != "" {
 			o.config = filepath.Join(dir, "tap.yaml")
 			if err := os.WriteFile(o.config, []byte(config), 0o600); err != nil {

@@ -95,59 +95,60 @@ never answers all end there.
 prints what would be sent and skipped, without touching the target.
 
 ` + replayRewriteHelp,
-		flags: func(fs *flag.FlagSet) any {
-			o := &warmOptions{}
-			fs.StringVar(&o.target, "target", "", "the cold pod's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
-			fs.StringVar(&o.metricsURL, "metrics", "", "the pod's Prometheus endpoint, http(s)://.../metrics; required unless --no-jit")
-			fs.StringVar(&o.metricsToken, "metrics-token", os.Getenv("PREHEAT_METRICS_TOKEN"), "bearer token for --metrics (default $PREHEAT_METRICS_TOKEN)")
-			fs.StringVar(&o.cacheURL, "cache", "", "the replay cache's URL, http(s)://host:port; required")
-			fs.StringVar(&o.cacheToken, "cache-token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token for --cache (default $PREHEAT_CACHE_TOKEN)")
-			fs.StringVar(&o.readyAddr, "ready-addr", "", "serve /readyz and the run's status on this address, such as :8099")
-			fs.BoolVar(&o.initMode, "init", false, "init-container mode: exit 0 once released, 1 if not released by the deadline")
-			fs.StringVar(&o.readyFile, "ready-file", "", "on release, write the decision as JSON to this file")
-			fs.StringVar(&o.webhook, "webhook", "", "on release, POST the decision as JSON to this URL")
-			fs.StringVar(&o.webhookToken, "webhook-token", os.Getenv("PREHEAT_WEBHOOK_TOKEN"), "bearer token for --webhook (default $PREHEAT_WEBHOOK_TOKEN)")
-			fs.StringVar(&o.report, "report", "", "write the warm report to this directory: warm-report.json and warm-report.html")
-			fs.DurationVar(&o.deadline, "deadline", readiness.DefaultMaxWarm, "end the run by then, warm or not")
-			fs.StringVar(&o.onDeadline, "on-deadline", "open", "at the deadline: open (release anyway) or closed (do not release)")
-			fs.DurationVar(&o.minWarm, "min-warm", readiness.DefaultMinWarm, "never release before this")
-			fs.IntVar(&o.minResponses, "min-responses", warmup.DefaultMinResponses, "never release before the replay has had this many responses: an idle pod's signals are flat too (0: no minimum, for a target that never answers)")
-			fs.DurationVar(&o.window, "window", readiness.DefaultWindow, "sliding window each signal is judged over (at least 10s; longer than the lull between JIT waves)")
-			fs.DurationVar(&o.hold, "hold", 0, "how long every signal must stay flat before release (default the window)")
-			fs.Float64Var(&o.holdTolerance, "hold-tolerance", readiness.DefaultHoldTolerance, "once every signal is flat, the hold breaks on a value over this many times its limit, not over the limit itself (1: strict; a settled JIT's late compiles hover near the limit)")
-			fs.DurationVar(&o.interval, "interval", readiness.DefaultInterval, "scrape interval")
-			fs.StringVar(&o.jitterMetric, "jitter-metric", readiness.DefaultJitterMetric, "scheduler jitter metric, seconds (histogram, summary or gauge)")
-			fs.Float64Var(&o.jitterQuantile, "jitter-quantile", readiness.DefaultJitterQuantile, "quantile of a jitter histogram")
-			fs.StringVar(&o.compileMetric, "compile-metric", readiness.DefaultCompileMetric, "JIT compile time counter, ms; until it is seen the release waits for the deadline (see --no-jit)")
-			fs.BoolVar(&o.noJIT, "no-jit", false, "the target has no JIT (Node, Go, a JVM under -Xint): decide on replay latency and any jitter gauge alone; --metrics becomes optional (also --compile-metric '')")
-			fs.Float64Var(&o.maxJitter, "max-jitter", 0, "jitter limit in seconds (default none: jitter is judged on flatness; 0.02 suits quiet nodes)")
-			fs.Float64Var(&o.maxCompileRate, "max-compile-rate", 0, fmt.Sprintf("compile limit in ms per second (default %v; negative: none)", readiness.DefaultMaxCompileRate))
-			fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
-			fs.Float64Var(&o.rate, "rate", 200, "client messages per second across all sessions (backs off adaptively)")
-			fs.Float64Var(&o.startRate, "start-rate", 0, "messages per second at the start, climbing by a tenth of --rate a second (default --rate: no ramp)")
-			fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours, at the cost of a longer warm-up (default 0: off; 0.1-0.2 for shared nodes, see docs/benchmarks-jvm.md)")
-			fs.StringVar(&o.pressureFile, "cpu-pressure-file", replayer.DefaultPressureFile, "PSI file --max-cpu-pressure reads")
-			fs.IntVar(&o.concurrency, "concurrency", 16, "sessions replayed at once")
-			fs.Float64Var(&o.speed, "speed", 0, "replay pace as a multiple of the recorded pace; 0: as fast as --rate allows")
-			fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
-			fs.DurationVar(&o.responseTimeout, "response-timeout", 10*time.Second, "a request without a response by then counts as a timeout")
-			o.replayRules.register(fs)
-			fs.BoolVar(&o.noBackoff, "no-backoff", false, "hold --rate whatever the target's latency and errors")
-			fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this")
-			fs.StringVar(&o.mode, "mode", "coverage", "how the cache picks sessions: coverage, newest or random")
-			fs.DurationVar(&o.maxAge, "max-age", 0, "replay only sessions that connected this recently")
-			fs.BoolVar(&o.dryRun, "dry-run", false, "print what would be sent and skipped for --dry-run-sessions sessions; touch nothing")
-			fs.IntVar(&o.dryRunSessions, "dry-run-sessions", 5, "sessions --dry-run prints")
-			fs.BoolVar(&o.keepWarming, "keep-warming", false, "keep replaying after release (default: stop, the pod takes real traffic)")
-			fs.DurationVar(&o.progress, "progress", 5*time.Second, "log a progress line this often")
-			return o
-		},
-		run: runWarm,
+		setup: withFlags(warmFlags, runWarm),
 	}
 }
 
-func runWarm(ctx context.Context, e *env, args []string) error {
-	o := e.opts.(*warmOptions)
+// warmFlags declares the warm command's flags into a new warmOptions.
+func warmFlags(fs *flag.FlagSet) *warmOptions {
+	o := &warmOptions{}
+	fs.StringVar(&o.target, "target", "", "the cold pod's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
+	fs.StringVar(&o.metricsURL, "metrics", "", "the pod's Prometheus endpoint, http(s)://.../metrics; required unless --no-jit")
+	fs.StringVar(&o.metricsToken, "metrics-token", os.Getenv("PREHEAT_METRICS_TOKEN"), "bearer token for --metrics (default $PREHEAT_METRICS_TOKEN)")
+	fs.StringVar(&o.cacheURL, "cache", "", "the replay cache's URL, http(s)://host:port; required")
+	fs.StringVar(&o.cacheToken, "cache-token", os.Getenv("PREHEAT_CACHE_TOKEN"), "bearer token for --cache (default $PREHEAT_CACHE_TOKEN)")
+	fs.StringVar(&o.readyAddr, "ready-addr", "", "serve /readyz and the run's status on this address, such as :8099")
+	fs.BoolVar(&o.initMode, "init", false, "init-container mode: exit 0 once released, 1 if not released by the deadline")
+	fs.StringVar(&o.readyFile, "ready-file", "", "on release, write the decision as JSON to this file")
+	fs.StringVar(&o.webhook, "webhook", "", "on release, POST the decision as JSON to this URL")
+	fs.StringVar(&o.webhookToken, "webhook-token", os.Getenv("PREHEAT_WEBHOOK_TOKEN"), "bearer token for --webhook (default $PREHEAT_WEBHOOK_TOKEN)")
+	fs.StringVar(&o.report, "report", "", "write the warm report to this directory: warm-report.json and warm-report.html")
+	fs.DurationVar(&o.deadline, "deadline", readiness.DefaultMaxWarm, "end the run by then, warm or not")
+	fs.StringVar(&o.onDeadline, "on-deadline", "open", "at the deadline: open (release anyway) or closed (do not release)")
+	fs.DurationVar(&o.minWarm, "min-warm", readiness.DefaultMinWarm, "never release before this")
+	fs.IntVar(&o.minResponses, "min-responses", warmup.DefaultMinResponses, "never release before the replay has had this many responses: an idle pod's signals are flat too (0: no minimum, for a target that never answers)")
+	fs.DurationVar(&o.window, "window", readiness.DefaultWindow, "sliding window each signal is judged over (at least 10s; longer than the lull between JIT waves)")
+	fs.DurationVar(&o.hold, "hold", 0, "how long every signal must stay flat before release (default the window)")
+	fs.Float64Var(&o.holdTolerance, "hold-tolerance", readiness.DefaultHoldTolerance, "once every signal is flat, the hold breaks on a value over this many times its limit, not over the limit itself (1: strict; a settled JIT's late compiles hover near the limit)")
+	fs.DurationVar(&o.interval, "interval", readiness.DefaultInterval, "scrape interval")
+	fs.StringVar(&o.jitterMetric, "jitter-metric", readiness.DefaultJitterMetric, "scheduler jitter metric, seconds (histogram, summary or gauge)")
+	fs.Float64Var(&o.jitterQuantile, "jitter-quantile", readiness.DefaultJitterQuantile, "quantile of a jitter histogram")
+	fs.StringVar(&o.compileMetric, "compile-metric", readiness.DefaultCompileMetric, "JIT compile time counter, ms; until it is seen the release waits for the deadline (see --no-jit)")
+	fs.BoolVar(&o.noJIT, "no-jit", false, "the target has no JIT (Node, Go, a JVM under -Xint): decide on replay latency and any jitter gauge alone; --metrics becomes optional (also --compile-metric '')")
+	fs.Float64Var(&o.maxJitter, "max-jitter", 0, "jitter limit in seconds (default none: jitter is judged on flatness; 0.02 suits quiet nodes)")
+	fs.Float64Var(&o.maxCompileRate, "max-compile-rate", 0, fmt.Sprintf("compile limit in ms per second (default %v; negative: none)", readiness.DefaultMaxCompileRate))
+	fs.Float64Var(&o.maxLatency, "max-latency", 0, "replay latency limit in ms (default none: only flatness is judged)")
+	fs.Float64Var(&o.rate, "rate", 200, "client messages per second across all sessions (backs off adaptively)")
+	fs.Float64Var(&o.startRate, "start-rate", 0, "messages per second at the start, climbing by a tenth of --rate a second (default --rate: no ramp)")
+	fs.Float64Var(&o.maxCPUPressure, "max-cpu-pressure", 0, "back off while the node's CPU stall share (Linux PSI, 0-1) is over this, to spare neighbours, at the cost of a longer warm-up (default 0: off; 0.1-0.2 for shared nodes, see docs/benchmarks-jvm.md)")
+	fs.StringVar(&o.pressureFile, "cpu-pressure-file", replayer.DefaultPressureFile, "PSI file --max-cpu-pressure reads")
+	fs.IntVar(&o.concurrency, "concurrency", 16, "sessions replayed at once")
+	fs.Float64Var(&o.speed, "speed", 0, "replay pace as a multiple of the recorded pace; 0: as fast as --rate allows")
+	fs.StringVar(&o.correlate, "correlate", "id", "JSON field tying a response to its request (\"\": latency is time to the next server message)")
+	fs.DurationVar(&o.responseTimeout, "response-timeout", 10*time.Second, "a request without a response by then counts as a timeout")
+	o.replayRules.register(fs)
+	fs.BoolVar(&o.noBackoff, "no-backoff", false, "hold --rate whatever the target's latency and errors")
+	fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this")
+	fs.StringVar(&o.mode, "mode", "coverage", "how the cache picks sessions: coverage, newest or random")
+	fs.DurationVar(&o.maxAge, "max-age", 0, "replay only sessions that connected this recently")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print what would be sent and skipped for --dry-run-sessions sessions; touch nothing")
+	fs.IntVar(&o.dryRunSessions, "dry-run-sessions", 5, "sessions --dry-run prints")
+	fs.BoolVar(&o.keepWarming, "keep-warming", false, "keep replaying after release (default: stop, the pod takes real traffic)")
+	fs.DurationVar(&o.progress, "progress", 5*time.Second, "log a progress line this often")
+	return o
+}
+
+func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 	if len(args) > 0 {
 		return usagef("unexpected arguments %q", args)
 	}
