@@ -139,8 +139,8 @@ type Detector struct {
 
 // NewDetector returns a detector for a run that started at start. It uses
 // the detection fields of opts (Interval, Window, Hold, HoldTolerance,
-// MinWarm, MaxWarm, MinSamples, Alpha, MaxDrift, the Max* limits, NoJIT
-// and FailClosed), defaulted as
+// MinWarm, NoMinWarm, MaxWarm, MinSamples, Alpha, MaxDrift, the Max*
+// limits, NoJIT and FailClosed), defaulted as
 // documented on Options.
 func NewDetector(start time.Time, opts *Options) *Detector {
 	return &Detector{o: opts.withDefaults(), start: start}

@@ -235,8 +235,9 @@ func TestDetectorNoJITReleasesOnLatencyAlone(t *testing.T) {
 	// Observed for the 10s window, then held flat for 10s: 20s, but not
 	// before MinWarm.
 	f("default MinWarm", &Options{NoJIT: true}, 29, 31)
-	f("no MinWarm", &Options{NoJIT: true, MinWarm: time.Nanosecond}, 19, 21)
-	f("longer hold", &Options{NoJIT: true, MinWarm: time.Nanosecond, Hold: 25 * time.Second}, 34, 36)
+	f("no MinWarm", &Options{NoJIT: true, NoMinWarm: true}, 19, 21)
+	f("NoMinWarm wins", &Options{NoJIT: true, NoMinWarm: true, MinWarm: time.Minute}, 19, 21)
+	f("longer hold", &Options{NoJIT: true, NoMinWarm: true, Hold: 25 * time.Second}, 34, 36)
 
 	dec, _ := simulate(t, nil, 5, latencyOnly)
 	if dec.Outcome != OutcomeDeadlineOpen || at(dec) != 600 || !strings.Contains(dec.Reason, "no jitter or compile signal exposed") {

@@ -132,8 +132,13 @@ type Options struct {
 	// hold under the widened one. Default 2; 1 is a strict hold; less than
 	// 1, NaN or infinite is invalid.
 	HoldTolerance float64
-	// MinWarm is the earliest release after the run starts. Default 30s.
+	// MinWarm is the earliest release after the run starts. Default 30s;
+	// see NoMinWarm for none.
 	MinWarm time.Duration
+	// NoMinWarm lets the target be released as soon as its signals allow,
+	// however early: MinWarm is then 0 whatever it was set to. Default
+	// false.
+	NoMinWarm bool
 	// MaxWarm is the deadline: the run ends then, warm or not, under the
 	// FailClosed policy. Default 10m.
 	MaxWarm time.Duration
@@ -235,7 +240,11 @@ func (o *Options) withDefaults() Options {
 	def(&c.Window, DefaultWindow)
 	def(&c.Hold, c.Window)
 	def(&c.RateWindow, min(10*time.Second, c.Window))
-	def(&c.MinWarm, DefaultMinWarm)
+	if c.NoMinWarm {
+		c.MinWarm = 0
+	} else {
+		def(&c.MinWarm, DefaultMinWarm)
+	}
 	def(&c.MaxWarm, DefaultMaxWarm)
 	if c.Hold < 0 {
 		c.Hold = 0

@@ -66,12 +66,8 @@ func runDemo(ctx context.Context, e *env, o *demo.Options, args []string) error 
 		return usagef("--scale and --first-traffic must be positive")
 	}
 	// 0 on the command line means none; in demo.Options, the default.
-	if o.Think == 0 {
-		o.Think = -1
-	}
-	if o.MinWarm == 0 {
-		o.MinWarm = -1
-	}
+	o.NoThink = o.Think <= 0
+	o.NoMinWarm = o.MinWarm == 0
 	// Every server, client and the warmer share this process's Go heap,
 	// which is small (about 10 MB live) and so collected every two seconds,
 	// each time with a stop of the world of a millisecond or more on two

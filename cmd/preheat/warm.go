@@ -313,6 +313,7 @@ func (o *warmOptions) warmupOptions(ropts *replayer.Options, sourceMetrics *metr
 			Hold:           o.hold,
 			HoldTolerance:  o.holdTolerance,
 			MinWarm:        o.minWarm,
+			NoMinWarm:      o.minWarm == 0, // --min-warm 0 is none; MinWarm 0, the default
 			MaxWarm:        o.deadline,
 			MinResponses:   o.minResponses,
 			MaxJitter:      o.maxJitter,
@@ -328,9 +329,6 @@ func (o *warmOptions) warmupOptions(ropts *replayer.Options, sourceMetrics *metr
 		Progress:    o.progress,
 		Metrics:     []*metrics.Set{sourceMetrics},
 		Logger:      log,
-	}
-	if o.minWarm == 0 {
-		wo.Readiness.MinWarm = time.Nanosecond // 0 means the default; the flag said none
 	}
 	if o.minResponses == 0 {
 		wo.Readiness.MinResponses = -1 // likewise

@@ -125,5 +125,5 @@ func Run(ctx context.Context, out io.Writer, opts *Options) error {
 
 // fleet returns the demo's client fleet for url.
 func (r *run) fleet(url string) *Fleet {
-	return NewFleet(url, &FleetOptions{Clients: r.o.Clients, Queries: r.o.Queries, Think: max(r.o.Think, 0)})
+	return NewFleet(url, &FleetOptions{Clients: r.o.Clients, Queries: r.o.Queries, Think: r.o.Think})
 }

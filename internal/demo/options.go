@@ -23,8 +23,11 @@ type Options struct {
 	// Queries is the queries of each client session. Default 20.
 	Queries int
 	// Think is each client's pause between a result and its next query.
-	// Default 40ms; negative means none.
+	// Default 40ms; see NoThink for none.
 	Think time.Duration
+	// NoThink makes each client send its next query as soon as a result
+	// arrives: Think is then 0 whatever it was set to. Default false.
+	NoThink bool
 	// Scale is the simulated servers' warm-up work as a fraction of the
 	// default model's: they warm faster than a real JVM. Default 0.25.
 	Scale float64
@@ -34,8 +37,13 @@ type Options struct {
 	// Window is the warm-up's signal window (readiness.Options.Window).
 	// Default 10s.
 	Window time.Duration
-	// MinWarm is the warm-up's earliest release. Default 10s.
+	// MinWarm is the warm-up's earliest release. Default 10s; see
+	// NoMinWarm for none.
 	MinWarm time.Duration
+	// NoMinWarm releases the warm-up as soon as its signals allow
+	// (readiness.Options.NoMinWarm): MinWarm is then 0 whatever it was set
+	// to. Default false.
+	NoMinWarm bool
 	// CaptureMax is the longest the capture waits for server A to warm.
 	// Default 3m.
 	CaptureMax time.Duration
@@ -66,13 +74,21 @@ func (o *Options) withDefaults() Options {
 	if c.Queries == 0 {
 		c.Queries = 20
 	}
-	def(&c.Think, 40*time.Millisecond)
+	if c.NoThink {
+		c.Think = 0
+	} else {
+		def(&c.Think, 40*time.Millisecond)
+	}
 	if c.Scale == 0 {
 		c.Scale = 0.25
 	}
 	def(&c.FirstTraffic, 20*time.Second)
 	def(&c.Window, 10*time.Second)
-	def(&c.MinWarm, 10*time.Second)
+	if c.NoMinWarm {
+		c.MinWarm = 0
+	} else {
+		def(&c.MinWarm, 10*time.Second)
+	}
 	def(&c.CaptureMax, 3*time.Minute)
 	def(&c.Deadline, 3*time.Minute)
 	return c
@@ -85,8 +101,8 @@ func (c *Options) validate() error {
 		return fmt.Errorf("clients %d and queries %d must be positive", c.Clients, c.Queries)
 	case c.Scale < 0 || c.FirstTraffic < 0:
 		return fmt.Errorf("scale %v and first traffic %v must be positive", c.Scale, c.FirstTraffic)
-	case c.Window < 0 || c.MinWarm < 0 || c.CaptureMax < 0 || c.Deadline < 0:
-		return fmt.Errorf("window %v, min warm %v, capture max %v and deadline %v must not be negative", c.Window, c.MinWarm, c.CaptureMax, c.Deadline)
+	case c.Think < 0 || c.Window < 0 || c.MinWarm < 0 || c.CaptureMax < 0 || c.Deadline < 0:
+		return fmt.Errorf("think %v, window %v, min warm %v, capture max %v and deadline %v must not be negative", c.Think, c.Window, c.MinWarm, c.CaptureMax, c.Deadline)
 	}
 	return nil
 }

@@ -33,14 +33,10 @@ func (r *run) warm(ctx context.Context, b *server, cacheURL string) (*warmed, er
 	}
 	src := replayer.NewCacheSource(client, &replayer.CacheSourceOptions{
 		Request: warmup.Select(replaycache.Coverage, replaycache.Filter{}), Logger: log})
-	minWarm := r.o.MinWarm
-	if minWarm < 0 {
-		minWarm = time.Nanosecond // none
-	}
 	const rate, concurrency = 400, 8
 	w, err := warmup.New(b.url(), b.metricsURL(), src, &warmup.Options{
 		Replay:    &replayer.Options{Rate: rate, Concurrency: concurrency, Correlate: "id"},
-		Readiness: &readiness.Options{Window: r.o.Window, MinWarm: minWarm, MaxWarm: r.o.Deadline, MaxJitter: r.o.MaxJitter},
+		Readiness: &readiness.Options{Window: r.o.Window, MinWarm: r.o.MinWarm, NoMinWarm: r.o.NoMinWarm, MaxWarm: r.o.Deadline, MaxJitter: r.o.MaxJitter},
 		Progress:  3 * time.Second,
 		Logger:    log,
 	})
