@@ -3,9 +3,11 @@
 
 Usage: python3 bench/jvmhold.py FIGURES_LOG=COMPILE_LOG_DIR [...]
 
-FIGURES_LOG is the -v output of TestJVMFigures run with
-PREHEAT_JVM_COMPILE_LOGS=COMPILE_LOG_DIR (docs/benchmarks-jvm.md). For each
-run it rebuilds the warmed JVM's compile-time counter from HotSpot's
+FIGURES_LOG is the standard output of
+`go run ./bench/jvm figures --compile-logs COMPILE_LOG_DIR` (its run lines
+and the warm-ups' "warm: starting" lines; docs/benchmarks-jvm.md), and
+COMPILE_LOG_DIR holds the runs' HotSpot compilation logs, runN-V.xml. For
+each run it rebuilds the warmed JVM's compile-time counter from HotSpot's
 compilation log (each task's time, counted at its end, as
 CompilationMXBean counts it), samples its rate over 10 s once a second from
 the warm-up's start, and replays the detector's compile rule (window 10 s,
@@ -94,7 +96,7 @@ for log, cdir in (a.split('=', 1) for a in sys.argv[1:]):
         if not os.path.exists(x): continue
         js, done = parse_xml(x)
         # A minute past the real release: from the release on, the JVM
-        # takes the test's real traffic, so a rebuilt release later than
+        # takes the run's real traffic, so a rebuilt release later than
         # the real one is only an estimate.
         pts = series(js, done, r['start'], r['release'] + 60)
         s = settled(pts)

@@ -6,6 +6,7 @@
 //	go run ./bench/jvm figures [flags]          # about 4 minutes a run
 //	go run ./bench/jvm whatif --reports DIR     # saved warm reports through other readiness settings
 //	go run ./bench/jvm interference [flags]     # about 6 minutes; Linux, two processors
+//	go run ./bench/jvm trace [flags]            # a fresh JVM's signals, a line a second; a minute
 //
 // and two subcommands those run as processes of their own:
 //
@@ -13,10 +14,10 @@
 //	go run ./bench/jvm hog --load spin|mem|net                 # a load until stdin closes
 //
 // "go run ./bench/jvm SUBCOMMAND -h" lists a subcommand's flags and their
-// defaults. figures and interference need a JDK (javac and java on PATH).
-// Everything listens on loopback; every JVM and process started ends
-// before the command returns, or with it on an interrupt. The story goes
-// to standard output, the warm-ups' log lines among it (bench/jvmhold.py
+// defaults. figures, interference and trace need a JDK (javac and java on
+// PATH). Everything listens on loopback; every JVM and process started
+// ends before the command returns, or with it on an interrupt. The story
+// goes to standard output, the warm-ups' log lines among it (bench/jvmhold.py
 // reads both); the exit status is 1 if a run failed or a check did not
 // hold, 2 for a bad command line.
 //
@@ -69,6 +70,7 @@ func subcommands() []subcommand {
 		{"figures", "capture, warm and time fresh JVMs against cold ones and a warm neighbour, run after run", figures},
 		{"whatif", "replay saved warm reports' signals through other readiness settings", whatIfReports},
 		{"interference", "what a load on one processor costs a JVM pinned to another", interference},
+		{"trace", "a fresh JVM's warmth signals, once a second, under real traffic and no warm-up", trace},
 		{"neighbour", "timed clients against a JVM until standard input closes (figures and interference run it)", neighbour},
 		{"hog", "a load of a known shape until standard input closes (interference runs it)", hog},
 	}

@@ -27,6 +27,10 @@ type PaceOptions struct {
 	// QueriesOnly makes every request a query. Default false: every tenth
 	// request of a session is a mutation, as real clients send.
 	QueriesOnly bool
+	// Record is where the requests are recorded as they are answered, so
+	// that a caller can read them while Pace runs; Pace returns it.
+	// Default a new record.
+	Record *Requests
 }
 
 // Pace drives clients of the sync protocol of package corpus against the
@@ -50,7 +54,10 @@ func Pace(ctx context.Context, url string, opts *PaceOptions, seed uint64) *Requ
 	if o.Queries <= 0 {
 		o.Queries = 50
 	}
-	l := &Requests{}
+	l := o.Record
+	if l == nil {
+		l = &Requests{}
+	}
 	var wg sync.WaitGroup
 	for i := range o.Clients {
 		wg.Go(func() {
