@@ -22,47 +22,66 @@ import (
 	"github.com/preheatdev/preheat/warmup"
 )
 
-// cacheServer is the replay cache, as 'preheat cache' runs it, reading
-// the demo's directory log as it is written and serving it on loopback.
+// cacheServer is the replay cache, as 'preheat cache' runs it, reading a
+// directory log as it is written and serving it on loopback.
 type cacheServer struct {
 	url   string
 	cache *replaycache.Cache
 	cons  *dirlog.Consumer
 	srv   *http.Server
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	read  context.CancelFunc // ends the cache's reading of the stream
+	wg    sync.WaitGroup     // the reading and the serving
+	stop  func()
 }
 
 // startCache starts a replay cache of the directory log at dir, keeping
-// sessions for window (replaycache.Options.Window; 0: its default).
-func startCache(dir string, window time.Duration, logger *slog.Logger, set *metrics.Set) (*cacheServer, error) {
-	cons, err := dirlog.NewConsumer(dir, stream.Start{}, &dirlog.ConsumerOptions{Logger: logger, Metrics: set})
-	if err != nil {
+// sessions for window (replaycache.Options.Window; 0: its default). What
+// it started before a failure is stopped by the same shutdown as a running
+// cache.
+func startCache(dir string, window time.Duration, logger *slog.Logger, set *metrics.Set) (_ *cacheServer, err error) {
+	c := &cacheServer{read: func() {}}
+	c.stop = sync.OnceFunc(c.shutdown)
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	if c.cons, err = dirlog.NewConsumer(dir, stream.Start{}, &dirlog.ConsumerOptions{Logger: logger, Metrics: set}); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		cons.Close()
 		return nil, err
 	}
-	cache := replaycache.New(cons, &replaycache.Options{Logger: logger, Metrics: set, Window: window})
-	c := &cacheServer{url: "http://" + ln.Addr().String(), cache: cache, cons: cons,
-		srv: &http.Server{Handler: replaycache.NewServer(cache, &replaycache.ServerOptions{Logger: logger, Metrics: set}),
-			ErrorLog: log.New(io.Discard, "", 0)}}
-	ctx, stop := context.WithCancel(context.Background())
-	c.stop = stop
-	c.wg.Go(func() { _ = cache.Run(ctx) })
+	c.url = "http://" + ln.Addr().String()
+	c.cache = replaycache.New(c.cons, &replaycache.Options{Logger: logger, Metrics: set, Window: window})
+	c.srv = &http.Server{Handler: replaycache.NewServer(c.cache, &replaycache.ServerOptions{Logger: logger, Metrics: set}),
+		ErrorLog: log.New(io.Discard, "", 0)}
+	ctx, read := context.WithCancel(context.Background())
+	c.read = read
+	c.wg.Go(func() { _ = c.cache.Run(ctx) })
 	c.wg.Go(func() { _ = c.srv.Serve(ln) })
 	return c, nil
 }
 
-func (c *cacheServer) close() {
+// close stops the cache as 'preheat cache' stops on SIGTERM. It is safe
+// to call twice.
+func (c *cacheServer) close() { c.stop() }
+
+// shutdown stops what startCache started, in the order of 'preheat
+// cache': requests given a deadline to finish (followers still streaming
+// then are cut), then the reading of the stream, then the stream.
+func (c *cacheServer) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = c.srv.Shutdown(ctx)
-	c.stop()
+	if c.srv != nil && c.srv.Shutdown(ctx) != nil {
+		_ = c.srv.Close()
+	}
+	c.read()
 	c.wg.Wait()
-	c.cons.Close()
+	if c.cons != nil {
+		c.cons.Close()
+	}
 }
 
 // WaitSessions waits until cache holds n whole sessions (complete: their

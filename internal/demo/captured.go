@@ -55,7 +55,7 @@ type Captured struct {
 // directory; the tap is then shut down, and a replay cache of the log
 // serves once it holds every session the fleet completed. Close stops the
 // cache and removes the directory.
-func CaptureCache(ctx context.Context, upstream string, opts *CaptureOptions) (*Captured, error) {
+func CaptureCache(ctx context.Context, upstream string, opts *CaptureOptions) (_ *Captured, err error) {
 	var o CaptureOptions
 	if opts != nil {
 		o = *opts
@@ -76,28 +76,29 @@ func CaptureCache(ctx context.Context, upstream string, opts *CaptureOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	set := metrics.NewSet()
-	tap, err := startCapture(ctx, upstream, dir, o.Logger, set)
+	tap, err := startCapture(upstream, dir, o.Logger, set)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	lctx, cancel := context.WithTimeout(ctx, o.For)
 	lat := NewFleet(tap.url+"/sync?client=web", o.Fleet).Run(lctx, 1)
 	cancel()
 	tap.close()
-	if ctx.Err() != nil {
-		os.RemoveAll(dir)
-		return nil, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	sessions := int(lat.Sessions())
 	if sessions == 0 {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("capture: no whole session in %v (%d failed)", o.For, lat.Errors())
 	}
 	cache, err := startCache(dir, o.Window, o.Logger, set)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c := &Captured{URL: cache.url, Sessions: sessions, Latency: lat, cache: cache, dir: dir}

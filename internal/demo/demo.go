@@ -66,7 +66,7 @@ func Run(ctx context.Context, out io.Writer, opts *Options) error {
 	}
 	a, b, c := servers[0], servers[1], servers[2]
 	set := metrics.NewSet()
-	tap, err := startCapture(ctx, "ws://"+a.ln.Addr().String(), r.dir, r.quiet, set)
+	tap, err := startCapture("ws://"+a.ln.Addr().String(), r.dir, r.quiet, set)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,9 @@
 // (clients on a clock, every request's send time and latency kept) and
 // CompileSettled, the moment a report's compile rate settled, against
 // which a release is weighed. It wires capture, replaycache and warmup
-// through their constructors, as the commands do; it parses no flags
+// through their constructors, as the commands do, stops the tap and the
+// cache in the order their commands stop on SIGTERM, and warms the demo's
+// server through WarmFromCache as the JVM's runs do; it parses no flags
 // (cmd/preheat's demo command and bench/jvm do).
 //
 // Data enters as Options and the pieces' options; everything the demo

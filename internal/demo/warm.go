@@ -2,13 +2,10 @@ package demo
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/preheatdev/preheat/internal/coldserver"
 	"github.com/preheatdev/preheat/readiness"
-	"github.com/preheatdev/preheat/replaycache"
-	"github.com/preheatdev/preheat/replayer"
 	"github.com/preheatdev/preheat/warmup"
 )
 
@@ -27,29 +24,17 @@ type warmed struct {
 func (r *run) warm(ctx context.Context, b *server, cacheURL string) (*warmed, error) {
 	r.say("warm: replaying cached sessions against server B until its jitter and compile time flatten")
 	log := r.logger()
-	client, err := replaycache.NewClient(cacheURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("warm: %w", err)
-	}
-	src := replayer.NewCacheSource(client, &replayer.CacheSourceOptions{
-		Request: warmup.Select(replaycache.Coverage, replaycache.Filter{}), Logger: log})
-	const rate, concurrency = 400, 8
-	w, err := warmup.New(b.url(), b.metricsURL(), src, &warmup.Options{
-		Replay:    &replayer.Options{Rate: rate, Concurrency: concurrency, Correlate: "id"},
-		Readiness: &readiness.Options{Window: r.o.Window, MinWarm: r.o.MinWarm, NoMinWarm: r.o.NoMinWarm, MaxWarm: r.o.Deadline, MaxJitter: r.o.MaxJitter},
-		Progress:  3 * time.Second,
-		Logger:    log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("warm: %w", err)
-	}
-	defer w.Close()
-	log.Info("warm: starting", "target", b.url(), "metrics", b.metricsURL(), "cache", cacheURL,
-		"rate", rate, "concurrency", concurrency, "deadline", r.o.Deadline, "window", r.o.Window, "on_deadline", "open")
 	start := time.Now()
-	res, err := w.Run(ctx)
+	res, err := WarmFromCache(ctx, b.url(), b.metricsURL(), cacheURL, &WarmOptions{
+		Rate: 400, Concurrency: 8,
+		// Hold and HoldTolerance are their defaults, set so that the
+		// "warm: starting" line says them.
+		Window: r.o.Window, Hold: r.o.Window, HoldTolerance: readiness.DefaultHoldTolerance,
+		MinWarm: r.o.MinWarm, NoMinWarm: r.o.NoMinWarm, Deadline: r.o.Deadline, MaxJitter: r.o.MaxJitter,
+		Progress: 3 * time.Second,
+	}, log)
 	if err != nil {
-		return nil, fmt.Errorf("warm: %w", err)
+		return nil, err
 	}
 	wd := &warmed{res: res, start: start, after: res.Decision.At.Sub(start),
 		state: b.sim.State(), mutations: b.sim.Mutations()} // before real traffic, which mutates

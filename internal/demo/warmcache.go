@@ -44,6 +44,9 @@ type WarmOptions struct {
 	// MinWarm is the earliest release (--min-warm). Default
 	// readiness.DefaultMinWarm, 30s.
 	MinWarm time.Duration
+	// NoMinWarm releases as soon as the signals allow (--min-warm 0):
+	// MinWarm is then ignored. Default false.
+	NoMinWarm bool
 	// Deadline is when the warm-up releases whatever the signals say
 	// (--deadline). Default readiness.DefaultMaxWarm, 10m.
 	Deadline time.Duration
@@ -53,6 +56,9 @@ type WarmOptions struct {
 	// MaxCompileRate is the compile rate limit in ms/s
 	// (--max-compile-rate). Default readiness.DefaultMaxCompileRate, 20.
 	MaxCompileRate float64
+	// Progress is how often a progress line is logged (--progress).
+	// Default 10s.
+	Progress time.Duration
 }
 
 // JVMWarmOptions returns the settings the JVM fixture (package
@@ -88,8 +94,8 @@ func JVMWarmOptions() WarmOptions {
 // of the replay cache at cacheURL in coverage order, correlating answers by
 // their "id" (the sync protocol of package corpus), until the server is
 // released, or the deadline and a minute more pass, or ctx ends. It logs a
-// "warm: starting" line, progress every 10 s and the warm-up's own lines
-// to log. opts may be nil.
+// "warm: starting" line, progress lines and the warm-up's own lines to log.
+// opts may be nil.
 func WarmFromCache(ctx context.Context, target, metricsURL, cacheURL string, opts *WarmOptions, log *slog.Logger) (warmup.Result, error) {
 	var o WarmOptions
 	if opts != nil {
@@ -97,6 +103,12 @@ func WarmFromCache(ctx context.Context, target, metricsURL, cacheURL string, opt
 	}
 	if o.Deadline <= 0 {
 		o.Deadline = readiness.DefaultMaxWarm
+	}
+	if o.Progress <= 0 {
+		o.Progress = 10 * time.Second
+	}
+	if o.NoMinWarm {
+		o.MinWarm = 0 // as the log line says
 	}
 	var rehearse []replayer.RehearseRule
 	for _, r := range o.Rehearse {
@@ -115,9 +127,9 @@ func WarmFromCache(ctx context.Context, target, metricsURL, cacheURL string, opt
 	w, err := warmup.New(target, metricsURL, src, &warmup.Options{
 		Replay: &replayer.Options{Rate: o.Rate, Concurrency: o.Concurrency, Correlate: "id",
 			StartRate: o.StartRate, MaxCPUPressure: o.MaxCPUPressure, Rehearse: rehearse},
-		Readiness: &readiness.Options{Window: o.Window, Hold: o.Hold, HoldTolerance: o.HoldTolerance, MinWarm: o.MinWarm, MaxWarm: o.Deadline,
+		Readiness: &readiness.Options{Window: o.Window, Hold: o.Hold, HoldTolerance: o.HoldTolerance, MinWarm: o.MinWarm, NoMinWarm: o.NoMinWarm, MaxWarm: o.Deadline,
 			MaxJitter: o.MaxJitter, MaxCompileRate: o.MaxCompileRate},
-		Progress: 10 * time.Second,
+		Progress: o.Progress,
 		Logger:   log,
 	})
 	if err != nil {
