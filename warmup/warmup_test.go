@@ -38,6 +38,9 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 // simulator's own count, through /readyz, the ready file and the webhook,
 // with no mutation sent and no session dropped at the replay's stop.
 func TestWarmupReleasesWarmPod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up of a simulated JVM: about 40 seconds")
+	}
 	src := serveCache(t, corpusSessions(5, 300, 20, 0.1))
 	sim, target, metricsURL := serveCold(t)
 	hooks := make(chan http.Header, 1)

@@ -252,6 +252,9 @@ func TestInspectUsage(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the whole demo in real time: about a minute")
+	}
 	dir := filepath.Join(t.TempDir(), "stream")
 	report := filepath.Join(t.TempDir(), "report")
 	var outb, errb bytes.Buffer

@@ -260,6 +260,9 @@ func TestWarmDeadlineFailClosed(t *testing.T) {
 // the pod idle, and an idle pod's signals are flat from the start. That
 // must not pass for warm: the deadline decides, and says why.
 func TestWarmNothingReplayedIsNotWarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up to its deadline: about 15 seconds")
+	}
 	cache := serveCache(t, nil)
 	_, addr := serveCold(t)
 	file := filepath.Join(t.TempDir(), "released.json")
@@ -304,6 +307,9 @@ func serveCold(t *testing.T) (*coldserver.Server, string) {
 }
 
 func TestWarmReleasesOnlyWhenWarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up of a simulated JVM: about 45 seconds")
+	}
 	cache := serveCache(t, corpusSessions(5, 300, 20, 0.1))
 	sim, addr := serveCold(t)
 	report := t.TempDir()
@@ -476,6 +482,9 @@ func writePSI(t *testing.T, file string, total uint64) {
 // full rate. Judged as scraped, it was released as warm after about 15 s;
 // it must not be: the deadline decides, and the reason says what held it.
 func TestWarmHeldBackIsNotWarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up held back to its deadline: about 30 seconds")
+	}
 	cache := serveCache(t, corpusSessions(7, 300, 40, 0))
 	_, addr := serveCold(t)
 	psi := filepath.Join(t.TempDir(), "cpu")
