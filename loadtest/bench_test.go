@@ -192,3 +192,65 @@ func BenchmarkLatencyAccuracy(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFixedRate measures what driving a fixed load costs the load
+// generator, beside a bare client: 200 connections at 4,000 messages/s in
+// all against an echo server in another process. loadtest runs the closed
+// model of 200 sessions at once, each a corpus session (bench/loadgen's)
+// sending a query every 50ms at its recorded pace, every one answered and
+// matched by its id; the baseline is wsbench's open-loop client (the same
+// websocket library) at the same rate over 200 connections. The figure is
+// msgs/cpu-s; run each sub-benchmark in a process of its own for its
+// maxrss. bench/loadgen measures the same with the preheat command.
+func BenchmarkFixedRate(b *testing.B) {
+	const conns, rate = 200, 4000.0
+	target := echoProcess(b)
+	d := benchSeconds()
+	interval := time.Duration(float64(time.Second) * conns / rate)
+	report := func(b *testing.B, msgs int64, wall, cpu time.Duration) {
+		b.ReportMetric(float64(msgs)/wall.Seconds(), "msgs/s")
+		b.ReportMetric(float64(msgs)/cpu.Seconds(), "msgs/cpu-s")
+		b.ReportMetric(maxRSSMiB(), "maxrss-MiB")
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+	}
+	b.Run("loadtest", func(b *testing.B) {
+		for b.Loop() {
+			// The corpus, as the command has it once loaded: New keeps
+			// the plans, not the corpus, which is garbage once planned.
+			start := time.Now().Add(-time.Hour)
+			c := &loadtest.Corpus{}
+			for i := range conns {
+				phase := interval * time.Duration(i) / conns
+				c.Sessions = append(c.Sessions, corpus.New(uint64(1+i)).PacedSession(start, phase, interval, int(d/interval), true))
+			}
+			cpu0, t0 := cpuTime(), time.Now() // New plans the sessions: that counts
+			r, err := loadtest.New(c, target+"/sync", &loadtest.Options{Concurrency: conns, Duration: d, Drain: 10 * time.Second,
+				AbortAfter: -1, Logger: quiet, Replay: &replayer.Options{Correlate: "id"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c = nil
+			res, err := r.Run(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			tr := res.Targets[0]
+			if tr.ErrorCount > 0 || tr.Responses != tr.Requests {
+				b.Fatalf("errors %v; %d requests, %d answered", tr.Errors, tr.Requests, tr.Responses)
+			}
+			report(b, int64(tr.Responses), time.Since(t0), cpuTime()-cpu0)
+		}
+	})
+	b.Run("baseline-wsbench", func(b *testing.B) {
+		for b.Loop() {
+			cpu0, t0 := cpuTime(), time.Now()
+			res, err := wsbench.Load(context.Background(), target, &wsbench.LoadOptions{Conns: conns, Rate: rate, Duration: d, Warmup: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			report(b, res.Total, time.Since(t0), cpuTime()-cpu0)
+		}
+	})
+}

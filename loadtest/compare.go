@@ -144,7 +144,7 @@ func compare(a, b TargetResult, o *Options) *Comparison {
 		if ox == 0 && oy == 0 {
 			continue
 		}
-		d = append(d, 100*(rate(y.Failed+y.Timeouts, oy)-rate(x.Failed+x.Timeouts, ox)))
+		d = append(d, 100*(rate(y.Failed+y.Timeouts+y.Closed, oy)-rate(x.Failed+x.Timeouts+x.Closed, ox)))
 	}
 	er := Difference{Metric: "error_rate", Unit: "%", Baseline: 100 * a.ErrorRate, Candidate: 100 * b.ErrorRate, Pairs: len(d)}
 	if len(d) >= minPairs {

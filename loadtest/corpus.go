@@ -170,7 +170,10 @@ func LoadCache(ctx context.Context, client *replaycache.Client, req replaycache.
 // StreamOptions configure LoadStream. The zero value is usable.
 type StreamOptions struct {
 	// Window keeps the sessions that connected this recently; open the
-	// consumer at now minus Window. Default 15m.
+	// consumer at now minus Window. Default 15m. Negative: every session
+	// the stream retains, however old (a directory log kept for a load
+	// test); open the consumer at its oldest record (stream.Start's zero
+	// Time).
 	Window time.Duration
 	// Request selects the sessions, as of a cache: mode, route, filters,
 	// Limit (default 1,000).
@@ -179,6 +182,12 @@ type StreamOptions struct {
 	// sessions; its Window is set from Window. Default nil: defaults.
 	Cache *replaycache.Options
 }
+
+// wholeStream is the reassembling cache's window when StreamOptions.Window
+// asks for everything the stream retains: a century, longer than any
+// stream keeps a record, and short enough that the cache's deadlines (a
+// connect time plus the window) stay within time.Duration.
+const wholeStream = 100 * 365 * 24 * time.Hour
 
 // LoadStream reassembles whole sessions from a stream with an in-process
 // replay cache and selects up to Request.Limit of them. cons must have
@@ -190,8 +199,11 @@ func LoadStream(ctx context.Context, cons stream.Consumer, opts *StreamOptions) 
 	if opts != nil {
 		o = *opts
 	}
-	if o.Window <= 0 {
+	switch {
+	case o.Window == 0:
 		o.Window = 15 * time.Minute
+	case o.Window < 0:
+		o.Window = wholeStream
 	}
 	if o.Request.Limit <= 0 {
 		o.Request.Limit = 1000

@@ -143,3 +143,59 @@ func TestLoadStream(t *testing.T) {
 		}
 	}
 }
+
+// writeOldLog writes n sessions to a directory log as a tap that ran at
+// then would have: connected 500ms apart from then, appended then.
+func writeOldLog(t *testing.T, dir string, then time.Time, n int) {
+	t.Helper()
+	p, err := dirlog.NewProducer(dir, &dirlog.ProducerOptions{Logger: quiet, MaxAge: -1, Now: func() time.Time { return then }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := corpus.New(4)
+	for i := range n {
+		evs := g.Session(then.Add(time.Duration(i)*500*time.Millisecond), 3)
+		b, err := session.AppendBatch(nil, evs)
+		if err == nil {
+			err = p.Put(context.Background(), evs[0].Session.String(), b)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoadStreamReadsAWholeOldLog loads a directory log whose records and
+// sessions are three hours old: the default window finds none of them, a
+// negative one every one.
+func TestLoadStreamReadsAWholeOldLog(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	writeOldLog(t, dir, time.Now().Add(-3*time.Hour).Truncate(time.Microsecond), n)
+	load := func(window time.Duration, from time.Time) int {
+		t.Helper()
+		cons, err := dirlog.NewConsumer(dir, stream.Start{Time: from, StopAtEnd: true}, &dirlog.ConsumerOptions{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		c, err := loadtest.LoadStream(t.Context(), cons, &loadtest.StreamOptions{Window: window})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(c.Sessions)
+	}
+	if got := load(0, time.Now().Add(-15*time.Minute)); got != 0 {
+		t.Fatalf("the default 15m window of a 3h old log found %d sessions, want none", got)
+	}
+	// The consumer from the oldest record, the window left at its default.
+	if got := load(0, time.Time{}); got != 0 {
+		t.Fatalf("a consumer from the oldest record, default window: %d sessions, want none (older than 15m)", got)
+	}
+	if got := load(-1, time.Time{}); got != n {
+		t.Fatalf("the whole log: %d sessions, want %d", got, n)
+	}
+}

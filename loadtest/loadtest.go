@@ -174,11 +174,12 @@ func (o *Options) withDefaults() (Options, error) {
 
 // Runner runs one load test. Create it with New; call Run once.
 type Runner struct {
-	corpus *Corpus
-	opts   Options
-	log    *slog.Logger
-	rate   float64 // open model: the full start rate, sessions/s
-	arms   []*recorder
+	corpusLen    int
+	recordedRate float64
+	opts         Options
+	log          *slog.Logger
+	rate         float64 // open model: the full start rate, sessions/s
+	arms         []*recorder
 
 	next                 atomic.Uint64 // the next corpus session
 	scheduled            atomic.Int64
@@ -195,7 +196,10 @@ type Runner struct {
 }
 
 // New returns a Runner of corpus against target, a ws:// or wss:// URL
-// (without a path, each session's recorded route is used).
+// (without a path, each session's recorded route is used). It plans every
+// session of the corpus for every target (replayer.Prepare) and keeps the
+// plans, not the corpus: the recorded server messages a caller lets go of
+// are not held for the run.
 func New(corpus *Corpus, target string, opts *Options) (*Runner, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -204,7 +208,7 @@ func New(corpus *Corpus, target string, opts *Options) (*Runner, error) {
 	if corpus == nil || len(corpus.Sessions) == 0 {
 		return nil, errors.New("corpus: no sessions")
 	}
-	r := &Runner{corpus: corpus, opts: o, log: o.Logger, lag: newHist(2)}
+	r := &Runner{corpusLen: len(corpus.Sessions), recordedRate: corpus.Rate, opts: o, log: o.Logger, lag: newHist(2)}
 	if o.Concurrency == 0 {
 		r.rate = o.SessionsPerSecond
 		if r.rate == 0 {
@@ -241,6 +245,12 @@ func New(corpus *Corpus, target string, opts *Options) (*Runner, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		rec.rp = rp
+		// Each session is planned once for the run: a run replays the
+		// same sessions over and over.
+		rec.prepared = make([]*replayer.Prepared, len(corpus.Sessions))
+		for i, evs := range corpus.Sessions {
+			rec.prepared[i] = rp.Prepare(evs)
+		}
 		o.Metrics.NewGauge(`preheat_loadtest_sessions_active{target="`+name+`"}`, func() float64 { return float64(rec.active.Load()) })
 		r.arms = append(r.arms, rec)
 	}
@@ -318,9 +328,9 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	}
 	res := &Result{
 		Started: start, Ended: end, Seconds: end.Sub(start).Seconds(),
-		Model: "open", RecordedRate: r.corpus.Rate, Rate: r.rate,
+		Model: "open", RecordedRate: r.recordedRate, Rate: r.rate,
 		Duration: r.opts.Duration.Seconds(), RampUp: r.opts.RampUp.Seconds(), RampDown: r.opts.RampDown.Seconds(),
-		Corpus: len(r.corpus.Sessions), Scheduled: int(r.scheduled.Load()), Dropped: int(r.dropped.Load()),
+		Corpus: r.corpusLen, Scheduled: int(r.scheduled.Load()), Dropped: int(r.dropped.Load()),
 		Lag: summarize(r.lag), Aborted: r.aborted,
 	}
 	r.mu.Unlock()
@@ -337,9 +347,9 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 }
 
 // pick returns the next session of the corpus, cycling.
-func (r *Runner) pick() []session.Event {
+func (r *Runner) pick() int {
 	i := r.next.Add(1) - 1
-	return r.corpus.Sessions[i%uint64(len(r.corpus.Sessions))]
+	return int(i % uint64(r.corpusLen))
 }
 
 // open starts sessions on the profile's schedule until it ends or runCtx
@@ -414,13 +424,13 @@ func (r *Runner) closed(runCtx, sessCtx context.Context, start time.Time, wg *sy
 	wait(runCtx, timer, time.Until(start.Add(r.opts.Duration)))
 }
 
-// startAll starts evs on every target, in wg, counting it as started at
-// due; ended, when set, is told how each replay ended.
-func (r *Runner) startAll(sessCtx context.Context, evs []session.Event, due time.Time, wg *sync.WaitGroup, ended func(replayer.SessionResult)) {
+// startAll starts corpus session i on every target, in wg, counting it as
+// started at due; ended, when set, is told how each replay ended.
+func (r *Runner) startAll(sessCtx context.Context, i int, due time.Time, wg *sync.WaitGroup, ended func(replayer.SessionResult)) {
 	for _, a := range r.arms {
 		a.started(due)
 		wg.Go(func() {
-			res := a.rp.Replay(sessCtx, evs)
+			res := a.rp.ReplayPrepared(sessCtx, a.prepared[i])
 			a.ended(res, sessCtx.Err() != nil, time.Now())
 			if ended != nil {
 				ended(res)
@@ -517,11 +527,11 @@ func (r *Runner) Progress() Progress {
 		p.Active += a.active.Load()
 		if i == 0 {
 			st := a.rp.Stats()
-			p.Errors += st.Timeouts
+			p.Errors += st.Timeouts + closedErrors(st)
 			p.P50, p.P99, p.Responses = a.quantiles()
 			a.mu.Lock()
 			if ops := a.sessions.Started - a.sessions.Unplayable + st.MessagesSent; ops > 0 {
-				p.ErrorRate = float64(a.sessions.Failed+st.Timeouts) / float64(ops)
+				p.ErrorRate = float64(a.sessions.Failed+st.Timeouts+closedErrors(st)) / float64(ops)
 			}
 			a.mu.Unlock()
 		}

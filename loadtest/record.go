@@ -40,6 +40,7 @@ type recorder struct {
 	interval  time.Duration
 	maxKinds  int
 	rp        *replayer.Replayer
+	prepared  []*replayer.Prepared // the corpus's sessions, planned for rp
 	m         *armMetrics
 
 	active atomic.Int64
@@ -213,6 +214,7 @@ func (r *recorder) rotate(now time.Time, final bool) {
 		// interval closed gets the deltas since the last call.
 		iv.Sent = int(st.MessagesSent - r.lastStats.MessagesSent)
 		iv.Timeouts = int(st.Timeouts - r.lastStats.Timeouts)
+		iv.Closed = int(closedErrors(st) - closedErrors(r.lastStats))
 		r.lastStats = st
 		if iv.Responses > 0 {
 			iv.P50 = ms(r.cur.ValueAtQuantile(50))
@@ -246,8 +248,11 @@ func (r *recorder) snapshot(elapsed time.Duration) TargetResult {
 		Errors:        make(map[string]uint64, len(r.errors)+1),
 		Sent:          st.MessagesSent,
 		Rehearsed:     st.MessagesRehearsed,
+		Requests:      st.Requests,
 		Responses:     uint64(r.all.TotalCount()),
 		Timeouts:      st.Timeouts,
+		Closed:        st.Closed,
+		ClosedCut:     st.ClosedCut,
 		Skipped:       st.MessagesSkipped,
 		SkippedByKind: st.SkippedByKind,
 		Latency:       summarize(r.all),
@@ -261,7 +266,10 @@ func (r *recorder) snapshot(elapsed time.Duration) TargetResult {
 	if st.Timeouts > 0 {
 		tr.Errors["response_timeout"] = st.Timeouts
 	}
-	tr.ErrorCount = tr.Sessions.Failed + st.Timeouts
+	if n := closedErrors(st); n > 0 {
+		tr.Errors["response_closed"] = n
+	}
+	tr.ErrorCount = tr.Sessions.Failed + st.Timeouts + closedErrors(st)
 	if ops := tr.Sessions.Started - tr.Sessions.Unplayable + st.MessagesSent; ops > 0 {
 		tr.ErrorRate = float64(tr.ErrorCount) / float64(ops)
 	}
@@ -286,6 +294,10 @@ func (r *recorder) snapshot(elapsed time.Duration) TargetResult {
 	}
 	return tr
 }
+
+// closedErrors counts the requests whose connection ended while they
+// waited, but for those the run's cut ended: the target's doing.
+func closedErrors(st replayer.Stats) uint64 { return st.Closed - st.ClosedCut }
 
 // percentileQuantiles are the points of the percentile distribution in
 // a report.

@@ -134,7 +134,7 @@ func newPage(r *Result) page {
 			}
 			if iv.Seconds > 0 {
 				started = append(started, [2]float64{mid, float64(iv.Started) / iv.Seconds})
-				errs = append(errs, [2]float64{mid, float64(iv.Failed+iv.Timeouts) / iv.Seconds})
+				errs = append(errs, [2]float64{mid, float64(iv.Failed+iv.Timeouts+iv.Closed) / iv.Seconds})
 			}
 		}
 		lat = append(lat, series{label: t.Name + " p50", color: col, pts: p50}, series{label: t.Name + " p99", color: col, dash: true, pts: p99})
@@ -290,7 +290,8 @@ svg text { font-size: 11px; fill: #57606a; }
 <h2>Summary</h2>
 <table><tr><th></th>{{range .R.Targets}}<th>{{.Name}}</th>{{end}}</tr>
 <tr><th>Sessions started / completed / failed / cut</th>{{range .R.Targets}}<td>{{.Sessions.Started}} / {{.Sessions.Completed}} / {{.Sessions.Failed}} / {{.Sessions.Cut}}</td>{{end}}</tr>
-<tr><th>Messages sent / responses / timeouts</th>{{range .R.Targets}}<td>{{.Sent}} / {{.Responses}} / {{.Timeouts}}</td>{{end}}</tr>
+<tr><th>Messages sent</th>{{range .R.Targets}}<td>{{.Sent}}</td>{{end}}</tr>
+<tr><th>Requests awaiting an answer: answered / timed out / closed while waiting</th>{{range .R.Targets}}<td>{{.Requests}}: {{.Responses}} / {{.Timeouts}} / {{.Closed}}{{if .ClosedCut}} ({{.ClosedCut}} by the cut at the end){{end}}</td>{{end}}</tr>
 <tr><th>Messages not sent (safety and filters)</th>{{range .R.Targets}}<td>{{range $k, $v := .Skipped}}{{$k}} {{$v}} {{end}}</td>{{end}}</tr>
 <tr><th>Not sent, by kind</th>{{range .R.Targets}}<td>{{range $r, $m := .SkippedByKind}}{{$r}}: {{range $k, $v := $m}}{{if $k}}{{$k}}{{else}}(no kind){{end}} {{$v}} {{end}}<br>{{end}}</td>{{end}}</tr>
 <tr><th>Throughput</th>{{range .R.Targets}}<td>{{num .SessionsPerSecond}} sessions/s, {{num .MessagesPerSecond}} msg/s</td>{{end}}</tr>

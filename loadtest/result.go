@@ -49,23 +49,33 @@ type TargetResult struct {
 	// Sessions counts the sessions started and how they ended.
 	Sessions SessionCounts `json:"sessions"`
 	// Errors counts failed sessions by class ("connect", "handshake_503",
-	// "closed_by_target_1011", "write", "session_timeout") and responses
-	// that did not arrive in time ("response_timeout").
+	// "closed_by_target_1011", "write", "session_timeout"), responses
+	// that did not arrive in time ("response_timeout") and requests whose
+	// connection ended while they waited ("response_closed"; not those the
+	// run's cut ended).
 	Errors map[string]uint64 `json:"errors"`
 	// ErrorCount is the sum of Errors; ErrorRate is it per operation (a
 	// session's connection or a message sent).
 	ErrorCount uint64  `json:"error_count"`
 	ErrorRate  float64 `json:"error_rate"`
 	// Sent counts client messages sent, Rehearsed those of them sent as
-	// rehearsals (replayer.Options.Rehearse), Responses the latencies
-	// measured, Timeouts the responses that did not come; Skipped the
-	// messages the filters held back, by reason ("mutating", "unknown",
-	// "reply", ...), and SkippedByKind the same by reason and message kind
+	// rehearsals (replayer.Options.Rehearse); Skipped the messages the
+	// filters held back, by reason ("mutating", "unknown", "reply", ...),
+	// and SkippedByKind the same by reason and message kind
 	// (replayer.Stats.SkippedByKind).
-	Sent          uint64                       `json:"messages_sent"`
-	Rehearsed     uint64                       `json:"messages_rehearsed"`
+	Sent      uint64 `json:"messages_sent"`
+	Rehearsed uint64 `json:"messages_rehearsed"`
+	// Requests counts the messages of Sent that waited for an answer
+	// (replayer.Stats.Requests). Each ended as exactly one of Responses
+	// (answered, its latency measured), Timeouts (no answer within the
+	// response timeout) or Closed (the connection ended while it waited;
+	// ClosedCut of them by the run's cut at the end of the drain), so
+	// Requests = Responses + Timeouts + Closed.
+	Requests      uint64                       `json:"requests"`
 	Responses     uint64                       `json:"responses"`
 	Timeouts      uint64                       `json:"timeouts"`
+	Closed        uint64                       `json:"requests_closed"`
+	ClosedCut     uint64                       `json:"requests_closed_cut"`
 	Skipped       map[string]uint64            `json:"messages_skipped"`
 	SkippedByKind map[string]map[string]uint64 `json:"skipped_by_kind,omitempty"`
 	// Throughput over the whole run, per second.
@@ -128,13 +138,15 @@ type Interval struct {
 	// T is its start in seconds since the run started; Seconds its length.
 	T       float64 `json:"t"`
 	Seconds float64 `json:"seconds"`
-	// Started and Failed count sessions; Sent, Responses and Timeouts
-	// messages.
+	// Started and Failed count sessions; Sent, Responses, Timeouts and
+	// Closed messages (Closed: requests whose connection ended while they
+	// waited, the run's cut aside).
 	Started   int `json:"started"`
 	Failed    int `json:"failed"`
 	Sent      int `json:"sent"`
 	Responses int `json:"responses"`
 	Timeouts  int `json:"timeouts"`
+	Closed    int `json:"closed"`
 	// Latency of the interval's responses, in milliseconds; zero when
 	// there were none.
 	P50  float64 `json:"p50_ms"`

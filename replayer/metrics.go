@@ -13,6 +13,8 @@ type replayMetrics struct {
 	rehearsed                *metrics.Counter
 	control, answered        *metrics.Counter
 	orderExpired             *metrics.Counter
+	requests, closed         *metrics.Counter
+	evicted                  *metrics.Counter
 	completed, stopped       *metrics.Counter
 	latency                  *metrics.Histogram
 }
@@ -20,6 +22,7 @@ type replayMetrics struct {
 func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
 	s.NewGauge("preheat_replay_sessions_active", func() float64 { return float64(r.active.Load()) })
 	s.NewGauge("preheat_replay_rate_limit", func() float64 { return float64(r.limitMilli.Load()) / 1000 })
+	s.NewGauge("preheat_replay_requests_awaiting", func() float64 { return float64(r.stats.awaiting()) })
 	if r.opts.MaxCPUPressure > 0 {
 		s.NewGauge("preheat_replay_cpu_pressure", func() float64 { return float64(r.pressureM.Load()) / 1e6 })
 	}
@@ -32,9 +35,14 @@ func newReplayMetrics(s *metrics.Set, r *Replayer) replayMetrics {
 		orderExpired: s.NewCounter("preheat_replay_order_waits_expired_total"),
 		received:     s.NewCounter("preheat_replay_server_messages_total"),
 		timeouts:     s.NewCounter("preheat_replay_response_timeouts_total"),
-		completed:    s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),
-		stopped:      s.NewCounter(`preheat_replay_sessions_total{result="stopped"}`),
-		latency:      s.NewHistogram("preheat_replay_response_seconds"),
+		// Every request ends as a response (preheat_replay_response_seconds_count),
+		// a timeout or closed: requests_total is their sum plus requests_awaiting.
+		requests:  s.NewCounter("preheat_replay_requests_total"),
+		closed:    s.NewCounter("preheat_replay_requests_closed_total"),
+		evicted:   s.NewCounter("preheat_replay_requests_evicted_total"),
+		completed: s.NewCounter(`preheat_replay_sessions_total{result="completed"}`),
+		stopped:   s.NewCounter(`preheat_replay_sessions_total{result="stopped"}`),
+		latency:   s.NewHistogram("preheat_replay_response_seconds"),
 	}
 }
 

@@ -38,8 +38,10 @@ type Options struct {
 	// server message.
 	Correlate string
 	// ResponseTimeout is how long a sent message waits for its response
-	// before it counts as a timeout, and how long a session waits for the
-	// last responses before closing. Default 10s.
+	// before it counts as a timeout, how long a session waits for the last
+	// responses before closing, and how long a write may hang (the target
+	// stopped reading) before the session fails: checked every
+	// ResponseTimeout, so within twice it. Default 10s.
 	ResponseTimeout time.Duration
 	// DialTimeout bounds each websocket handshake. Default 10s.
 	DialTimeout time.Duration

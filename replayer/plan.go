@@ -98,8 +98,10 @@ func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, 
 	// answers to messages not sent are not waited for.
 	server := 0 // counted server messages so far
 	sawClient, first := false, true
-	lastSent := -1              // the step sent last, until the client's next message
-	sentIDs := map[string]int{} // id → step
+	lastSent := -1 // the step sent last, until the client's next message
+	// id → the steps sent with it and not yet answered, oldest first: a
+	// client may reuse an id, and its answers come first in, first out.
+	sentIDs := map[string][]int{}
 	anyServer := false
 	for i := range evs {
 		ev := &evs[i]
@@ -114,9 +116,12 @@ func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, 
 			}
 			anyServer = true
 			if len(sm.ID) > 0 {
-				if k, ok := sentIDs[string(sm.ID)]; ok {
+				if ks, ok := sentIDs[string(sm.ID)]; ok {
 					server++
-					p.steps[k].reply = true
+					if len(ks) > 0 {
+						p.steps[ks[0]].reply = true
+						sentIDs[string(sm.ID)] = ks[1:]
+					}
 				}
 			} else if !sawClient {
 				server++
@@ -180,8 +185,8 @@ func (r *Replayer) plan(info *session.Info, evs []session.Event, now time.Time, 
 			continue
 		}
 		lastSent = len(p.steps)
-		if j.id != "" && len(sentIDs) < maxPending {
-			sentIDs[j.id] = lastSent
+		if ks, ok := sentIDs[j.id]; j.id != "" && len(ks) < maxPending && (ok || len(sentIDs) < maxPending) {
+			sentIDs[j.id] = append(ks, lastSent)
 		}
 		p.steps = append(p.steps, step{kind: j.kind, id: j.id, seq: ev.Seq, offset: ev.Offset, after: server,
 			binary: binary, control: j.role == protocol.Control, rehearsed: rehearsed, payload: payload})

@@ -3,10 +3,12 @@ package replayer
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -20,10 +22,14 @@ import (
 // still expects before its close handshake.
 const stopDrain = time.Second
 
-// play dials the target and sends steps, recording in res how it went.
-// When stop is done it sends no more; a session that ends with drop hangs up
-// without a close handshake, as it was recorded to.
-func (r *Replayer) play(ctx, stop context.Context, info *session.Info, p *sessionPlan, drop bool, res *SessionResult) {
+// play dials the target and sends steps, recording in res how it went,
+// within SessionTimeout. When stop is done it sends no more; a session that
+// ends with drop hangs up without a close handshake, as it was recorded to.
+// Every request it sends that waits for an answer ends answered, timed out
+// or closed before it returns.
+func (r *Replayer) play(run, stop context.Context, info *session.Info, p *sessionPlan, drop bool, res *SessionResult) {
+	ctx, cancel := context.WithTimeout(run, r.opts.SessionTimeout)
+	defer cancel()
 	dctx, dcancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	conn, resp, err := websocket.Dial(dctx, r.url(info), r.dialOptions(info))
 	dcancel()
@@ -36,8 +42,19 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, p *sessio
 	}
 	r.failStreak.Store(0)
 	conn.SetReadLimit(r.opts.ReadLimit)
+	// The session's end (SessionTimeout, the caller's cancel) closes the
+	// connection, which ends a read or a write in progress: they take no
+	// context of their own, which would cost a callback and a timer per
+	// message. A write that hangs (the target stopped reading) is ended by
+	// the watchdog.
+	defer context.AfterFunc(ctx, func() { conn.CloseNow() })()
+	wd := newWriteWatchdog(conn, r.opts.ResponseTimeout)
+	defer wd.stop()
 
-	w := &waiter{r: r, pending: make(map[string]pendingReq)}
+	w := newWaiter(r)
+	// Last, once the reader has ended: what still waits was closed, by the
+	// caller when it ended the run or stopped the replay.
+	defer func() { w.close(run.Err() != nil || res.Failure == "stopped") }()
 	arr := newArrivals()
 	readDone := make(chan error, 1)
 	var reader sync.WaitGroup
@@ -59,6 +76,10 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, p *sessio
 	// session ended the same way, with the server closing it.
 	allSent := false
 	closedByTarget := func(err error) {
+		if ctx.Err() != nil {
+			failed("timeout", ctx.Err()) // the session's end closed it
+			return
+		}
 		if allSent && res.Failure == "" {
 			switch websocket.CloseStatus(err) {
 			case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
@@ -93,17 +114,20 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, p *sessio
 	// target does not give) are not coming, and every later wait would
 	// wait for them again.
 	ordered := true
+	orderTimer := time.NewTimer(time.Hour) // one for the session's waits
+	orderTimer.Stop()
+	defer orderTimer.Stop()
 	inOrder := func(n int, stop <-chan struct{}) bool {
 		if !ordered || arr.count() >= n {
 			return true
 		}
-		t := time.NewTimer(r.opts.OrderTimeout)
-		defer t.Stop()
+		orderTimer.Reset(r.opts.OrderTimeout)
+		defer orderTimer.Stop()
 		for arr.count() < n {
 			select {
 			case <-arr.notify:
 				continue
-			case <-t.C:
+			case <-orderTimer.C:
 				ordered = false
 				res.OrderWaitsExpired++
 				r.stats.orderExpired.Add(1)
@@ -121,9 +145,13 @@ func (r *Replayer) play(ctx, stop context.Context, info *session.Info, p *sessio
 		return true
 	}
 	// paced is ctx that also ends with stop, for the rate limiter's wait.
-	paced, endPaced := context.WithCancel(ctx)
-	defer endPaced()
-	defer context.AfterFunc(stop, endPaced)()
+	paced := ctx
+	if !r.unlimited {
+		var endPaced context.CancelFunc
+		paced, endPaced = context.WithCancel(ctx)
+		defer endPaced()
+		defer context.AfterFunc(stop, endPaced)()
+	}
 
 	start := time.Now()
 	timer := time.NewTimer(time.Hour)
@@ -135,12 +163,8 @@ steps:
 			res.Failure = "stopped"
 			break
 		}
-		if !inOrder(st.after, stop.Done()) {
-			if res.Failure == "stopped" {
-				break steps
-			}
-			return
-		}
+		// Its recorded time first, then the server messages before it:
+		// by then they have usually come, and the order costs no wait.
 		if r.opts.Speed > 0 {
 			if d := time.Until(start.Add(time.Duration(float64(st.offset) / r.opts.Speed))); d > 0 {
 				timer.Reset(d)
@@ -152,7 +176,18 @@ steps:
 				}
 			}
 		}
-		if err := r.limiter.Wait(paced); err != nil || stop.Err() != nil {
+		if !inOrder(st.after, stop.Done()) {
+			if res.Failure == "stopped" {
+				break steps
+			}
+			return
+		}
+		if r.unlimited {
+			if stop.Err() != nil {
+				res.Failure = "stopped"
+				break
+			}
+		} else if err := r.limiter.Wait(paced); err != nil || stop.Err() != nil {
 			// paced learns of stop a moment late: stop is read directly
 			// too, so nothing is sent after it.
 			if ctx.Err() == nil && stop.Err() != nil {
@@ -166,15 +201,23 @@ steps:
 		if st.binary {
 			typ = websocket.MessageBinary
 		}
-		if st.reply {
-			w.sent(st.payload, st.kind, st.id)
-		}
-		wctx, wcancel := context.WithTimeout(ctx, r.opts.ResponseTimeout)
-		err := conn.Write(wctx, typ, st.payload)
-		wcancel()
+		// A request waits from before its write: its answer may come
+		// before the write returns.
+		waits := st.reply && w.sent(st.payload, st.kind, st.id)
+		err := wd.write(typ, st.payload)
 		if err != nil {
-			failed("write", fmt.Errorf("write: %w", err))
+			if waits && !w.withdraw() {
+				r.requested() // answered or given up already: it was sent
+			}
+			if ctx.Err() != nil {
+				failed("timeout", ctx.Err()) // the session's end closed it
+			} else {
+				failed("write", fmt.Errorf("write: %w", err))
+			}
 			return
+		}
+		if waits {
+			r.requested()
 		}
 		res.Sent++
 		r.stats.sent.Add(1)
@@ -203,7 +246,11 @@ steps:
 			return
 		}
 	}
-	w.expire(time.Now().Add(r.opts.ResponseTimeout + time.Second)) // all that remain timed out
+	if res.Failure != "stopped" {
+		// All that remain have waited ResponseTimeout: timed out. A
+		// stopped session's are closed, without their full wait.
+		w.expire(time.Now().Add(r.opts.ResponseTimeout + time.Second))
+	}
 	// The server messages recorded after the last client message (a
 	// subscription's last results and its completion) come before the
 	// close, as they did when recorded.
@@ -264,15 +311,25 @@ func (r *Replayer) dialOptions(info *session.Info) *websocket.DialOptions {
 }
 
 // read receives the target's messages until the connection ends, matching
-// responses to requests. It returns nil on a normal close.
+// responses to requests. It returns nil on a normal close. A message is read
+// into a buffer the session reuses: nothing keeps it past its turn (the
+// protocol copies what it keeps).
 func (r *Replayer) read(ctx context.Context, conn *websocket.Conn, w *waiter, live protocol.Conversation, arr *arrivals) error {
+	var buf []byte
 	for {
-		typ, msg, err := conn.Read(ctx)
+		typ, rd, err := conn.Reader(context.Background()) // the session's end closes conn
+		if err == nil {
+			buf, err = readMessage(rd, buf[:0])
+		}
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
 				return nil
 			}
 			return err
+		}
+		msg := buf
+		if cap(buf) > maxKeptBuffer {
+			buf = nil // a large message's buffer is not kept for the small ones
 		}
 		now := time.Now()
 		r.stats.server.Add(1)
@@ -289,10 +346,76 @@ func (r *Replayer) read(ctx context.Context, conn *websocket.Conn, w *waiter, li
 			continue // not part of the conversation: no response, no order
 		}
 		arr.add()
-		if d, kind, ok := w.received(msg, sm.ID, now); ok {
-			r.observe(Response{At: now, Latency: d, Kind: kind})
+		w.received(msg, sm.ID, now)
+	}
+}
+
+// maxKeptBuffer bounds the read buffer a session keeps between messages,
+// in bytes.
+const maxKeptBuffer = 64 << 10
+
+// readMessage appends what rd holds to buf. The connection's read limit
+// bounds it.
+func readMessage(rd io.Reader, buf []byte) ([]byte, error) {
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 4096)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
 		}
 	}
+}
+
+// writeWatchdog writes a session's messages and closes its connection when
+// a write has lasted ResponseTimeout: one timer for the session, checked
+// every ResponseTimeout, instead of one per write. A hung write is ended
+// within twice ResponseTimeout.
+type writeWatchdog struct {
+	conn    *websocket.Conn
+	limit   time.Duration
+	since   atomic.Int64 // when the write in progress began, ns from base; 0 when none
+	base    time.Time
+	timer   *time.Timer
+	stopped atomic.Bool
+}
+
+func newWriteWatchdog(conn *websocket.Conn, limit time.Duration) *writeWatchdog {
+	wd := &writeWatchdog{conn: conn, limit: limit, base: time.Now()}
+	wd.timer = time.AfterFunc(limit, wd.check)
+	return wd
+}
+
+func (wd *writeWatchdog) check() {
+	if wd.stopped.Load() {
+		return
+	}
+	if s := wd.since.Load(); s != 0 && time.Since(wd.base)-time.Duration(s) >= wd.limit {
+		wd.conn.CloseNow()
+		return
+	}
+	wd.timer.Reset(wd.limit)
+}
+
+// write writes msg, ended by the connection's close if it hangs.
+func (wd *writeWatchdog) write(typ websocket.MessageType, msg []byte) error {
+	wd.since.Store(max(int64(time.Since(wd.base)), 1))
+	err := wd.conn.Write(context.Background(), typ, msg)
+	wd.since.Store(0)
+	return err
+}
+
+func (wd *writeWatchdog) stop() {
+	wd.stopped.Store(true)
+	wd.timer.Stop()
 }
 
 // answer sends the message the protocol wants in answer to a server message.
@@ -309,6 +432,12 @@ func (r *Replayer) answer(ctx context.Context, conn *websocket.Conn, sm protocol
 	r.stats.answered.Add(1)
 	r.m.answered.Inc()
 	return nil
+}
+
+// requested counts a request sent that waits for an answer.
+func (r *Replayer) requested() {
+	r.stats.requests.Add(1)
+	r.m.requests.Inc()
 }
 
 func (r *Replayer) observe(resp Response) {

@@ -37,6 +37,7 @@ type Replayer struct {
 	limitMilli  atomic.Int64 // current rate limit × 1000, for Stats
 	pressureM   atomic.Int64 // last CPU stall share × 1e6; -1e6 when not read
 	fixedLimits bool
+	unlimited   bool       // Rate < 0: no limiter to wait on
 	dryMu       sync.Mutex // serializes writes to Options.DryRun
 	// stop is done once Stop is called: sessions send nothing more and
 	// close normally.
@@ -79,6 +80,7 @@ func New(target string, opts *Options) (*Replayer, error) {
 		limit = rate.Inf
 	}
 	r.fixedLimits = o.Rate < 0 || o.NoBackoff
+	r.unlimited = o.Rate < 0
 	start := o.Rate
 	if !r.fixedLimits {
 		start = o.StartRate
@@ -224,8 +226,8 @@ func (r *Replayer) Replay(ctx context.Context, evs []session.Event) SessionResul
 
 // replay plays one session against the target and counts how it ended.
 // When stop is done the session sends no more and closes normally.
-func (r *Replayer) replay(ctx, stop context.Context, evs []session.Event) SessionResult {
-	res := SessionResult{CloseCode: -1, Started: time.Now()}
+func (r *Replayer) replay(ctx, stop context.Context, evs []session.Event) (res SessionResult) {
+	res = SessionResult{CloseCode: -1, Started: time.Now()}
 	defer func() { res.Duration = time.Since(res.Started) }()
 	if len(evs) == 0 || evs[0].Kind != session.KindOpen || evs[0].Open == nil {
 		return r.fail(ctx, res, "no_open", nil)
@@ -245,6 +247,12 @@ func (r *Replayer) replay(ctx, stop context.Context, evs []session.Event) Sessio
 		_, _ = r.opts.DryRun.Write(dry.Bytes())
 		r.dryMu.Unlock()
 	}
+	return r.replayPlan(ctx, stop, res, info, &p, droppedByClient(evs))
+}
+
+// replayPlan plays a session's plan against the target and counts how it
+// ended.
+func (r *Replayer) replayPlan(ctx, stop context.Context, res SessionResult, info *session.Info, p *sessionPlan, drop bool) SessionResult {
 	for k, n := range p.skipped {
 		r.m.skipped(r.stats.skip(k, n)).Add(n)
 		res.Skipped += n
@@ -263,9 +271,7 @@ func (r *Replayer) replay(ctx, stop context.Context, evs []session.Event) Sessio
 	}
 	r.active.Add(1)
 	defer r.active.Add(-1)
-	sctx, cancel := context.WithTimeout(ctx, r.opts.SessionTimeout)
-	defer cancel()
-	r.play(sctx, stop, info, &p, droppedByClient(evs), &res)
+	r.play(ctx, stop, info, p, drop, &res)
 	if res.Failure != "" {
 		return r.fail(ctx, res, res.Failure, res.Err)
 	}

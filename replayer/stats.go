@@ -51,10 +51,28 @@ type Stats struct {
 	OrderWaitsExpired uint64 `json:"order_waits_expired"`
 	// ServerMessages counts messages received from the target.
 	ServerMessages uint64 `json:"server_messages"`
-	// Responses counts latencies measured; Timeouts the sent messages that
-	// had no response within ResponseTimeout.
+	// Requests counts the messages of MessagesSent that wait for an
+	// answer: the recording shows one, and the replay can tell it (by the
+	// protocol's id, the Correlate field, or without Correlate as the next
+	// server message). Each ends as exactly one of Responses (answered, its
+	// latency measured), Timeouts (no answer within ResponseTimeout) or
+	// Closed (the connection ended while it waited); until then it is
+	// Awaiting. So Requests = Responses + Timeouts + Closed + Awaiting, and
+	// Awaiting is 0 once every session has ended. Requests that reuse an
+	// id are answered first in, first out.
+	Requests  uint64 `json:"requests"`
 	Responses uint64 `json:"responses"`
 	Timeouts  uint64 `json:"timeouts"`
+	Closed    uint64 `json:"requests_closed"`
+	Awaiting  int64  `json:"requests_awaiting"`
+	// Evicted counts the Timeouts given up before ResponseTimeout because
+	// their session had 4,096 requests in its window: the bound on what a
+	// session keeps.
+	Evicted uint64 `json:"requests_evicted"`
+	// ClosedCut counts the Closed whose session the caller ended (the
+	// context of Run or Replay: a load test's cut at the end of its drain),
+	// not the target.
+	ClosedCut uint64 `json:"requests_closed_cut"`
 	// LatencyP50 and LatencyP99 are over every response of the run.
 	LatencyP50 time.Duration `json:"latency_p50_ns"`
 	LatencyP99 time.Duration `json:"latency_p99_ns"`
@@ -112,6 +130,7 @@ type SessionResult struct {
 type counters struct {
 	started, completed, stopped, sent, rehearsed, server, responses, timeouts atomic.Uint64
 	control, answered, orderExpired                                           atomic.Uint64
+	requests, closed, closedCut, evicted                                      atomic.Uint64
 
 	mu      sync.Mutex
 	failure map[string]uint64
@@ -153,6 +172,14 @@ func (c *counters) skip(k skipKey, n int) skipKey {
 	return k
 }
 
+// awaiting returns the requests sent that have not yet ended. A request
+// is counted once written, and may be answered a moment before: the
+// difference is held at 0.
+func (c *counters) awaiting() int64 {
+	ended := c.responses.Load() + c.timeouts.Load() + c.closed.Load()
+	return max(int64(c.requests.Load())-int64(ended), 0)
+}
+
 func (c *counters) snapshot() Stats {
 	s := Stats{
 		SessionsStarted:   c.started.Load(),
@@ -163,6 +190,10 @@ func (c *counters) snapshot() Stats {
 		ServerMessages:    c.server.Load(),
 		Responses:         c.responses.Load(),
 		Timeouts:          c.timeouts.Load(),
+		Requests:          c.requests.Load(),
+		Closed:            c.closed.Load(),
+		Evicted:           c.evicted.Load(),
+		ClosedCut:         c.closedCut.Load(),
 		MessagesControl:   c.control.Load(),
 		Answered:          c.answered.Load(),
 		OrderWaitsExpired: c.orderExpired.Load(),
@@ -170,6 +201,7 @@ func (c *counters) snapshot() Stats {
 		MessagesSkipped:   map[string]uint64{},
 		SkippedByKind:     map[string]map[string]uint64{},
 	}
+	s.Awaiting = c.awaiting()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, v := range c.failure {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,8 +85,9 @@ and judges the run against thresholds, for CI pipelines.
 Sources (--source):
   http(s)://HOST:PORT     a replay cache ('preheat cache'); --sessions of them are
                           loaded, the recorded rate is that of the whole cache
-  file:///DIR, kinesis:// a stream, read to its end and reassembled in-process;
-                          sessions that connected within --window
+  file:///DIR, kinesis:// a stream, read to its end and reassembled in-process:
+                          every session a directory log retains, the last 15m
+                          of a Kinesis stream; --window sets how far back
   FILE or file:///FILE    a corpus file: JSON lines of events, as written by
                           'preheat inspect --session ID --json' or a cache's
                           /v1/select?format=jsonl; "-" reads standard input
@@ -146,7 +148,7 @@ func loadtestFlags(fs *flag.FlagSet) *loadtestOptions {
 	fs.IntVar(&o.sessions, "sessions", 1000, "distinct sessions to load from a cache or stream")
 	fs.StringVar(&o.mode, "mode", "random", "how sessions are picked from a cache or stream: random, newest or coverage")
 	fs.StringVar(&o.route, "route", "", "replay only sessions whose route starts with this (cache or stream)")
-	fs.DurationVar(&o.window, "window", 15*time.Minute, "stream source: sessions that connected this recently")
+	fs.DurationVar(&o.window, "window", 0, "stream source: sessions that connected this recently (default: every session a file:// log retains; 15m of a kinesis:// stream)")
 	fs.DurationVar(&o.loadTimeout, "load-timeout", 2*time.Minute, "give up loading the corpus after this long")
 	fs.StringVar(&o.target, "target", "", "the target's websocket URL, ws:// or wss:// (without a path, each session's recorded route is used); required")
 	fs.StringVar(&o.compare, "compare", "", "a second target driven with the same sessions at the same moments, and compared")
@@ -201,6 +203,8 @@ func (o *loadtestOptions) validate() error {
 		return usagef("--speed must not be negative")
 	case o.sessions <= 0:
 		return usagef("--sessions must be positive")
+	case o.window < 0:
+		return usagef("--window must not be negative")
 	case o.minEffect <= 0 || o.confidence <= 0 || o.confidence >= 1:
 		return usagef("--min-effect must be positive and --confidence between 0 and 1")
 	case o.allowMutations && len(o.rehearse) > 0:
@@ -275,6 +279,11 @@ func runLoadtest(ctx context.Context, e *env, o *loadtestOptions, args []string)
 	if err != nil {
 		return usagef("%v", err)
 	}
+	// The runner keeps the sessions' plans, not the corpus: the recorded
+	// server messages, often most of it, are garbage now. Give their
+	// memory back before the run rather than carry it through.
+	corpus = nil
+	debug.FreeOSMemory()
 
 	if o.metricsAdr != "" {
 		stop, err := serveMetrics(o.metricsAdr, e.log, set2, replaySet)
@@ -356,14 +365,27 @@ func (o *loadtestOptions) loadCorpus(ctx context.Context, log *slog.Logger) (*lo
 	if u, err := url.Parse(src); err == nil && u.Scheme == "file" {
 		path = u.Path
 	}
-	if strings.HasPrefix(src, "kinesis://") || isDir(path) {
+	if kinesis := strings.HasPrefix(src, "kinesis://"); kinesis || isDir(path) {
+		// A directory log is kept for load tests: all of it is read unless
+		// --window says otherwise. A live stream's last 15 minutes are
+		// the load of now.
+		window := o.window
+		if window == 0 && kinesis {
+			window = 15 * time.Minute
+		}
+		start := stream.Start{StopAtEnd: true} // zero Time: the oldest record
+		if window > 0 {
+			start.Time = time.Now().Add(-window)
+		} else {
+			window = -1 // every session the log retains
+		}
 		set := metrics.NewSet()
-		cons, err := openConsumer(ctx, src, stream.Start{Time: time.Now().Add(-o.window), StopAtEnd: true}, log, set)
+		cons, err := openConsumer(ctx, src, start, log, set)
 		if err != nil {
 			return nil, fmt.Errorf("open stream: %w", err)
 		}
 		defer cons.Close()
-		c, err := loadtest.LoadStream(ctx, cons, &loadtest.StreamOptions{Window: o.window, Request: req,
+		c, err := loadtest.LoadStream(ctx, cons, &loadtest.StreamOptions{Window: window, Request: req,
 			Cache: &replaycache.Options{Logger: log, Metrics: set}})
 		if err != nil {
 			return nil, fmt.Errorf("load from stream: %w", err)
@@ -488,7 +510,12 @@ func printSummary(w io.Writer, r *loadtest.Result) {
 		if t.Rehearsed > 0 {
 			rehearsed = fmt.Sprintf(" (%d rehearsed)", t.Rehearsed)
 		}
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s, %d responses, %d timeouts; not sent %d %s", t.Sent, rehearsed, t.Responses, t.Timeouts, counts.Sum(t.Skipped), counts.Format(t.Skipped)), " "))
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s; not sent %d %s", t.Sent, rehearsed, counts.Sum(t.Skipped), counts.Format(t.Skipped)), " "))
+		cut := ""
+		if t.ClosedCut > 0 {
+			cut = fmt.Sprintf(" (%d by the cut at the end)", t.ClosedCut)
+		}
+		fmt.Fprintf(w, "  requests    %d awaited an answer: %d answered, %d timed out, %d closed while waiting%s\n", t.Requests, t.Responses, t.Timeouts, t.Closed, cut)
 		if len(t.SkippedByKind) > 0 {
 			fmt.Fprintf(w, "  not sent    %s\n", counts.ByKind(t.SkippedByKind, 5))
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/preheatdev/preheat/internal/wsecho"
 	"github.com/preheatdev/preheat/loadtest"
+	"github.com/preheatdev/preheat/session"
+	"github.com/preheatdev/preheat/stream/dirlog"
 )
 
 func TestLoadtestUsage(t *testing.T) {
@@ -164,5 +167,45 @@ func TestLoadtestCompare(t *testing.T) {
 		"--interval", "250ms", "--fail-on-regression", "--min-effect", "0.5")
 	if code != 0 || !strings.Contains(out, "comparison: 0 findings") || !strings.Contains(out, "compare ws://") {
 		t.Fatalf("compare: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestLoadtestReadsAWholeDirectoryLog loads sessions from a directory log
+// written three hours ago, older than a live stream's 15-minute window: by
+// default the whole log is read; an explicit --window still applies.
+func TestLoadtestReadsAWholeDirectoryLog(t *testing.T) {
+	dir := t.TempDir()
+	then := time.Now().Add(-3 * time.Hour).Truncate(time.Microsecond)
+	p, err := dirlog.NewProducer(dir, &dirlog.ProducerOptions{MaxAge: -1, Now: func() time.Time { return then }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, evs := range corpusSessions(21, 5, 3, 0) {
+		for i := range evs { // as recorded then
+			if evs[i].Open != nil {
+				evs[i].Open.Start = then
+			}
+		}
+		b, err := session.AppendBatch(nil, evs)
+		if err == nil {
+			err = p.Put(context.Background(), evs[0].Session.String(), b)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	echo := wsecho.Start(t, nil)
+	target := "ws" + strings.TrimPrefix(echo.URL, "http") + "/sync"
+	args := []string{"loadtest", "--source", "file://" + dir, "--target", target, "--sessions-per-second", "10", "--duration", "500ms", "--speed", "0"}
+	code, out, errOut := preheat(t, args...)
+	if code != 0 || !strings.Contains(errOut, "sessions=5") || !strings.Contains(out, " timed out, 0 closed while waiting") {
+		t.Fatalf("whole log: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = preheat(t, append(args, "--window", "1h")...)
+	if code != 1 || !strings.Contains(errOut, "no sessions to replay") {
+		t.Fatalf("--window 1h of a 3h old log: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
