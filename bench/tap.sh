@@ -6,6 +6,8 @@
 #   nginx     nginx (the Debian package) as a websocket reverse proxy
 #   tap-off   preheat tap with --capture=false
 #   tap-on    preheat tap capturing every session into a file:// stream
+#   base-off, base-on  the same with another build of preheat (BASE), for
+#             a before-and-after in one run, rounds interleaved
 # and for each, on a freshly started proxy process:
 #   1. idle memory: the proxy's resident memory (VmRSS; nginx: its workers
 #      summed) before and while IDLE_CONNS connections are held open after
@@ -29,6 +31,8 @@
 #   TAP_ENV (environment for the tap process only, e.g. "GOMAXPROCS=1")
 #   TAP_ARGS (extra tap flags, e.g. "--event-loops 0" for the goroutine core)
 #   OUT (records file; default in the work directory)
+#   BASE (a preheat binary for the base-* targets, e.g. one built from
+#   `git archive HEAD | tar -x -C /tmp/base`)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-1}
@@ -142,7 +146,7 @@ rss_kb() {
 
 # tap_metric NAME: the sum of a tap metric's series, 0 for other targets.
 tap_metric() {
-	[[ $TARGET == tap-* ]] || {
+	[[ $TARGET == tap-* || $TARGET == base-* ]] || {
 		echo 0
 		return
 	}
@@ -215,13 +219,17 @@ start_target() {
 		URL=ws://$HOST:$NGINX_PORT/sync
 		wait_port "$NGINX_PORT"
 		;;
-	tap-off | tap-on)
-		local capture=true
-		[[ $TARGET == tap-on ]] || capture=false
+	tap-off | tap-on | base-off | base-on)
+		local capture=true bin=$WORK/preheat
+		[[ $TARGET == *-on ]] || capture=false
+		if [[ $TARGET == base-* ]]; then
+			[[ -x ${BASE:-} ]] || die "$TARGET: set BASE to a preheat binary"
+			bin=$BASE
+		fi
 		port_free "$TAP_PORT"
 		port_free "$ADMIN_PORT"
 		rm -rf "$WORK/stream"
-		env $TAP_ENV "$WORK/preheat" tap --listen "$HOST:$TAP_PORT" --upstream "ws://$HOST:$ECHO_PORT" \
+		env $TAP_ENV "$bin" tap --listen "$HOST:$TAP_PORT" --upstream "ws://$HOST:$ECHO_PORT" \
 			--stream "file://$WORK/stream" --admin-listen "$HOST:$ADMIN_PORT" --capture="$capture" \
 			--tap-id bench $TAP_ARGS 2>>"$WORK/tap-$TARGET.log" &
 		PROXY_PID=$!
@@ -254,7 +262,7 @@ measure_idle() {
 	fi
 	sleep 1
 	RSS_BEFORE=$(rss_kb "$PROXY_PID")
-	if [[ $TARGET == tap-* ]]; then
+	if [[ $TARGET == tap-* || $TARGET == base-* ]]; then
 		BEFORE_GO=$(go_mem)
 	fi
 	local err=$WORK/idle.err i
@@ -271,7 +279,7 @@ measure_idle() {
 	}
 	sleep 2 # let the proxy settle
 	RSS_IDLE=$(rss_kb "$PROXY_PID")
-	if [[ $TARGET == tap-* ]]; then
+	if [[ $TARGET == tap-* || $TARGET == base-* ]]; then
 		curl -fsS "http://$HOST:$ADMIN_PORT/metrics" >"$WORK/metrics-$TARGET-idle-$round.txt"
 		IDLE_GO=$(go_mem)
 	fi

@@ -30,8 +30,11 @@
 // proxy never waits on any of it: queues are bounded, a byte budget bounds
 // memory, and a session that cannot be kept is dropped whole at its start or
 // cut (it ends with a close event from the tap, so the stream never holds
-// half a session without its end). Every such decision is counted in
-// metrics.
+// half a session without its end). With a producer that reports each
+// record's fate (the Kinesis producer, export.go), the budget also covers
+// what the producer holds until it is delivered, and a session a batch of
+// which is not delivered is counted lost and sends nothing more. Every
+// session is counted once: recorded whole, dropped, skipped, cut or lost.
 //
 // It does not own the stream (the caller opens and closes the producer),
 // TLS listeners, flags or config files (cmd/preheat).

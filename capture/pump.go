@@ -17,9 +17,12 @@ const pumpBufferBytes = 32 << 10
 var pumpBuffers = sync.Pool{New: func() any { b := make([]byte, pumpBufferBytes); return &b }}
 
 // tee sees one direction's bytes for capture. mark, when set, is called
-// with the time a chunk was read, just before it is written on (it must not
-// block); see gets the chunk after it was written, with that time (zero
-// without mark), and may modify it.
+// with the time a chunk was read whenever bytes of the other direction may
+// be forwarded before see gets the chunk (a pump: before every write; an
+// event loop: when a write does not take the whole chunk); see gets the
+// chunk after it was written, with that time (zero without mark), and may
+// modify it. Neither may block: the Tap's tees copy the chunk into the
+// session's capture queue (see handoff).
 type tee struct {
 	mark func(at time.Time)
 	see  func(b []byte, at time.Time)

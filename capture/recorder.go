@@ -50,12 +50,20 @@ type RecorderOptions struct {
 	// FlushInterval flushes a session's pending events once the oldest is
 	// this old. Default 1s.
 	FlushInterval time.Duration
-	// BudgetBytes bounds the memory held for recorded data not yet handed
-	// to the stream producer, and for the parsers' buffers of messages
-	// still arriving. New sessions are admitted while less than three
-	// quarters of it is in use, so that sessions already recording can go
-	// on into the rest; a session that would exceed it is cut (it ends
-	// with a close event from the tap). Default 64 MiB.
+	// BudgetBytes bounds the memory held for captured data that has not
+	// reached the stream: the parsers' buffers of messages still arriving,
+	// the Tap's queued chunks, batches pending and queued for export and,
+	// with a producer that reports each record's fate (the Kinesis
+	// producer), the compressed batches the producer holds until it
+	// reports them delivered or given up. New sessions are admitted while
+	// less than three quarters of it is in use, so that sessions already
+	// recording can go on into the rest; a session that would exceed it is
+	// cut (it ends with a close event from the tap). Past three quarters,
+	// while the stream is stalled (nothing delivered for a second), the
+	// oldest batches the producer holds are given up, whole sessions at a
+	// time, down to five eighths, to make room for new sessions (counted
+	// in preheat_tap_sessions_lost_total with reason "budget"). Default
+	// 64 MiB.
 	BudgetBytes int64
 	// Exporters is the number of goroutines that compress batches and put
 	// them into the stream. A session always uses the same one, so its
@@ -130,11 +138,12 @@ func defaultExporters(procs int) int { return min(max(procs/2, 1), 4) }
 // them: what it cannot keep within its budget it drops, whole sessions at a
 // time, and counts.
 type Recorder struct {
-	prod   stream.Producer
-	opts   RecorderOptions
-	log    *slog.Logger
-	policy atomic.Pointer[Policy]
-	redact atomic.Pointer[redact.Redactor]
+	prod    stream.Producer
+	tracked tracker // prod, when it reports fates; else nil
+	opts    RecorderOptions
+	log     *slog.Logger
+	policy  atomic.Pointer[Policy]
+	redact  atomic.Pointer[redact.Redactor]
 
 	enabled atomic.Bool
 	mu      sync.Mutex
@@ -142,7 +151,7 @@ type Recorder struct {
 	active  map[*Recording]struct{}
 	closing bool
 
-	used       atomic.Int64 // bytes of pending and queued batches and parser buffers
+	used       atomic.Int64 // budget bytes in use; see RecorderOptions.BudgetBytes
 	lastLog    atomic.Int64 // Unix nanoseconds of the last rate-limited log line
 	suppressed atomic.Int64 // lines left out since
 	qmu        sync.RWMutex // held for reading while sending to queues
@@ -154,6 +163,12 @@ type Recorder struct {
 	stopTick   chan struct{}
 	closed     chan struct{}
 	once       sync.Once
+	putLocks   [64]sync.Mutex // see putLock
+	shedc      chan struct{}  // cap 1: wakes shed
+	stopShed   chan struct{}
+	// lastDelivered is when the producer last reported a batch
+	// delivered, in Unix nanoseconds.
+	lastDelivered atomic.Int64
 
 	m recorderMetrics
 }
@@ -166,6 +181,7 @@ type recorderMetrics struct {
 	truncated *metrics.Counter
 	exported  *metrics.Counter
 	failed    *metrics.Counter
+	discarded *metrics.Counter
 	exportLat *metrics.Histogram
 	batchSize *metrics.Histogram
 }
@@ -180,6 +196,10 @@ func (m *recorderMetrics) dropped(reason string) {
 
 func (m *recorderMetrics) cut(reason string) {
 	m.set.GetOrCreateCounter(`preheat_tap_sessions_cut_total{reason="` + reason + `"}`).Inc()
+}
+
+func (m *recorderMetrics) lost(reason string) {
+	m.set.GetOrCreateCounter(`preheat_tap_sessions_lost_total{reason="` + reason + `"}`).Inc()
 }
 
 func (m *recorderMetrics) redacted(what string, n int) {
@@ -203,7 +223,10 @@ func NewRecorder(prod stream.Producer, policy Policy, opts *RecorderOptions) (*R
 		active:   make(map[*Recording]struct{}),
 		stopTick: make(chan struct{}),
 		closed:   make(chan struct{}),
+		shedc:    make(chan struct{}, 1),
+		stopShed: make(chan struct{}),
 	}
+	r.tracked, _ = prod.(tracker)
 	if err := r.SetPolicy(policy); err != nil {
 		return nil, err
 	}
@@ -215,6 +238,7 @@ func NewRecorder(prod stream.Producer, policy Policy, opts *RecorderOptions) (*R
 		truncated: set.NewCounter(`preheat_tap_messages_truncated_total`),
 		exported:  set.NewCounter(`preheat_tap_batches_exported_total`),
 		failed:    set.NewCounter(`preheat_tap_batches_failed_total`),
+		discarded: set.NewCounter(`preheat_tap_batches_discarded_total`),
 		exportLat: set.NewHistogram(`preheat_tap_export_seconds`),
 		batchSize: set.NewHistogram(`preheat_tap_batch_bytes`),
 	}
@@ -244,6 +268,9 @@ func NewRecorder(prod stream.Producer, policy Policy, opts *RecorderOptions) (*R
 		r.wg.Go(func() { r.export(q) })
 	}
 	r.wg.Go(r.tick)
+	if r.tracked != nil {
+		r.wg.Go(r.shed)
+	}
 	return r, nil
 }
 
@@ -327,8 +354,11 @@ func (r *Recorder) Begin(req *http.Request, resp http.Header) *Recording {
 		r.m.skipped(reason)
 		return nil
 	}
-	if r.used.Load() >= r.opts.BudgetBytes/4*3 {
+	if r.used.Load() >= r.shedAbove() {
 		r.m.dropped("budget")
+		if r.tracked != nil {
+			r.wakeShedder()
+		}
 		return nil
 	}
 	ext := resp.Get("Sec-WebSocket-Extensions")
@@ -495,8 +525,11 @@ const logEvery = 10 * time.Second
 
 // Close stops admitting sessions, cuts those still recording (their close
 // event says "shutdown"), and exports everything pending until ctx is done;
-// what is left then is counted as failed. It does not close the producer.
-// Close is safe to call more than once.
+// what is left then is counted as failed, and its sessions as lost
+// ("shutdown"). It does not close the producer: a producer that reports
+// fates reports the batches it holds when they are delivered or when it is
+// closed, and they leave the budget then. Close is safe to call more than
+// once.
 func (r *Recorder) Close(ctx context.Context) error {
 	var err error
 	r.once.Do(func() {
@@ -526,6 +559,7 @@ func (r *Recorder) Close(ctx context.Context) error {
 		// budget back.
 		r.flushAll()
 		stop := context.AfterFunc(ctx, r.cancel)
+		close(r.stopShed)
 		r.wg.Wait()
 		stop()
 		r.cancel()

@@ -96,7 +96,7 @@ func TestRecorderBudgetHoldsWhileStreamDown(t *testing.T) {
 	client := ks.Client(t)
 	ks.CreateStream(t, "down", 1)
 	pset := metrics.NewSet()
-	prod, err := kinesis.NewProducer(client, "down", &kinesis.ProducerOptions{RetryBudget: time.Minute, BufferBytes: 2 << 20, Metrics: pset})
+	prod, err := kinesis.NewProducer(client, "down", &kinesis.ProducerOptions{DeliveryTimeout: time.Minute, BufferBytes: 2 << 20, Metrics: pset})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,10 @@ import (
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // Recording is one session being recorded. Client and Server are each
-// called for one direction's bytes, in order and never concurrently (by the
-// pump moving that direction's bytes, which may change goroutines between
-// calls); End once both are done.
+// called for one direction's bytes, in order and never concurrently (the
+// Tap calls them from a capture worker, see handoff.go; the Middleware from
+// the goroutine that reads or writes that direction); End once both are
+// done.
 type Recording struct {
 	r       *Recorder
 	id      session.ID
@@ -40,6 +41,14 @@ type Recording struct {
 	inflight   [2]atomic.Int64 // Unix nanoseconds of each direction's chunk being forwarded and parsed; 0 for none
 	at         [2]time.Time    // when the bytes being parsed were forwarded, per direction
 	parserHeld [2]int64        // budget bytes charged for each parser's buffers
+
+	// stop is why recording stopped, set once by whoever stopped it first:
+	// a cut's reason, or closedWhole. The Tap's hand-off sets it without
+	// the lock (see abandon); the close event follows under it.
+	stop atomic.Pointer[string]
+	// lost is set once a batch of the session was not delivered: its
+	// later batches are not sent (see Recorder.lose in export.go).
+	lost atomic.Bool
 
 	mu        sync.Mutex
 	w         *session.BatchWriter // pending events; nil when there are none
@@ -69,13 +78,32 @@ func (s *Recording) Client(b []byte, at time.Time) { s.feed(0, b, at) }
 // modify b.
 func (s *Recording) Server(b []byte, at time.Time) { s.feed(1, b, at) }
 
-// clientMark and serverMark note that a chunk read at the time at is being
+// mark notes that a chunk of direction dir read at the time at is being
 // forwarded and will be fed next. Events of the other direction forwarded
 // later wait for it, so that the session's order is the order bytes were
 // forwarded in, not the order the two directions happen to be parsed in.
-// They never block.
-func (s *Recording) clientMark(at time.Time) { s.inflight[0].Store(at.UnixNano()) }
-func (s *Recording) serverMark(at time.Time) { s.inflight[1].Store(at.UnixNano()) }
+// It never blocks.
+func (s *Recording) mark(dir int, at time.Time) { s.inflight[dir].Store(at.UnixNano()) }
+
+// closedWhole is Recording.stop for a session that ended without a cut.
+var closedWhole = new(string)
+
+// abandon stops recording the session from a goroutine that must not wait
+// for the session's lock (the one forwarding its bytes): the cut is counted
+// now, and the close event that says why is recorded by the session's next
+// call under the lock (cut, End, or the recorder's flush). It returns false
+// when recording had already stopped.
+func (s *Recording) abandon(reason string) bool {
+	if !s.stop.CompareAndSwap(nil, &reason) {
+		return false
+	}
+	s.r.m.cut(reason)
+	return true
+}
+
+// recording reports whether events are still recorded: false once
+// recording has stopped or been abandoned. It never blocks.
+func (s *Recording) recording() bool { return s.stop.Load() == nil }
 
 // waiting is an event held back until the other direction's chunk in
 // flight is parsed.
@@ -373,12 +401,21 @@ func (s *Recording) cutLocked(reason string) {
 	if s.stopped.Load() {
 		return
 	}
-	s.r.m.cut(reason)
+	if s.stop.CompareAndSwap(nil, &reason) {
+		s.r.m.cut(reason)
+	} // else abandoned, and counted then: closeLocked records that reason
 	s.closeLocked(session.Event{Offset: time.Since(s.start), ClosedBy: sideTap, Reason: "preheat: " + reason})
 }
 
-// closeLocked records the session's close event and stops recording.
+// closeLocked records the session's close event and stops recording. When
+// the session was abandoned (see abandon), the close event is the tap's,
+// with the reason it was abandoned for, whatever ev was.
 func (s *Recording) closeLocked(ev session.Event) {
+	if !s.stop.CompareAndSwap(nil, closedWhole) {
+		if r := s.stop.Load(); r != closedWhole && ev.Reason != "preheat: "+*r {
+			ev = session.Event{Offset: time.Since(s.start), ClosedBy: sideTap, Reason: "preheat: " + *r}
+		}
+	}
 	s.stopped.Store(true)
 	s.releaseLocked()
 	if !s.closed {
@@ -416,7 +453,7 @@ func (s *Recording) flushLocked() {
 		return // the recorder already flushed and let go of the session
 	}
 	if s.w != nil && s.w.Events() > 0 {
-		job := &exportJob{key: s.key, w: s.w, size: s.held, flushed: time.Now()}
+		job := &exportJob{rec: s, key: s.key, w: s.w, size: s.held, flushed: time.Now()}
 		s.r.qmu.RLock()
 		sent, gone := false, s.r.qclosed
 		if !gone {
@@ -435,6 +472,7 @@ func (s *Recording) flushLocked() {
 			// The recorder has shut down: what is pending is lost, and
 			// counted.
 			s.r.m.failed.Inc()
+			s.r.lose(s, "shutdown")
 			s.r.used.Add(-s.held)
 			s.held = 0
 			s.w.Reset()

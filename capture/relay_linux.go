@@ -151,7 +151,7 @@ type relayLoop struct {
 
 	// Owned by the loop's goroutine.
 	pairs  map[int]*relayPair // by either side's descriptor
-	buf    []byte             // the read buffer; capture sees it, then it is reused
+	buf    []byte             // the read buffer; the tee copies what capture needs, then it is reused
 	events []unix.EpollEvent
 }
 
@@ -475,15 +475,18 @@ func (p *relayPair) read(i int) {
 }
 
 // forward writes b, read from side i, to side 1-i, then lets the tee see
-// it; what the socket does not take is kept in out[i] until it does. b is
-// in the loop's buffer, or owned by the pair; bp is the pooled buffer it is
-// in, if any.
+// it; what the socket does not take is kept in out[i] until it does, and
+// the tee sees it then. b is in the loop's buffer, or owned by the pair; bp
+// is the pooled buffer it is in, if any.
+//
+// The tee is marked only for a chunk kept: one loop forwards both
+// directions of a pair, so between a chunk's read and its tee seeing it
+// nothing of the other direction can be forwarded unless the chunk waits.
 func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
 	t := p.tee[i]
 	var at time.Time
 	if t != nil && t.mark != nil {
 		at = time.Now()
-		t.mark(at)
 	}
 	n, errno := rawSend(p.fd[1-i], b)
 	switch {
@@ -494,6 +497,9 @@ func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
 		return
 	}
 	if n < len(b) {
+		if t != nil && t.mark != nil {
+			t.mark(at)
+		}
 		if &b[0] == &p.loop.buf[0] {
 			// The loop's buffer is read into again at once: keep a copy.
 			bp = pumpBuffers.Get().(*[]byte)

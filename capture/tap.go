@@ -68,6 +68,23 @@ type TapOptions struct {
 	// say) loops park on the runtime's poller, since a P held in a system
 	// call with no other P idle is taken away within 20 µs, at a cost.
 	EventLoops int
+	// CaptureWorkers is how many goroutines at most capture (parse,
+	// inflate, redact and batch) what the tap forwards. Capture never runs
+	// on the goroutines that forward bytes: they hand each session's
+	// chunks to these, so that one session's capture cannot delay another
+	// connection's messages (see CaptureBacklogBytes). Default half of
+	// GOMAXPROCS, at least 1.
+	CaptureWorkers int
+	// CaptureBacklogBytes bounds the bytes a session's forwarded chunks may
+	// hold while they wait for a capture worker (copied into 4 or 32 KiB
+	// blocks, which count against the recorder's BudgetBytes too). A
+	// session that reaches it, one sending faster than capture keeps up
+	// with, has its capture cut, counted as
+	// preheat_tap_sessions_cut_total{reason="backlog"}; its connection goes
+	// on unrecorded. Default an eighth of the recorder's BudgetBytes (8 MiB
+	// with its default), so that no one session's backlog can take
+	// capture's whole budget from the others.
+	CaptureBacklogBytes int
 }
 
 // Tap is a transparent reverse proxy for websocket servers. It forwards every
@@ -92,7 +109,8 @@ type Tap struct {
 	active   *metrics.Gauge
 	failures func(reason string) *metrics.Counter
 	wsBytes  [2]*metrics.Counter
-	relay    *relay // nil: every connection is spliced
+	relay    *relay   // nil: every connection is spliced
+	capture  *handoff // nil without a recorder
 	cores    [2]*metrics.Counter
 	forced   bool // Shutdown's deadline passed: connections are being closed
 }
@@ -146,6 +164,12 @@ func NewTap(upstream string, rec *Recorder, opts *TapOptions) (*Tap, error) {
 	if o.EventLoops <= 0 {
 		o.EventLoops = max(1, runtime.GOMAXPROCS(0)/2)
 	}
+	if o.CaptureWorkers <= 0 {
+		o.CaptureWorkers = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if o.CaptureBacklogBytes <= 0 && rec != nil {
+		o.CaptureBacklogBytes = int(max(rec.opts.BudgetBytes/8, largeBlock))
+	}
 	t := &Tap{
 		upstream: u,
 		rec:      rec,
@@ -181,6 +205,10 @@ func NewTap(upstream string, rec *Recorder, opts *TapOptions) (*Tap, error) {
 	t.cores[1] = set.NewCounter(`preheat_tap_websockets_proxied_total{core="goroutines"}`)
 	if !o.NoEventLoop {
 		t.relay = newRelay(o.EventLoops, &t.wg)
+	}
+	if rec != nil {
+		t.capture = newHandoff(o.CaptureWorkers, int64(o.CaptureBacklogBytes), &t.wg)
+		set.NewGauge(`preheat_tap_capture_queued_bytes`, func() float64 { return float64(t.capture.queued.Load()) })
 	}
 	t.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -347,12 +375,6 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if t.rec != nil {
 		rec = t.rec.Begin(r, resp.Header)
 	}
-	teeClient := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[0].Add(len(b)) }}
-	teeServer := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[1].Add(len(b)) }}
-	if rec != nil {
-		teeClient = &tee{mark: rec.clientMark, see: func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); rec.Client(b, at) }}
-		teeServer = &tee{mark: rec.serverMark, see: func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); rec.Server(b, at) }}
-	}
 	sp := &spliced{client: client, upstream: up}
 	if !t.track(sp) {
 		client.Close()
@@ -361,6 +383,22 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 			rec.End(sideTap)
 		}
 		return
+	}
+	teeClient := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[0].Add(len(b)) }}
+	teeServer := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[1].Add(len(b)) }}
+	var f *feed
+	if rec != nil {
+		// Capture is handed off (see handoff): the forwarding goroutine
+		// only copies what it wrote.
+		f = t.capture.begin(rec)
+		teeClient = &tee{
+			mark: func(at time.Time) { f.mark(0, at) },
+			see:  func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); f.see(0, b, at) },
+		}
+		teeServer = &tee{
+			mark: func(at time.Time) { f.mark(1, at) },
+			see:  func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); f.see(1, b, at) },
+		}
 	}
 	// The handler returns now, so that the request, the response writer and
 	// their buffers are freed. A proxied connection then holds only its
@@ -372,7 +410,7 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	t.wg.Add(1)
 	end := func(clientFirst bool, err error) {
 		defer t.wg.Done()
-		if rec != nil {
+		if f != nil {
 			side := sideServer
 			if clientFirst {
 				side = sideClient
@@ -382,7 +420,7 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 				side = sideTap // Shutdown's deadline closed it
 			}
 			t.mu.Unlock()
-			rec.End(side)
+			f.end(side)
 		}
 		t.untrack(sp)
 		if err != nil && !isClosedErr(err) {

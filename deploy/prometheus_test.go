@@ -52,6 +52,8 @@ var expectedEmpty = map[string]string{
 	"alert PreheatTapSessionsDropped / sum by (namespace, pod) (rate(preheat_tap_sessions_dropped_total[10m]))":                    "no session is dropped",
 	"alert PreheatTapSessionsCutByBudget / sum by (namespace, pod) (rate(preheat_tap_sessions_cut_total{reason=\"budget\"}[10m]))": "sessions are cut only by --max-session-frames here, never by the budget",
 	"panel Proxied connections / upgrade failures/s {{reason}}":                                                                    "every websocket upgrade succeeds",
+	"panel Sessions per second / lost: {{reason}}":                                                                                 "no session is lost: the stream takes every batch",
+	"alert PreheatTapSessionsLost / sum by (namespace, pod, reason) (rate(preheat_tap_sessions_lost_total[10m]))":                  "no session is lost",
 	// The stream: kinesalite accepts every record and fails no call.
 	"panel Throttling, retries and errors / retried {{reason}}":                                                "kinesalite accepts every record: no partial PutRecords failure to retry",
 	"panel Throttling, retries and errors / errors {{op}}":                                                     "no Kinesis call fails",

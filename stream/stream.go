@@ -17,6 +17,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -46,8 +47,8 @@ type Producer interface {
 	// keep their order. Put blocks while the producer's bounded buffer is
 	// full, until ctx is done; it never blocks on the network otherwise.
 	// Once Put returns nil the producer owns delivery: a record it cannot
-	// deliver within its retry budget is counted and logged, never dropped
-	// silently. Put does not retain data after it returns.
+	// deliver in time is counted and logged, never dropped silently. Put
+	// does not retain data after it returns.
 	Put(ctx context.Context, key string, data []byte) error
 	// Flush returns once every record put before the call was delivered or
 	// given up on, or when ctx is done.
@@ -90,6 +91,45 @@ type Start struct {
 	// up to the end it had when the consumer reached it, instead of
 	// following new records.
 	StopAtEnd bool
+}
+
+// Fate says what became of a record a producer accepted.
+type Fate uint8
+
+const (
+	// Delivered: the stream acknowledged the record.
+	Delivered Fate = iota
+	// Lost: the record is not in the stream. Every attempt to send it was
+	// refused, or it was given up before it was sent.
+	Lost
+	// Unknown: the record was given up after an attempt whose outcome the
+	// producer never learned (the request timed out or its connection
+	// broke), so it may be in the stream.
+	Unknown
+)
+
+func (f Fate) String() string {
+	switch f {
+	case Delivered:
+		return "delivered"
+	case Lost:
+		return "lost"
+	case Unknown:
+		return "unknown"
+	}
+	return "Fate(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Outcome is the fate of one record a producer accepted, reported once by
+// producers that report fates (the Kinesis producer's PutTracked).
+type Outcome struct {
+	Fate Fate
+	// Reason names, as a metric label, why a record was not delivered:
+	// for example "shed" (given up to make room), "closed" (the producer
+	// closed first), "key_lost" (an earlier record of the same key was
+	// given up) or the class of the last error ("timeout", "throttled",
+	// "network"). It is empty for Delivered.
+	Reason string
 }
 
 // ErrClosed is returned by calls on a producer or consumer after Close.

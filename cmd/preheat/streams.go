@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -70,9 +71,16 @@ func openConsumer(ctx context.Context, raw string, start stream.Start, log *slog
 	}
 }
 
+// producerLimits are the tap's settings for a Kinesis producer; zero
+// fields keep the producer's defaults.
+type producerLimits struct {
+	bufferBytes     int64
+	deliveryTimeout time.Duration
+}
+
 // openProducer opens a producer for the stream at raw, registering its
-// metrics in set.
-func openProducer(ctx context.Context, raw string, log *slog.Logger, set *metrics.Set) (stream.Producer, error) {
+// metrics in set. lim may be nil.
+func openProducer(ctx context.Context, raw string, log *slog.Logger, set *metrics.Set, lim *producerLimits) (stream.Producer, error) {
 	su, err := parseStreamURL(raw)
 	if err != nil {
 		return nil, err
@@ -85,6 +93,10 @@ func openProducer(ctx context.Context, raw string, log *slog.Logger, set *metric
 		if err != nil {
 			return nil, err
 		}
-		return kinesis.NewProducer(client, su.name, &kinesis.ProducerOptions{Logger: log, Metrics: set})
+		po := &kinesis.ProducerOptions{Logger: log, Metrics: set}
+		if lim != nil {
+			po.BufferBytes, po.DeliveryTimeout = lim.bufferBytes, lim.deliveryTimeout
+		}
+		return kinesis.NewProducer(client, su.name, po)
 	}
 }

@@ -50,6 +50,7 @@ type tapOptions struct {
 	maxMessageBytes          byteSize
 	maxSessionFrames         int
 	maxSessionDuration       time.Duration
+	deliveryTimeout          time.Duration
 	shutdownTimeout          time.Duration
 	eventLoops               int
 }
@@ -128,7 +129,10 @@ func tapFlags(fs *flag.FlagSet) *tapOptions {
 			"(those that look like credentials: a JWT, a long random-looking entry, the entry after one named "+
 			"access_token, Authorization, Bearer and the like; protocol names such as graphql-ws or wamp.2.json stay, "+
 			"as the replayer needs them), all (every entry but the config file's keep_subprotocols) or none")
-	fs.Var(&o.budget, "budget", "memory for captured data not yet in the stream; past it whole sessions are dropped")
+	fs.Var(&o.budget, "budget", "memory for captured data not yet in the stream, the stream producer's buffer included; "+
+		"past three quarters of it new sessions are not recorded and the oldest sessions waiting for the stream are given up, whole")
+	fs.DurationVar(&o.deliveryTimeout, "delivery-timeout", 5*time.Minute, "how long a captured batch is retried into a Kinesis stream "+
+		"before it is given up and its session counted lost (while --budget has room)")
 	fs.Var(&o.maxSessionBytes, "max-session-bytes", "stop recording a session after this many payload bytes")
 	fs.Var(&o.maxMessageBytes, "max-message-bytes", "truncate longer messages (flagged as truncated)")
 	fs.IntVar(&o.maxSessionFrames, "max-session-frames", 50000, "stop recording a session after this many messages")
@@ -216,6 +220,8 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 		return usagef("--tls-cert and --tls-key go together")
 	case o.shutdownTimeout <= 0:
 		return usagef("--shutdown-timeout must be positive")
+	case o.deliveryTimeout <= 0:
+		return usagef("--delivery-timeout must be positive")
 	case o.eventLoops < 0:
 		return usagef("--event-loops must be 0 or more")
 	case o.adminListen != "" && o.adminToken == "" && !o.adminInsecureNoToken && !loopbackAddr(o.adminListen):
@@ -246,7 +252,13 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 	}
 
 	streamSet, recSet, tapSet := metrics.NewSet(), metrics.NewSet(), metrics.NewSet()
-	prod, err := openProducer(ctx, o.stream, e.log, streamSet)
+	prod, err := openProducer(ctx, o.stream, e.log, streamSet, &producerLimits{
+		// The recorder's budget covers what the producer holds, and keeps
+		// it under the budget by giving up the oldest: the producer's own
+		// bound is only a backstop, out of the budget's way.
+		bufferBytes:     2 * int64(o.budget),
+		deliveryTimeout: o.deliveryTimeout,
+	})
 	if err != nil {
 		return err
 	}

@@ -237,6 +237,7 @@ func TestTapCommandUsage(t *testing.T) {
 	f("feilds", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--config", unknown)
 	f("scheme must be", "--listen", "127.0.0.1:0", "--upstream", "ftp://x", "--stream", stream)
 	f("unknown unit", "--budget", "12parsecs")
+	f("--delivery-timeout must be positive", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--delivery-timeout", "0s")
 	f("want tokens, all or none", "--redact-subprotocols", "some")
 	badRule := filepath.Join(dir, "rule.yaml")
 	os.WriteFile(badRule, []byte("redact:\n  subprotocols: maybe\n"), 0o600)

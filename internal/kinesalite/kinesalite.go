@@ -13,6 +13,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,27 +39,90 @@ const startTimeout = 20 * time.Second
 // Server is a running kinesalite process.
 type Server struct {
 	port int
-	stop func()
+	dir  string // where it keeps its streams; "" for memory
+	mu   sync.Mutex
+	proc *nodetool.Process
 }
 
 // Stop kills the server now, as a crash or a network partition would end a
 // real Kinesis endpoint for its clients: connections are refused from then
 // on. It is safe to call more than once; the test's cleanup calls it too.
-func (s *Server) Stop() { s.stop() }
+func (s *Server) Stop() { s.process().Stop() }
+
+// Pause freezes the server (SIGSTOP), as a hung host would: connections
+// are still accepted, requests go unanswered. Resume lets it go on, and it
+// then answers what it received meanwhile.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	if err := s.process().Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("kinesalite: pause: %v", err)
+	}
+}
+
+// Resume undoes Pause.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	if err := s.process().Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("kinesalite: resume: %v", err)
+	}
+}
+
+// Restart starts the server again on the same port after Stop, as a
+// crashed server that comes back would. A server from StartPersistent
+// still has its streams and records; one from Start has none.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	proc, port := run(t, strconv.Itoa(s.port), s.dir)
+	if port != s.port {
+		t.Fatalf("kinesalite: restarted on port %d, want %d", port, s.port)
+	}
+	s.mu.Lock()
+	s.proc = proc
+	s.mu.Unlock()
+}
+
+func (s *Server) process() *nodetool.Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
 
 // tool is kinesalite's directory under tools/.
 var tool = nodetool.Tool{Name: "kinesalite", DirEnv: DirEnv, Packages: []string{"kinesalite"}}
 
-// Start starts a kinesalite server for t and stops it when t ends.
+// Start starts a kinesalite server that keeps its streams in memory for t
+// and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	line, stop := tool.Start(t, "kinesalite: ", func(l []byte) bool { return bytes.HasPrefix(l, []byte("LISTENING ")) },
-		startTimeout, "server.js", "0")
-	port, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(string(line), "LISTENING ")))
-	if err != nil {
-		t.Fatalf("kinesalite: bad port line %q", line)
+	proc, port := run(t, "0", "")
+	return &Server{port: port, proc: proc}
+}
+
+// StartPersistent starts a kinesalite server that keeps its streams in a
+// directory of t's, so that after Stop, Restart finds them again.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	proc, port := run(t, "0", dir)
+	return &Server{port: port, dir: dir, proc: proc}
+}
+
+// run starts server.js on port (0 for a free one), keeping its streams in
+// dir ("" for memory), and returns the process and its port.
+func run(t testing.TB, port, dir string) (*nodetool.Process, int) {
+	t.Helper()
+	args := []string{"server.js", port}
+	if dir != "" {
+		args = append(args, dir)
 	}
-	return &Server{port: port, stop: stop}
+	proc := tool.Run(t, "kinesalite: ", func(l []byte) bool { return bytes.HasPrefix(l, []byte("LISTENING ")) },
+		startTimeout, args...)
+	p, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(string(proc.Line), "LISTENING ")))
+	if err != nil {
+		t.Fatalf("kinesalite: bad port line %q", proc.Line)
+	}
+	return proc, p
 }
 
 // Endpoint returns the server's base URL, http://127.0.0.1:PORT.

@@ -102,6 +102,35 @@ const stopTimeout = 5 * time.Second
 // prints no ready line within timeout.
 func (tl Tool) Start(t testing.TB, logPrefix string, ready func(line []byte) bool, timeout time.Duration, args ...string) (line []byte, stop func()) {
 	t.Helper()
+	p := tl.Run(t, logPrefix, ready, timeout, args...)
+	return p.Line, p.Stop
+}
+
+// Process is a server started by Run.
+type Process struct {
+	// Line is the server's ready line.
+	Line []byte
+	pid  int
+	stop func()
+}
+
+// Stop kills the server's process group and reaps it. It is safe to call
+// more than once; the test's cleanup calls it too.
+func (p *Process) Stop() { p.stop() }
+
+// Signal sends sig to the server's process group: SIGSTOP freezes it as a
+// hung host would (the kernel still accepts connections, nothing answers),
+// SIGCONT lets it go on.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := syscall.Kill(-p.pid, sig); err != nil {
+		return fmt.Errorf("signal %v: %w", sig, err)
+	}
+	return nil
+}
+
+// Run is Start, returning the server as a Process.
+func (tl Tool) Run(t testing.TB, logPrefix string, ready func(line []byte) bool, timeout time.Duration, args ...string) *Process {
+	t.Helper()
 	node, dir := tl.Require(t)
 	cmd := exec.Command(node, args...)
 	cmd.Dir = dir
@@ -142,7 +171,7 @@ func (tl Tool) Start(t testing.TB, logPrefix string, ready func(line []byte) boo
 	}()
 
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			// Closing stdin asks the server to exit; killing the process
 			// group makes sure it does.
@@ -158,15 +187,16 @@ func (tl Tool) Start(t testing.TB, logPrefix string, ready func(line []byte) boo
 	}
 	t.Cleanup(stop)
 
+	p := &Process{pid: cmd.Process.Pid, stop: stop}
 	select {
-	case line = <-readyc:
-		return line, stop
+	case p.Line = <-readyc:
+		return p
 	case err := <-errc:
 		t.Fatalf("%s: %v", logPrefix+tl.Name, err)
 	case <-time.After(timeout):
 		t.Fatalf("%s: server not ready after %v", tl.Name, timeout)
 	}
-	return nil, stop
+	return p
 }
 
 // LogWriter sends a process's output to a test's log, a line a call.

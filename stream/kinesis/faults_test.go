@@ -215,7 +215,7 @@ func deadClient(t *testing.T) *awskinesis.Client {
 func TestUnreachableDropsAfterBudget(t *testing.T) {
 	t.Parallel()
 	po := testProducerOptions(t)
-	po.RetryBudget = 300 * time.Millisecond
+	po.DeliveryTimeout = 300 * time.Millisecond
 	p := newProducer(t, deadClient(t), "nowhere", po)
 	var s sent
 	putMany(t, p, &s, 5, 4, 100, 1)
@@ -224,7 +224,7 @@ func TestUnreachableDropsAfterBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("flush took %v with a retry budget of %v", d, po.RetryBudget)
+		t.Errorf("flush took %v with a delivery timeout of %v", d, po.DeliveryTimeout)
 	}
 	if n := counter(po.Metrics, `preheat_kinesis_dropped_user_records_total{reason="network"}`); n != uint64(s.total()) {
 		t.Errorf("dropped %d user records for network errors, put %d", n, s.total())
@@ -248,7 +248,7 @@ func TestUnreachableDropsAfterBudget(t *testing.T) {
 func TestUnreachableCloseDeadline(t *testing.T) {
 	t.Parallel()
 	po := testProducerOptions(t)
-	po.RetryBudget = time.Minute
+	po.DeliveryTimeout = time.Minute
 	p := newProducer(t, deadClient(t), "nowhere", po)
 	var s sent
 	putMany(t, p, &s, 5, 4, 100, 1)
@@ -270,7 +270,7 @@ func TestPutBlocksWhenFull(t *testing.T) {
 	t.Parallel()
 	po := testProducerOptions(t)
 	po.BufferBytes = 2 << 20
-	po.RetryBudget = time.Minute
+	po.DeliveryTimeout = time.Minute
 	p := newProducer(t, deadClient(t), "nowhere", po)
 	big := make([]byte, stream.MaxRecordBytes)
 	ctx := ctxTimeout(t, 5*time.Second)

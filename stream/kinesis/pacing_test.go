@@ -91,6 +91,7 @@ func TestBatchLimits(t *testing.T) {
 	}
 
 	p = idleProducer(t)
+	p.opts.MaxInFlightBytes = 64 << 20
 	for i := range 8 {
 		queue(p, fmt.Sprintf("shardId-%012d", i), 1, 900<<10)
 	}
@@ -101,6 +102,30 @@ func TestBatchLimits(t *testing.T) {
 	}
 	if len(batch) != 5 || size > maxPutBytes {
 		t.Errorf("batch of %d records, %d bytes; want 5 records within 5 MiB", len(batch), size)
+	}
+}
+
+// TestInFlightBytesBounded: the records in PutRecords calls in flight
+// carry at most MaxInFlightBytes, across calls, but one record always goes.
+func TestInFlightBytesBounded(t *testing.T) {
+	p := idleProducer(t)
+	p.opts.MaxInFlightBytes = 2 << 20
+	for i := range 8 {
+		queue(p, fmt.Sprintf("shardId-%012d", i), 1, 900<<10)
+	}
+	now := time.Unix(1000, 0)
+	batch, _ := p.collectLocked(now)
+	if len(batch) != 2 {
+		t.Fatalf("first call carries %d records of 900 KiB, want 2 within 2 MiB", len(batch))
+	}
+	p.inFlight, p.inFlightBytes = 1, batchBytes(batch)
+	if again, _ := p.collectLocked(now); len(again) != 0 {
+		t.Fatalf("a second call of %d records while 1.8 MiB are in flight", len(again))
+	}
+	p.inFlight, p.inFlightBytes = 0, 0
+	p.opts.MaxInFlightBytes = 1
+	if batch, _ := p.collectLocked(now); len(batch) != 1 {
+		t.Fatalf("with nothing in flight and a 1-byte bound, a call of %d records, want 1", len(batch))
 	}
 }
 

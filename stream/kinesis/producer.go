@@ -1,15 +1,15 @@
 package kinesis
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -45,14 +45,27 @@ type ProducerOptions struct {
 	// Default 100 ms.
 	Linger time.Duration
 	// BufferBytes bounds the data and keys of records accepted by Put and
-	// not yet delivered or given up on. Put blocks while it is full.
+	// not yet delivered or given up on. Put blocks while it is full. A
+	// caller that bounds its own memory sheds the oldest records instead
+	// (ShedOldest) and sets BufferBytes at least as large as that bound.
 	// Default 64 MiB; at least 2 MiB.
 	BufferBytes int64
-	// RetryBudget is how long the producer keeps retrying a Kinesis record
-	// after its first send, counting backoff. Records not delivered within
-	// it are dropped, counted in preheat_kinesis_dropped_user_records_total
-	// with the last failure's reason, and logged. Default 30 s.
-	RetryBudget time.Duration
+	// MaxInFlightBytes bounds the data and keys of the records in the
+	// PutRecords calls in flight at once, and so the memory their request
+	// bodies take (base64 in JSON: up to about 2.7 times as much while a
+	// call is in flight). One Kinesis record is always let through.
+	// Default 2 MiB.
+	MaxInFlightBytes int64
+	// DeliveryTimeout is how long the producer keeps retrying a Kinesis
+	// record after it was sealed (at most Linger after its first user
+	// record was put), counting backoff. A record not delivered by then is
+	// given up: counted in preheat_kinesis_dropped_user_records_total (or
+	// preheat_kinesis_unknown_user_records_total when an attempt's outcome
+	// was never learned) with the last failure's reason, and logged.
+	// Default 5 minutes: an outage of a few minutes loses nothing the
+	// buffer can hold, and a batch older than that is of little use to a
+	// replay cache whose window is minutes long.
+	DeliveryTimeout time.Duration
 	// BackoffBase and BackoffMax bound the backoff before a retry: the
 	// n-th retry waits a uniformly random time in [0, min(BackoffMax,
 	// BackoffBase·2ⁿ⁻¹)] ("full jitter"). Defaults 100 ms and 5 s.
@@ -90,8 +103,11 @@ func (o *ProducerOptions) withDefaults() ProducerOptions {
 		c.BufferBytes = 64 << 20
 	}
 	c.BufferBytes = max(c.BufferBytes, 2<<20)
-	if c.RetryBudget <= 0 {
-		c.RetryBudget = 30 * time.Second
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 2 << 20
+	}
+	if c.DeliveryTimeout <= 0 {
+		c.DeliveryTimeout = 5 * time.Minute
 	}
 	if c.BackoffBase <= 0 {
 		c.BackoffBase = 100 * time.Millisecond
@@ -143,6 +159,10 @@ func (o *ProducerOptions) withDefaults() ProducerOptions {
 // hold the lane, list the shards again, and regroup the lane's waiting
 // records by the new map, so at most one Kinesis record per split shard is
 // affected. Readers that sort by sequence (the replay cache) are not.
+//
+// The records of one key reach the stream as an unbroken run: when the
+// producer gives up a record, it gives up with it every record of the same
+// key it still holds. PutTracked reports each record's fate.
 type Producer struct {
 	client *awskinesis.Client
 	stream string
@@ -158,18 +178,23 @@ type Producer struct {
 	wake   chan struct{} // cap 1: run has work to look at
 	relist chan struct{} // cap 1: refresh the shard map now
 
-	mu       sync.Mutex
-	closed   bool
-	shards   *shardMap           // nil until the first listing
-	parents  map[string][]string // shard id → parent shard ids
-	buckets  map[string]*bucket  // open aggregates by lane id
-	lanes    map[string]*lane    // sealed aggregates by lane id
-	inFlight int                 // PutRecords calls in flight
-	epoch    uint64              // bumped by each Flush
-	pending  map[uint64]int      // user records not yet finished, by epoch
-	changed  chan struct{}       // closed and replaced when pending shrinks
-	rng      *rand.Rand          // jitter; guarded by mu
-	lastList time.Time           // last shard listing started
+	mu            sync.Mutex
+	closed        bool
+	shards        *shardMap           // nil until the first listing
+	parents       map[string][]string // shard id → parent shard ids
+	buckets       map[string]*bucket  // open aggregates by lane id
+	lanes         map[string]*lane    // sealed aggregates by lane id
+	inFlight      int                 // PutRecords calls in flight
+	inFlightBytes int64               // data and keys in them
+	epoch         uint64              // bumped by each Flush
+	pending       map[uint64]int      // user records not yet finished, by epoch
+	changed       chan struct{}       // closed and replaced when pending shrinks
+	rng           *rand.Rand          // jitter; guarded by mu
+	lastList      time.Time           // last shard listing started
+	reports       []report            // fates to report once mu is released
+	lostKeys      map[string]bool     // keys given up since flushReports last ran
+	reportMu      sync.Mutex          // held while running reports, in order
+	reportc       chan struct{}       // cap 1: wakes report
 
 	closeOnce sync.Once
 	closeErr  error
@@ -180,11 +205,20 @@ var _ stream.Producer = (*Producer)(nil)
 // bucket is an aggregate being filled for one lane.
 type bucket struct {
 	agg   kpl.Aggregator
-	key   string  // the Kinesis record's partition key: the first user record's
-	ehk   *string // explicit hash key, nil when grouping by partition key
-	bytes int64   // buffer bytes of the user records in it
+	recs  []userRecord // in the order added
+	key   string       // the Kinesis record's partition key: the first user record's
+	ehk   *string      // explicit hash key, nil when grouping by partition key
+	bytes int64        // buffer bytes of the user records in it
 	first time.Time
 	epoch uint64
+}
+
+// userRecord is what the producer keeps of one user record besides its
+// data: whom to tell its fate.
+type userRecord struct {
+	key    string
+	weight int64                // buffer bytes: data and key
+	done   func(stream.Outcome) // nil when put with Put
 }
 
 // aggregate is one sealed Kinesis record waiting to be delivered.
@@ -193,12 +227,17 @@ type aggregate struct {
 	data      []byte
 	key       string
 	ehk       *string
-	users     int
+	recs      []userRecord // the user records in data, in order
 	bytes     int64
 	epoch     uint64
-	sealed    time.Time // the retry budget runs from here
+	sealed    time.Time // the delivery timeout runs from here
 	attempts  int
+	reason    string // the last attempt's failure
 	notBefore time.Time
+	// unknown: an attempt failed without the producer learning whether
+	// Kinesis stored the record (a timeout, a broken connection), so it
+	// may be in the stream.
+	unknown bool
 }
 
 // lane is the FIFO of sealed aggregates for one shard (or, before the
@@ -247,6 +286,10 @@ func (m producerMetrics) dropped(reason string, n int) {
 	m.set.GetOrCreateCounter(`preheat_kinesis_dropped_user_records_total{reason="` + reason + `"}`).Add(n)
 }
 
+func (m producerMetrics) unknown(reason string, n int) {
+	m.set.GetOrCreateCounter(`preheat_kinesis_unknown_user_records_total{reason="` + reason + `"}`).Add(n)
+}
+
 // NewProducer returns a producer for the named stream. It starts goroutines
 // that Close stops. It does not call Kinesis before returning: the shard
 // map is listed in the background.
@@ -270,20 +313,38 @@ func NewProducer(client *awskinesis.Client, streamName string, opts *ProducerOpt
 		cancel:  cancel,
 		wake:    make(chan struct{}, 1),
 		relist:  make(chan struct{}, 1),
+		reportc: make(chan struct{}, 1),
 		buckets: make(map[string]*bucket),
 		lanes:   make(map[string]*lane),
 		pending: make(map[uint64]int),
 		changed: make(chan struct{}),
 		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go p.run()
 	go p.refreshLoop()
+	go p.report()
 	return p, nil
 }
 
 // Put queues data under key. See stream.Producer.
 func (p *Producer) Put(ctx context.Context, key string, data []byte) error {
+	return p.PutTracked(ctx, key, data, nil)
+}
+
+// PutTracked is Put, and then calls done, once, with the record's fate:
+// delivered, lost (never stored), or unknown (given up after an attempt
+// whose outcome was never learned). done runs on one of the producer's
+// goroutines, possibly before PutTracked returns, and must not call the
+// producer. When PutTracked returns an error, done is not called.
+//
+// A record given up takes every record of its key the producer still
+// holds with it, including those put before its done function returns,
+// each reported with reason "key_lost". A caller that stops putting a
+// key once done reports a record of it not delivered, with its own puts
+// of that key ordered after that check, never has a later record of the
+// key sent after the lost one.
+func (p *Producer) PutTracked(ctx context.Context, key string, data []byte, done func(stream.Outcome)) error {
 	if len(data) > stream.MaxRecordBytes {
 		return stream.ErrTooLarge
 	}
@@ -319,6 +380,7 @@ func (p *Producer) Put(ctx context.Context, key string, data []byte) error {
 		p.buckets[laneID] = b
 	}
 	b.agg.Add(key, "", data)
+	b.recs = append(b.recs, userRecord{key: key, weight: weight, done: done})
 	b.bytes += weight
 	p.pending[p.epoch]++
 	p.mu.Unlock()
@@ -370,26 +432,31 @@ func (p *Producer) sealLocked(laneID string, b *bucket) {
 }
 
 func (p *Producer) sealBucketLocked(laneID string, b *bucket, sealed time.Time) {
-	data := b.agg.Encode(make([]byte, 0, b.agg.Size()))
-	if b.agg.Len() == 1 {
-		// A single user record travels plain, as the KPL sends it: any
-		// consumer reads it without deaggregating. Its data never starts
-		// with the aggregation magic, because session batches do not.
-		if recs, err := kpl.Deaggregate(data); err == nil && len(recs) == 1 && !kpl.IsAggregated(recs[0].Data) {
-			data = recs[0].Data
-		}
-	}
 	l := p.laneLocked(laneID)
 	l.queue = append(l.queue, &aggregate{
 		lane:   laneID,
-		data:   data,
+		data:   encodeAggregate(&b.agg),
 		key:    b.key,
 		ehk:    b.ehk,
-		users:  b.agg.Len(),
+		recs:   b.recs,
 		bytes:  b.bytes,
 		epoch:  b.epoch,
 		sealed: sealed,
 	})
+}
+
+// encodeAggregate returns the Kinesis record's data for agg's user
+// records. A single user record travels plain, as the KPL sends it: any
+// consumer reads it without deaggregating. Its data never starts with the
+// aggregation magic, because session batches do not.
+func encodeAggregate(agg *kpl.Aggregator) []byte {
+	data := agg.Encode(make([]byte, 0, agg.Size()))
+	if agg.Len() == 1 {
+		if recs, err := kpl.Deaggregate(data); err == nil && len(recs) == 1 && !kpl.IsAggregated(recs[0].Data) {
+			data = recs[0].Data
+		}
+	}
+	return data
 }
 
 func (p *Producer) laneLocked(id string) *lane {
@@ -433,6 +500,8 @@ func (p *Producer) flush(ctx context.Context) error {
 		ch := p.changed
 		p.mu.Unlock()
 		if left == 0 {
+			// Their fates are known: report them before returning.
+			p.flushReports()
 			return nil
 		}
 		select {
@@ -461,12 +530,13 @@ func (p *Producer) Close(ctx context.Context) error {
 		}
 		for _, l := range p.lanes {
 			for _, a := range l.queue {
-				dropped += a.users
-				p.finishLocked(a, "closed")
+				dropped += len(a.recs)
+				p.finishLocked(a, a.givenUp("closed"))
 			}
 			l.queue = nil
 		}
 		p.mu.Unlock()
+		p.flushReports()
 		if dropped > 0 {
 			p.log.Warn("kinesis producer closed with undelivered records", "dropped_user_records", dropped)
 		}
@@ -477,16 +547,21 @@ func (p *Producer) Close(ctx context.Context) error {
 	return p.closeErr
 }
 
-// finishLocked ends an aggregate's life: delivered (reason "") or dropped.
-func (p *Producer) finishLocked(a *aggregate, reason string) {
-	if reason != "" {
-		p.m.dropped(reason, a.users)
+// finishLocked ends an aggregate's life with out, counts it, and files
+// its user records' reports for flushReports.
+func (p *Producer) finishLocked(a *aggregate, out stream.Outcome) {
+	switch out.Fate {
+	case stream.Lost:
+		p.m.dropped(out.Reason, len(a.recs))
+	case stream.Unknown:
+		p.m.unknown(out.Reason, len(a.recs))
 	}
-	p.pending[a.epoch] -= a.users
+	p.pending[a.epoch] -= len(a.recs)
 	if p.pending[a.epoch] <= 0 {
 		delete(p.pending, a.epoch)
 	}
 	p.release(a.bytes)
+	p.fileReportsLocked(a.recs, out)
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
@@ -507,6 +582,7 @@ func (p *Producer) run() {
 				next = deadline
 			}
 		}
+		next = minTime(next, p.expireLocked(now))
 		var batches [][]*aggregate
 		for p.inFlight < p.opts.MaxInFlight {
 			batch, ready := p.collectLocked(now)
@@ -517,9 +593,14 @@ func (p *Producer) run() {
 				break
 			}
 			p.inFlight++
+			p.inFlightBytes += batchBytes(batch)
 			batches = append(batches, batch)
 		}
+		report := p.reportsDueLocked()
 		p.mu.Unlock()
+		if report {
+			p.wakeReporter()
+		}
 		for _, b := range batches {
 			p.wg.Add(1)
 			go p.send(b)
@@ -579,6 +660,9 @@ func (p *Producer) collectLocked(now time.Time) ([]*aggregate, time.Time) {
 		if size+n > maxPutBytes {
 			continue
 		}
+		if p.inFlightBytes+int64(size+n) > p.opts.MaxInFlightBytes && (len(batch) > 0 || p.inFlight > 0) {
+			continue
+		}
 		rr := l.records.ReserveN(now, 1)
 		br := l.bytes.ReserveN(now, n)
 		if d := max(rr.DelayFrom(now), br.DelayFrom(now)); d > 0 {
@@ -630,6 +714,12 @@ func (p *Producer) send(batch []*aggregate) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.opts.RequestTimeout)
+	// A request written whole may have been carried out, whatever error
+	// follows; one that was not, was not.
+	var written atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { written.Store(i.Err == nil) },
+	})
 	start := time.Now()
 	out, err := p.client.PutRecords(ctx, in, withoutSDKRetries)
 	cancel()
@@ -643,17 +733,18 @@ func (p *Producer) send(batch []*aggregate) {
 
 	now := time.Now()
 	relist := false
+	var lost map[string]bool // keys of the records given up
 	p.mu.Lock()
 	p.inFlight--
+	p.inFlightBytes -= batchBytes(batch)
+	closing := p.ctx.Err() != nil
 	for i, a := range batch {
 		l := p.lanes[a.lane]
 		l.inFlight = false
-		if p.ctx.Err() != nil {
-			continue // Close counts what is left
-		}
 		reason, detail := "", ""
 		if err != nil {
 			reason, detail = errorReason(err), err.Error()
+			a.unknown = a.unknown || mayHaveLanded(err, written.Load())
 		} else if e := out.Records[i]; e.ErrorCode != nil {
 			reason, detail = codeReason(*e.ErrorCode), *e.ErrorCode+": "+aws.ToString(e.ErrorMessage)
 		} else if e.ShardId != nil && p.shards != nil && a.ehk != nil && *e.ShardId != a.lane {
@@ -666,25 +757,35 @@ func (p *Producer) send(batch []*aggregate) {
 		if reason == "" {
 			l.queue = l.queue[1:]
 			p.m.recordsPut.Inc()
-			p.m.userRecordsPut.Add(a.users)
-			p.m.userPerRecord.Update(float64(a.users))
-			p.finishLocked(a, "")
+			p.m.userRecordsPut.Add(len(a.recs))
+			p.m.userPerRecord.Update(float64(len(a.recs)))
+			p.finishLocked(a, stream.Outcome{Fate: stream.Delivered})
 			continue
+		}
+		if closing {
+			continue // Close gives up what is left
 		}
 		a.attempts++
 		backoff := p.backoffLocked(a.attempts)
-		if now.Add(backoff).After(a.sealed.Add(p.opts.RetryBudget)) {
+		if now.Add(backoff).After(a.sealed.Add(p.opts.DeliveryTimeout)) {
 			l.queue = l.queue[1:]
-			p.finishLocked(a, reason)
-			p.log.Warn("kinesis producer dropped records after its retry budget",
-				"lane", a.lane, "user_records", a.users, "attempts", a.attempts,
-				"budget", p.opts.RetryBudget, "reason", reason, "error", detail)
+			p.finishLocked(a, a.givenUp(reason))
+			lost = a.addKeys(lost)
+			p.log.Warn("kinesis producer gave up records after its delivery timeout",
+				"lane", a.lane, "user_records", len(a.recs), "attempts", a.attempts,
+				"timeout", p.opts.DeliveryTimeout, "reason", reason, "maybe_stored", a.unknown, "error", detail)
 			continue
 		}
 		p.m.retries(reason, 1)
+		a.reason = reason
 		a.notBefore = now.Add(backoff)
 	}
+	p.giveUpKeysLocked(lost)
+	report := p.reportsDueLocked()
 	p.mu.Unlock()
+	if report {
+		p.wakeReporter()
+	}
 	if relist {
 		select {
 		case p.relist <- struct{}{}:
@@ -694,164 +795,16 @@ func (p *Producer) send(batch []*aggregate) {
 	p.signal()
 }
 
+func batchBytes(batch []*aggregate) int64 {
+	n := 0
+	for _, a := range batch {
+		n += len(a.data) + len(a.key)
+	}
+	return int64(n)
+}
+
 // backoffLocked returns the full-jitter backoff before the n-th retry.
 func (p *Producer) backoffLocked(n int) time.Duration {
 	ceil := backoffCeiling(p.opts.BackoffBase, p.opts.BackoffMax, n)
 	return time.Duration(p.rng.Int64N(int64(ceil) + 1))
-}
-
-// refreshLoop lists the shards at start, every ShardRefreshInterval, and
-// when send detects resharding.
-func (p *Producer) refreshLoop() {
-	defer p.wg.Done()
-	retry := p.opts.BackoffBase
-	for {
-		err := p.refresh()
-		wait := p.opts.ShardRefreshInterval
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return
-			}
-			p.log.Warn("kinesis producer could not list shards", "error", err)
-			wait = min(retry, p.opts.ShardRefreshInterval)
-			retry = min(2*retry, p.opts.BackoffMax)
-		} else {
-			retry = p.opts.BackoffBase
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-p.ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-p.relist:
-			t.Stop()
-			// Resharding can show up on many records at once; list at
-			// most once a second (or ShardRefreshInterval) for it.
-			gap := min(shardRefreshOnMiss, p.opts.ShardRefreshInterval)
-			if !sleep(p.ctx, time.Until(p.lastListed().Add(gap))) {
-				return
-			}
-		}
-	}
-}
-
-func (p *Producer) lastListed() time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lastList
-}
-
-func (p *Producer) refresh() error {
-	p.mu.Lock()
-	p.lastList = time.Now()
-	p.mu.Unlock()
-	ctx, cancel := context.WithTimeout(p.ctx, p.opts.RequestTimeout)
-	defer cancel()
-	p.m.shardListings.Inc()
-	shards, err := listShards(ctx, p.client, p.stream)
-	if err != nil {
-		p.m.shardListingErrors.Inc()
-		return err
-	}
-	m := newShardMap(shards)
-	if len(m.open) == 0 {
-		p.m.shardListingErrors.Inc()
-		return fmt.Errorf("list shards of %q: no open shards", p.stream)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.shards = m
-	p.parents = make(map[string][]string, len(shards))
-	for _, s := range shards {
-		p.parents[s.id] = s.parents
-	}
-	// Records waiting for shards that are no longer open (or grouped by key
-	// before the first listing) are grouped again by the new map, ahead of
-	// any record put from now on. Only an aggregate already in flight keeps
-	// its lane; the new shards' lanes wait for it.
-	for id, b := range p.buckets {
-		if m.byID(id) == nil {
-			p.sealLocked(id, b)
-		}
-	}
-	var stale []string
-	for id, l := range p.lanes {
-		l.holdUntil = time.Time{}
-		if m.byID(id) == nil {
-			stale = append(stale, id)
-		}
-	}
-	slices.SortFunc(stale, func(a, b string) int { // key lanes first: they are older
-		return cmp.Compare(boolInt(!isKeyLane(a)), boolInt(!isKeyLane(b)))
-	})
-	for _, id := range stale {
-		l := p.lanes[id]
-		keep := 0
-		if l.inFlight {
-			keep = 1
-		}
-		old := l.queue[keep:]
-		l.queue = l.queue[:keep:keep]
-		for _, a := range old {
-			p.regroupLocked(a)
-		}
-	}
-	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// regroupLocked splits an aggregate that was built for a stale shard map
-// into aggregates for the current one, keeping the order of its records at
-// the end of each new lane.
-func (p *Producer) regroupLocked(a *aggregate) {
-	users, err := kpl.Deaggregate(a.data)
-	if err != nil {
-		// Cannot happen: the producer encoded it. Send it as it is.
-		p.log.Error("kinesis producer could not regroup its own aggregate", "error", err)
-		l := p.laneLocked(a.lane)
-		l.queue = append(l.queue, a)
-		return
-	}
-	if !kpl.IsAggregated(a.data) {
-		users[0].PartitionKey = a.key
-	}
-	tmp := make(map[string]*bucket)
-	var order []string
-	for _, u := range users {
-		laneID, ehk := p.route(u.PartitionKey)
-		b := tmp[laneID]
-		if b != nil && b.agg.SizeWith(u.PartitionKey, "", len(u.Data))+len(b.key) > maxRecordBytes {
-			p.sealLocked(laneID, b)
-			b = nil
-		}
-		if b == nil {
-			b = &bucket{key: u.PartitionKey, ehk: ehk, epoch: a.epoch}
-			tmp[laneID] = b
-			order = append(order, laneID)
-		}
-		b.agg.Add(u.PartitionKey, "", u.Data)
-		b.bytes += int64(len(u.Data) + len(u.PartitionKey))
-	}
-	for _, id := range order {
-		if b := tmp[id]; b != nil {
-			p.sealBucketLocked(id, b, a.sealed)
-		}
-	}
-}
-
-// byID returns the open shard with the given id, or nil.
-func (m *shardMap) byID(id string) *shardInfo {
-	for i := range m.open {
-		if m.open[i].id == id {
-			return &m.open[i]
-		}
-	}
-	return nil
 }

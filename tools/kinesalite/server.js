@@ -2,7 +2,10 @@
 // tests. It binds 127.0.0.1 only (kinesalite's own CLI binds every
 // interface), on the port given as the first argument (0 picks a free one),
 // prints "LISTENING <port>" once bound, and exits when stdin closes or on
-// SIGTERM or SIGINT, so a test that dies cannot leave it running.
+// SIGTERM or SIGINT, so a test that dies cannot leave it running. A second
+// argument names a directory where it keeps its streams (LevelDB) instead
+// of memory, so that a server killed and started again on the same
+// directory still has them.
 'use strict'
 
 // kinesalite answers GetShardIterator AT_TIMESTAMP by scanning the shard for
@@ -50,7 +53,7 @@ const kinesalite = require('kinesalite')
 
 const port = Number(process.argv[2] || 0)
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  console.error('usage: node server.js PORT (0 picks a free port)')
+  console.error('usage: node server.js PORT [DIR] (0 picks a free port)')
   process.exit(2)
 }
 
@@ -58,7 +61,8 @@ const server = kinesalite({
   createStreamMs: 0,
   deleteStreamMs: 0,
   updateStreamMs: 0,
-  shardLimit: 100
+  shardLimit: 100,
+  path: process.argv[3] || undefined
 })
 
 // kinesalite throws from a request's 'error' handler when a client hangs up
