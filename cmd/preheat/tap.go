@@ -53,6 +53,8 @@ type tapOptions struct {
 	deliveryTimeout          time.Duration
 	shutdownTimeout          time.Duration
 	eventLoops               int
+	captureWorkers           int
+	captureBacklog           byteSize
 }
 
 func tapCommand() *command {
@@ -139,6 +141,9 @@ func tapFlags(fs *flag.FlagSet) *tapOptions {
 	fs.DurationVar(&o.maxSessionDuration, "max-session-duration", 10*time.Minute, "stop recording a session this long after its connect")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long open sessions get to finish")
 	fs.IntVar(&o.eventLoops, "event-loops", max(1, runtime.GOMAXPROCS(0)/2), "epoll event loops that proxy plain (non-TLS) websocket connections, on Linux; 0: a goroutine per direction instead")
+	fs.IntVar(&o.captureWorkers, "capture-workers", max(1, runtime.GOMAXPROCS(0)/2), "goroutines that parse, inflate and redact what the tap forwarded, off the forwarding path")
+	fs.Var(&o.captureBacklog, "capture-backlog", "forwarded bytes a session may hold waiting for a capture worker before its capture is cut "+
+		"(its connection goes on); default an eighth of --budget")
 	return o
 }
 
@@ -224,6 +229,8 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 		return usagef("--delivery-timeout must be positive")
 	case o.eventLoops < 0:
 		return usagef("--event-loops must be 0 or more")
+	case o.captureWorkers < 1:
+		return usagef("--capture-workers must be 1 or more")
 	case o.adminListen != "" && o.adminToken == "" && !o.adminInsecureNoToken && !loopbackAddr(o.adminListen):
 		return usagef("refusing to serve the admin API without a token on %q, which is not a loopback address: "+
 			"set --admin-token or PREHEAT_ADMIN_TOKEN, listen on 127.0.0.1, or pass --admin-insecure-no-token", o.adminListen)
@@ -278,13 +285,15 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 	}
 	rec.SetEnabled(o.capture)
 	tap, err := capture.NewTap(o.upstream, rec, &capture.TapOptions{
-		TLSClientConfig: upstreamTLS,
-		RewriteHost:     o.rewriteHost,
-		TrustForwarded:  o.trustForwarded,
-		Logger:          e.log,
-		Metrics:         tapSet,
-		NoEventLoop:     o.eventLoops == 0,
-		EventLoops:      o.eventLoops,
+		TLSClientConfig:     upstreamTLS,
+		RewriteHost:         o.rewriteHost,
+		TrustForwarded:      o.trustForwarded,
+		Logger:              e.log,
+		Metrics:             tapSet,
+		NoEventLoop:         o.eventLoops == 0,
+		EventLoops:          o.eventLoops,
+		CaptureWorkers:      o.captureWorkers,
+		CaptureBacklogBytes: int(o.captureBacklog),
 	})
 	if err != nil {
 		rec.Close(ctx)

@@ -237,6 +237,8 @@ func TestTapCommandUsage(t *testing.T) {
 	f("feilds", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--config", unknown)
 	f("scheme must be", "--listen", "127.0.0.1:0", "--upstream", "ftp://x", "--stream", stream)
 	f("unknown unit", "--budget", "12parsecs")
+	f("--capture-workers must be 1 or more", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--capture-workers", "0")
+	f("unknown unit", "--capture-backlog", "lots")
 	f("--delivery-timeout must be positive", "--listen", "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--stream", stream, "--delivery-timeout", "0s")
 	f("want tokens, all or none", "--redact-subprotocols", "some")
 	badRule := filepath.Join(dir, "rule.yaml")
