@@ -126,7 +126,7 @@ type feed struct {
 // item is one piece of capture work.
 type item struct {
 	kind itemKind
-	dir  uint8
+	dir  direction
 	side session.Side // itemEnd
 	at   time.Time
 	b    []byte // itemData: the chunk, in blk
@@ -184,10 +184,10 @@ func (h *handoff) begin(rec *Recording) *feed {
 // calls it when a chunk's write does not complete at once (splice: before
 // every write), so that events of the other direction forwarded meanwhile
 // keep their place behind it.
-func (f *feed) mark(dir int, at time.Time) {
+func (f *feed) mark(dir direction, at time.Time) {
 	f.mu.Lock()
 	if f.cut == "" && !f.ended && !f.stopping && f.room() {
-		f.items = append(f.items, item{kind: itemMark, dir: uint8(dir), at: at})
+		f.items = append(f.items, item{kind: itemMark, dir: dir, at: at})
 	}
 	f.mu.Unlock()
 }
@@ -195,7 +195,7 @@ func (f *feed) mark(dir int, at time.Time) {
 // see queues a copy of b, a chunk of direction dir read at the time at and
 // written on, for capture. It never blocks on capture; past the session's
 // bound or the recorder's budget it cuts the session's capture instead.
-func (f *feed) see(dir int, b []byte, at time.Time) {
+func (f *feed) see(dir direction, b []byte, at time.Time) {
 	if len(b) == 0 {
 		return
 	}
@@ -229,7 +229,7 @@ func (f *feed) see(dir int, b []byte, at time.Time) {
 		}
 		n := copy(blk.buf[blk.used:], b)
 		blk.refs++
-		f.items = append(f.items, item{kind: itemData, dir: uint8(dir), at: at, b: blk.buf[blk.used : blk.used+n : blk.used+n], blk: blk})
+		f.items = append(f.items, item{kind: itemData, dir: dir, at: at, b: blk.buf[blk.used : blk.used+n : blk.used+n], blk: blk})
 		blk.used += n
 		b = b[n:]
 	}
@@ -556,10 +556,10 @@ func (h *handoff) work(f *feed) {
 			if h.hook != nil {
 				h.hook(s)
 			}
-			s.feed(int(it.dir), it.b, it.at)
+			s.feed(it.dir, it.b, it.at)
 			done = it.blk
 		case itemMark:
-			s.mark(int(it.dir), it.at)
+			s.mark(it.dir, it.at)
 		case itemStop:
 			s.releaseParser(0)
 			s.releaseParser(1)

@@ -14,6 +14,25 @@ import (
 	"github.com/preheatdev/preheat/stream"
 )
 
+// direction indexes what a Recording keeps per direction of its session.
+type direction uint8
+
+const (
+	fromClient direction = iota // what the client sent, toward the server
+	fromServer                  // what the server sent, toward the client
+)
+
+// other is the opposite direction.
+func (d direction) other() direction { return 1 - d }
+
+// event is d as recorded events name it.
+func (d direction) event() session.Direction {
+	if d == fromClient {
+		return session.ClientToServer
+	}
+	return session.ServerToClient
+}
+
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // Recording is one session being recorded. Client and Server are each
@@ -61,7 +80,7 @@ type Recording struct {
 	closingAt time.Time      // when it was forwarded
 	closedDir [2]bool        // which sides have sent a close frame
 	waiting   []waiting      // events held back for the other direction
-	waitDir   int            // the direction of the events held back
+	waitDir   direction      // the direction of the events held back
 	closed    bool           // a close event was recorded
 	ended     bool           // the connection is over
 	finished  bool           // removed from the recorder
@@ -72,18 +91,18 @@ func (s *Recording) ID() session.ID { return s.id }
 
 // Client records bytes the client sent, forwarded at the time at. It may
 // modify b.
-func (s *Recording) Client(b []byte, at time.Time) { s.feed(0, b, at) }
+func (s *Recording) Client(b []byte, at time.Time) { s.feed(fromClient, b, at) }
 
 // Server records bytes the server sent, forwarded at the time at. It may
 // modify b.
-func (s *Recording) Server(b []byte, at time.Time) { s.feed(1, b, at) }
+func (s *Recording) Server(b []byte, at time.Time) { s.feed(fromServer, b, at) }
 
 // mark notes that a chunk of direction dir read at the time at is being
 // forwarded and will be fed next. Events of the other direction forwarded
 // later wait for it, so that the session's order is the order bytes were
 // forwarded in, not the order the two directions happen to be parsed in.
 // It never blocks.
-func (s *Recording) mark(dir int, at time.Time) { s.inflight[dir].Store(at.UnixNano()) }
+func (s *Recording) mark(dir direction, at time.Time) { s.inflight[dir].Store(at.UnixNano()) }
 
 // closedWhole is Recording.stop for a session that ended without a cut.
 var closedWhole = new(string)
@@ -118,8 +137,8 @@ const maxWaiting = 256
 
 // commitLocked records ev, an event of direction dir forwarded at at, or
 // holds it while the other direction has an earlier chunk in flight.
-func (s *Recording) commitLocked(dir int, at time.Time, ev *session.Event, payload int) bool {
-	if o := s.inflight[1-dir].Load(); o != 0 && o < at.UnixNano() && len(s.waiting) < maxWaiting {
+func (s *Recording) commitLocked(dir direction, at time.Time, ev *session.Event, payload int) bool {
+	if o := s.inflight[dir.other()].Load(); o != 0 && o < at.UnixNano() && len(s.waiting) < maxWaiting {
 		ev.Payload = bytes.Clone(ev.Payload)
 		s.waiting = append(s.waiting, waiting{ev: *ev, payload: payload})
 		s.waitDir = dir
@@ -138,7 +157,7 @@ func (s *Recording) releaseLocked() {
 	s.waiting = s.waiting[:0]
 }
 
-func (s *Recording) feed(dir int, b []byte, at time.Time) {
+func (s *Recording) feed(dir direction, b []byte, at time.Time) {
 	if s.parsed[dir] {
 		return
 	}
@@ -155,7 +174,7 @@ func (s *Recording) feed(dir int, b []byte, at time.Time) {
 	if s.inflight[dir].Load() == at.UnixNano() {
 		s.inflight[dir].Store(0)
 	}
-	if len(s.waiting) > 0 && s.inflight[1-s.waitDir].Load() == 0 {
+	if len(s.waiting) > 0 && s.inflight[s.waitDir.other()].Load() == 0 {
 		s.releaseLocked()
 	}
 	s.mu.Unlock()
@@ -192,12 +211,12 @@ var parserPool = sync.Pool{New: func() any { return new(wsframe.Parser) }}
 
 // parser returns the parser of direction dir, taking one from parserPool
 // when the direction has none.
-func (s *Recording) parser(dir int) *wsframe.Parser {
+func (s *Recording) parser(dir direction) *wsframe.Parser {
 	if p := s.parsers[dir]; p != nil {
 		return p
 	}
 	p := parserPool.Get().(*wsframe.Parser)
-	p.Reset(&wsframe.Options{Client: dir == 0, Deflate: s.deflate,
+	p.Reset(&wsframe.Options{Client: dir == fromClient, Deflate: s.deflate,
 		MaxMessageBytes: s.r.opts.MaxMessageBytes, MaxInflateBytes: s.r.maxInflate()})
 	s.parsers[dir] = p
 	return p
@@ -206,7 +225,7 @@ func (s *Recording) parser(dir int) *wsframe.Parser {
 // releaseParser stops parsing a direction: it releases the direction's
 // parser and gives back the budget it held. Only the feeder of that
 // direction, or End, calls it.
-func (s *Recording) releaseParser(dir int) {
+func (s *Recording) releaseParser(dir direction) {
 	s.parsed[dir] = true
 	if p := s.parsers[dir]; p != nil {
 		p.Release()
@@ -219,7 +238,7 @@ func (s *Recording) releaseParser(dir int) {
 	}
 }
 
-func (s *Recording) message(dir int, m *wsframe.Message) {
+func (s *Recording) message(dir direction, m *wsframe.Message) {
 	at := s.at[dir]
 	// Bytes forwarded with the handshake's end count from the connect.
 	offset := max(0, at.Sub(s.start))
@@ -246,7 +265,7 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 		// closing handshake, whichever direction is parsed first.
 		if s.closing == nil || at.Before(s.closingAt) {
 			side := sideClient
-			if dir == 1 {
+			if dir == fromServer {
 				side = sideServer
 			}
 			s.closing = &session.Event{Offset: offset, Code: m.CloseCode, Reason: reason, ClosedBy: side}
@@ -286,7 +305,7 @@ func (s *Recording) message(dir int, m *wsframe.Message) {
 	}
 	ev := session.Event{
 		Kind:      session.KindFrame,
-		Direction: session.Direction(dir + 1),
+		Direction: dir.event(),
 		Opcode:    session.Opcode(m.Opcode),
 		Offset:    offset,
 		Payload:   payload,

@@ -392,12 +392,12 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		// only copies what it wrote.
 		f = t.capture.begin(rec)
 		teeClient = &tee{
-			mark: func(at time.Time) { f.mark(0, at) },
-			see:  func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); f.see(0, b, at) },
+			mark: func(at time.Time) { f.mark(fromClient, at) },
+			see:  func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); f.see(fromClient, b, at) },
 		}
 		teeServer = &tee{
-			mark: func(at time.Time) { f.mark(1, at) },
-			see:  func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); f.see(1, b, at) },
+			mark: func(at time.Time) { f.mark(fromServer, at) },
+			see:  func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); f.see(fromServer, b, at) },
 		}
 	}
 	// The handler returns now, so that the request, the response writer and
