@@ -318,7 +318,7 @@ func TestTokensAreSet(t *testing.T) {
 }
 
 // TestURLsReachServices resolves every in-cluster URL a preheat container is
-// given (--cache, --source, --target) to a rendered Service, in any overlay,
+// given (--cache, --source, --target, --canary) to a rendered Service, in any overlay,
 // by its short or qualified name, and follows the Service's port to the
 // preheat flag that listens on it.
 func TestURLsReachServices(t *testing.T) {
@@ -329,7 +329,7 @@ func TestURLsReachServices(t *testing.T) {
 			if a == nil {
 				continue
 			}
-			for _, f := range []string{"cache", "source", "target"} {
+			for _, f := range []string{"cache", "source", "target", "canary"} {
 				u := a.get(f)
 				if u == "" || isLoopback(hostOf(t, u)) {
 					continue

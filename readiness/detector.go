@@ -49,6 +49,7 @@ const (
 	OutcomeDeadlineClosed = "deadline_closed" // deadline hit, not released
 	OutcomeCanceled       = "canceled"        // the caller's context ended first
 	OutcomeFailed         = "failed"          // set by callers whose release failed
+	OutcomeHeld           = "held"            // set by callers: warm, but a check after it held the target back (a canary's regression)
 )
 
 // Decision is the verdict of a run. While the target is still warming the

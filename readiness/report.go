@@ -18,7 +18,8 @@ type Report struct {
 	Ended time.Time `json:"ended"`
 	// Outcome is how the run ended: "warm" (signals flattened),
 	// "deadline_open" (deadline hit, released anyway), "deadline_closed"
-	// (deadline hit, not released), "canceled" or "failed".
+	// (deadline hit, not released), "held" (warm, but a canary found a
+	// regression and held it), "canceled" or "failed".
 	Outcome string `json:"outcome"`
 	// Released is set when the pod was released to traffic.
 	Released bool `json:"released"`

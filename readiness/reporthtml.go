@@ -194,6 +194,7 @@ var chartOutcomeClass = map[string]string{
 	"deadline_open":   "warn",
 	"deadline_closed": "bad",
 	"failed":          "bad",
+	"held":            "bad",
 	"canceled":        "muted",
 }
 

@@ -1,7 +1,9 @@
 // Package warmup owns one warm-up run of a cold pod: it replays captured
 // sessions against the pod (package replayer), watches the pod's warmth
-// signals until they flatten (package readiness), stops the replay and
-// releases the pod through a readiness.Gate.
+// signals until they flatten (package readiness), stops the replay,
+// optionally compares the warm pod with a pod of the version in service
+// (package canary; see Canary), and releases the pod through a
+// readiness.Gate, or holds it when the canary finds it worse.
 //
 // Besides wiring the two together it owns what belongs to the run as a
 // whole: the share of its full rate the replay's back-off allows, which the
@@ -16,7 +18,9 @@
 // request), listen on a port or decide an exit status: cmd/preheat does.
 //
 // Data enters as sessions from the Source and as the pod's answers and
-// Prometheus scrapes; it leaves as messages to the pod, a Result (the
-// decision, the report and the replay's counters), the Gate's release
-// (/readyz, a ready file, a webhook), log lines and metrics.
+// Prometheus scrapes (and the reference's answers, with a canary); it
+// leaves as messages to the pod (and to the reference), a Result (the
+// decision, the report, the replay's counters and the canary's verdict),
+// the Gate's release (/readyz, a ready file, a webhook), log lines and
+// metrics.
 package warmup

@@ -14,11 +14,13 @@ import (
 //
 //	GET /readyz       503 while warming, 200 once released (readiness.Gate)
 //	GET /healthz      200 "ok"
-//	GET /status       the signals, the decision so far and the replay's counters, as JSON
+//	GET /status       the signals, the decision so far, the replay's counters and
+//	                  the canary phase's state and verdict, as JSON
 //	GET /report       the warm report as an HTML page
 //	GET /report.json  the warm report as JSON
-//	GET /metrics      the replay's, Options.Metrics', the watcher's and the gate's
-//	                  metric sets and the process's, in Prometheus text
+//	GET /metrics      the replay's, Options.Metrics', the watcher's, the gate's
+//	                  and the canary's metric sets and the process's, in
+//	                  Prometheus text
 func (w *Warmup) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /readyz", w.gate)
@@ -34,7 +36,11 @@ func (w *Warmup) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, _ *http.Request) {
 		sets := append([]*metrics.Set{w.cfg.replay.Metrics}, w.cfg.metrics...)
-		for _, s := range append(sets, w.cfg.readiness.Metrics, w.cfg.release.Metrics) {
+		sets = append(sets, w.cfg.readiness.Metrics, w.cfg.release.Metrics)
+		if w.canaryMetrics != nil {
+			sets = append(sets, w.canaryMetrics)
+		}
+		for _, s := range sets {
 			s.WritePrometheus(rw)
 		}
 		metrics.WriteProcessMetrics(rw)
@@ -61,10 +67,7 @@ func (w *Warmup) serveStatus(rw http.ResponseWriter, _ *http.Request) {
 		}
 		sigs = append(sigs, statusSignal{s.Signal.String(), s.Present, s.Flat, v, s.Why})
 	}
-	rw.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(rw)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{
+	status := map[string]any{
 		"elapsed_seconds":  ws.Elapsed.Seconds(),
 		"ready":            w.gate.Ready(),
 		"flat_for_seconds": ws.FlatFor.Seconds(),
@@ -73,5 +76,17 @@ func (w *Warmup) serveStatus(rw http.ResponseWriter, _ *http.Request) {
 		"replay":           w.replay.Stats(),
 		"scrapes":          ws.Scrapes,
 		"scrape_errors":    ws.ScrapeErrors,
-	})
+	}
+	w.mu.Lock()
+	if w.result != nil {
+		status["decision"] = w.result.Decision // the canary's may have changed the watcher's
+	}
+	w.mu.Unlock()
+	if w.canary != nil {
+		status["canary"] = w.canary.Status()
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(rw)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(status)
 }

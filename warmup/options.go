@@ -60,6 +60,11 @@ type Options struct {
 	StopGrace time.Duration
 	// Progress is how often Run logs a progress line. Default 0: never.
 	Progress time.Duration
+	// Canary, when set, compares the pod with a pod of the version in
+	// service once it is warm, before the release, and holds a pod found
+	// worse unless told otherwise (see Canary). KeepWarming must then be
+	// false. Default none: a warm pod is released at once.
+	Canary *Canary
 	// Facts, when set, adds the caller's facts to the report (the
 	// settings the run was given, say), after the replay's counts and
 	// before the node's CPU pressure. It is called with the replay's
@@ -79,6 +84,7 @@ type config struct {
 	readiness   readiness.Options
 	release     readiness.GateOptions
 	keepWarming bool
+	canary      *Canary
 	stopGrace   time.Duration
 	progress    time.Duration
 	facts       func(replayer.Stats) []readiness.Fact
@@ -92,7 +98,7 @@ func (o *Options) withDefaults() config {
 	if o != nil {
 		c = *o
 	}
-	cfg := config{keepWarming: c.KeepWarming, stopGrace: c.StopGrace, progress: c.Progress,
+	cfg := config{keepWarming: c.KeepWarming, canary: c.Canary, stopGrace: c.StopGrace, progress: c.Progress,
 		facts: c.Facts, metrics: append([]*metrics.Set(nil), c.Metrics...), log: c.Logger}
 	if cfg.log == nil {
 		cfg.log = slog.Default()

@@ -53,6 +53,9 @@ func (w *Warmup) buildReport() *readiness.Report {
 	if w.cfg.facts != nil {
 		facts = append(facts, w.cfg.facts(st)...)
 	}
+	cfacts, marks := w.canaryFacts(rep.Started)
+	facts = append(facts, cfacts...)
+	rep.Marks = append(rep.Marks, marks...)
 	if limit := w.cfg.replay.MaxCPUPressure; limit > 0 {
 		last := "unreadable"
 		if st.CPUPressure >= 0 {

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/preheatdev/preheat/canary"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
@@ -24,6 +27,9 @@ type Warmup struct {
 	replay  *replayer.Replayer
 	source  replayer.Source
 	gate    *readiness.Gate
+	canary  *canary.Canary // nil without Options.Canary
+	// canaryMetrics is the canary's metric set, served on /metrics.
+	canaryMetrics *metrics.Set
 
 	// stopMu guards the replay's lifecycle; it is held while the replay
 	// stops, for at most the stop grace.
@@ -33,8 +39,9 @@ type Warmup struct {
 	cancelReplay context.CancelFunc
 	replayDone   chan error // nil unless the replay runs
 
-	mu     sync.Mutex
-	result *Result // set once the run has ended
+	mu           sync.Mutex
+	result       *Result        // set once the run has ended
+	canaryResult *canary.Result // set once the canary phase has ended
 }
 
 // Result is what a run produced.
@@ -46,6 +53,9 @@ type Result struct {
 	Report *readiness.Report
 	// Stats are the replay's counters at the end of the run.
 	Stats replayer.Stats
+	// Canary is the canary phase's verdict, with Options.Canary; nil
+	// without.
+	Canary *canary.Result
 }
 
 // Select returns the request a warm-up makes of a replay cache for sessions
@@ -89,6 +99,9 @@ func New(target, metricsURL string, src replayer.Source, opts *Options) (*Warmup
 	if w.replay, err = replayer.New(target, ro); err != nil {
 		return nil, err
 	}
+	if w.canary, err = w.newCanary(); err != nil {
+		return nil, err
+	}
 	gopts := w.cfg.release
 	gopts.WebhookHeader = gopts.WebhookHeader.Clone()
 	if gopts.WebhookHeader == nil {
@@ -106,15 +119,17 @@ func New(target, metricsURL string, src replayer.Source, opts *Options) (*Warmup
 
 // Run replays and watches until the pod is warm, the deadline
 // (Readiness.MaxWarm) passes or ctx ends; then it stops the replay (unless
-// KeepWarming) and releases the pod through the gate, or marks the gate
-// failed when the deadline does not release. A failed notification (the
-// webhook) is logged, not returned: the pod is released all the same. The
-// error is non-nil only when ctx ended first, or Run was called twice or
-// after Close.
+// KeepWarming), runs the canary phase if asked to (see Canary), and
+// releases the pod through the gate, or marks the gate failed when the
+// deadline does not release or the canary holds. A failed notification
+// (the webhook) is logged, not returned: the pod is released all the same.
+// The error is non-nil only when ctx ended first, or Run was called twice
+// or after Close.
 func (w *Warmup) Run(ctx context.Context) (Result, error) {
 	if err := w.startReplay(ctx); err != nil {
 		return Result{}, err
 	}
+	deadline := time.Now().Add(w.maxWarm())
 	var progress sync.WaitGroup
 	progressCtx, stopProgress := context.WithCancel(ctx)
 	progress.Go(func() { w.logProgress(progressCtx) })
@@ -128,6 +143,11 @@ func (w *Warmup) Run(ctx context.Context) (Result, error) {
 	}
 	if !w.cfg.keepWarming {
 		w.stopReplay()
+	}
+	if w.canary != nil {
+		if d, err = w.runCanary(ctx, d, deadline); err != nil {
+			return w.finish(d), err
+		}
 	}
 	if d.Release {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -198,8 +218,32 @@ func (w *Warmup) stopReplay() {
 	w.replayDone = nil
 }
 
+// maxWarm is the run's deadline from its start.
+func (w *Warmup) maxWarm() time.Duration {
+	if d := w.cfg.readiness.MaxWarm; d > 0 {
+		return d
+	}
+	return readiness.DefaultMaxWarm
+}
+
 func (w *Warmup) finish(d readiness.Decision) Result {
-	res := Result{Decision: d, Report: w.buildReport(), Stats: w.replay.Stats()}
+	rep := w.buildReport()
+	if w.canary != nil && d.Outcome != "" {
+		// The canary came after the watcher's decision: the run's is
+		// the one that counts.
+		rep.Outcome, rep.Reason, rep.Released = d.Outcome, d.Reason, d.Release
+		rep.ReleasedAt = time.Time{}
+		if d.Release {
+			rep.ReleasedAt = d.At
+		}
+		if now := time.Now(); now.After(rep.Ended) {
+			rep.Ended = now
+		}
+	}
+	w.mu.Lock()
+	cres := w.canaryResult
+	w.mu.Unlock()
+	res := Result{Decision: d, Report: rep, Stats: w.replay.Stats(), Canary: cres}
 	w.mu.Lock()
 	w.result = &res
 	w.mu.Unlock()

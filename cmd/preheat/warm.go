@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/preheatdev/preheat/canary"
 	"github.com/preheatdev/preheat/internal/counts"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
@@ -57,6 +58,11 @@ type warmOptions struct {
 	dryRunSessions  int
 	keepWarming     bool
 	progress        time.Duration
+
+	canary         string // the reference's URL; "": no canary
+	canaryRate     float64
+	canaryDuration time.Duration
+	onRegression   string
 }
 
 // repeated is a repeatable flag whose values are kept whole (rules may hold
@@ -82,7 +88,8 @@ endpoint, and the replay's own response latency. Then it releases the pod:
                       (a native sidecar's readiness probe); also /status, /report,
                       /report.json, /metrics and /healthz
   --init              exit 0 once released (an init container); exit 1 when the
-                      deadline passes under --on-deadline=closed
+                      deadline passes under --on-deadline=closed; exit 3 when a
+                      canary found a regression and held the pod (see below)
   --ready-file PATH   write the decision as JSON to PATH on release
   --webhook URL       POST the decision as JSON to URL on release (the router)
 
@@ -90,6 +97,19 @@ Every run ends by --deadline: under --on-deadline=open (the default) the pod is
 released anyway and the reason logged and counted; under closed it is not.
 A cache that is unreachable, a target that crashes or a metrics endpoint that
 never answers all end there.
+
+--canary ws://REFERENCE compares the warm pod with a pod of the version in service
+before the release: the same sessions, reads only, go to both at the same moments,
+at most --canary-rate messages a second to each, for --canary-duration (never past
+--deadline), and latency overall and per message kind and error rates are
+compared (paired by interval, block bootstrap, 99% family-wise, 5% minimum
+effect; docs/canary.md). The outcome, in the log, the report, /status and
+/metrics, is no_regression, regression ("candidate is 14% slower at p99 on
+tasks.search, 99% CI +9% to +19%") or inconclusive (too few responses, or a
+reference that failed): inconclusive releases. On a regression,
+--on-regression=hold (the default) keeps the pod unready until --deadline, so that
+a rolling update stalls, and ends the run unreleased (exit 3 under --init);
+release releases it and says so loudly.
 
 ` + replayRulesHelp + ` --dry-run
 prints what would be sent and skipped, without touching the target.
@@ -145,6 +165,10 @@ func warmFlags(fs *flag.FlagSet) *warmOptions {
 	fs.IntVar(&o.dryRunSessions, "dry-run-sessions", 5, "sessions --dry-run prints")
 	fs.BoolVar(&o.keepWarming, "keep-warming", false, "keep replaying after release (default: stop, the pod takes real traffic)")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "log a progress line this often")
+	fs.StringVar(&o.canary, "canary", "", "once warm, compare the pod with this pod of the version in service, ws:// or wss:// (its Service, say), before the release")
+	fs.Float64Var(&o.canaryRate, "canary-rate", canary.DefaultRate, "the canary's cap on the messages a second sent to each of the pod and the reference")
+	fs.DurationVar(&o.canaryDuration, "canary-duration", canary.DefaultDuration, "how long the canary replays (never past --deadline)")
+	fs.StringVar(&o.onRegression, "on-regression", "hold", "when the canary finds a regression: hold (stay unready until --deadline, then end unreleased) or release (release, and say so loudly)")
 	return o
 }
 
@@ -205,6 +229,10 @@ func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 	}
 	log.Info("warm: starting", "target", o.target, "metrics", metricsURL, "cache", o.cacheURL,
 		"rate", o.rate, "concurrency", o.concurrency, "deadline", o.deadline, "window", o.window, "on_deadline", o.onDeadline)
+	if o.canary != "" {
+		log.Info("warm: a canary will compare the pod with the version in service once warm", "reference", o.canary,
+			"rate", o.canaryRate, "duration", o.canaryDuration, "on_regression", o.onRegression)
+	}
 
 	res, err := w.Run(ctx)
 	if err != nil {
@@ -218,7 +246,10 @@ func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 		}
 	}
 	if o.initMode || srvDone == nil {
-		if !res.Decision.Release {
+		switch {
+		case res.Decision.Outcome == readiness.OutcomeHeld:
+			return exitCode(3)
+		case !res.Decision.Release:
 			return exitCode(1)
 		}
 		return nil
@@ -265,6 +296,16 @@ func (o *warmOptions) validate() error {
 		return usagef("--max-cpu-pressure %v: a share of time, 0 (off) up to below 1", o.maxCPUPressure)
 	case o.initMode && o.keepWarming:
 		return usagef("--init and --keep-warming do not go together: an init container ends at release")
+	case o.canary != "" && o.keepWarming:
+		return usagef("--canary and --keep-warming do not go together: the canary measures the pod under its own traffic only")
+	case o.canary != "" && !strings.HasPrefix(o.canary, "ws://") && !strings.HasPrefix(o.canary, "wss://"):
+		return usagef("--canary %q: a ws:// or wss:// URL of a pod of the version in service", o.canary)
+	case !(o.canaryRate > 0) || math.IsInf(o.canaryRate, 0):
+		return usagef("--canary-rate %v: a positive number of messages a second", o.canaryRate)
+	case o.canaryDuration <= 0:
+		return usagef("--canary-duration must be positive")
+	case o.onRegression != "hold" && o.onRegression != "release":
+		return usagef("--on-regression %q: hold or release", o.onRegression)
 	}
 	return nil
 }
@@ -332,6 +373,10 @@ func (o *warmOptions) warmupOptions(ropts *replayer.Options, sourceMetrics *metr
 	}
 	if o.minResponses == 0 {
 		wo.Readiness.MinResponses = -1 // likewise
+	}
+	if o.canary != "" {
+		wo.Canary = &warmup.Canary{Reference: o.canary, ReleaseOnRegression: o.onRegression == "release",
+			Options: &canary.Options{Rate: o.canaryRate, Duration: o.canaryDuration}}
 	}
 	if len(o.rehearse) > 0 {
 		wo.Facts = func(st replayer.Stats) []readiness.Fact {

@@ -185,6 +185,12 @@ func TestWarmUsage(t *testing.T) {
 	f("invalid value \"lots\" for flag -max-cpu-pressure", append(base, "--max-cpu-pressure", "lots")...)
 	f("--rate must be a finite number other than 0", append(base, "--rate", "NaN")...)
 	f("--rate must be a finite number other than 0", append(base, "--rate", "+Inf")...)
+	f("--canary \"http://x\": a ws:// or wss:// URL", append(base, "--canary", "http://x")...)
+	f("--canary and --keep-warming do not go together", append(base, "--canary", "ws://x", "--keep-warming")...)
+	f("--canary-rate 0: a positive number", append(base, "--canary", "ws://x", "--canary-rate", "0")...)
+	f("--canary-rate NaN: a positive number", append(base, "--canary-rate", "NaN")...)
+	f("--canary-duration must be positive", append(base, "--canary", "ws://x", "--canary-duration", "0s")...)
+	f("--on-regression \"ignore\": hold or release", append(base, "--canary", "ws://x", "--on-regression", "ignore")...)
 }
 
 // deadArgs point every dependency of a warm run at a closed port.
@@ -528,5 +534,57 @@ func TestWarmHeldBackIsNotWarm(t *testing.T) {
 	i := slices.IndexFunc(rep.Facts, func(f readiness.Fact) bool { return f.Name == "Replay rate limit at the end" })
 	if i < 0 || rep.Facts[i].Value != "20 msg/s" {
 		t.Fatalf("facts %v: want the rate limit at the end at the floor, 20 msg/s", rep.Facts)
+	}
+}
+
+// TestWarmCanaryHoldsRegression: preheat warm --canary against two
+// simulators on loopback, the pod's code paths for the three most
+// frequent kinds, half the queries, 200 times slower than the version in
+// service's (some 100 to 280 ms more a request, large beside a busy
+// machine's noise, and found over all messages even when the machine
+// allows too few responses to compare a kind apart): once warm, the
+// canary finds the regression, and under the default --on-regression
+// hold the pod is not released: the run ends at the deadline with exit 3,
+// no ready file, and the report says why. (Packages canary and warmup
+// test that the finding names the kind.)
+func TestWarmCanaryHoldsRegression(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up, canary and hold to the deadline: about 28 seconds")
+	}
+	cache := serveCache(t, corpusSessions(5, 300, 20, 0.1))
+	serve := func(slow map[string]float64) string {
+		// Warm from the start: the regression is the version's, not
+		// a want of warming, and the signals are flat at once.
+		sim := coldserver.New(&coldserver.Options{Warm: true, Seed: 1, Slow: slow})
+		srv := httptest.NewServer(sim)
+		t.Cleanup(func() {
+			sim.Close()
+			srv.Close()
+		})
+		return srv.Listener.Addr().String()
+	}
+	pod, reference := serve(map[string]float64{"tasks.list": 200, "tasks.get": 200, "projects.get": 200}), serve(nil)
+	report, file := t.TempDir(), filepath.Join(t.TempDir(), "released.json")
+	code, out, errOut := preheat(t, "warm", "--target", "ws://"+pod+"/sync", "--metrics", "http://"+pod+"/metrics",
+		"--cache", cache, "--init", "--window", "10s", "--hold", "1s", "--min-warm", "1s", "--deadline", "28s",
+		"--rate", "400", "--jitter-metric", "not_exposed", "--progress", "0", "--ready-file", file, "--report", report,
+		"--canary", "ws://"+reference+"/sync", "--canary-rate", "200", "--canary-duration", "10s")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 (held)\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("a held pod's ready file was written: %v", err)
+	}
+	if !strings.Contains(errOut, "holding the pod") || !strings.Contains(errOut, "finding=\"candidate is ") {
+		t.Fatalf("the log does not say the pod is held, and why:\n%s", errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(report, "warm-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep readiness.Report
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Outcome != readiness.OutcomeHeld || rep.Released ||
+		!strings.Contains(string(b), `"name": "Canary outcome"`) || !strings.Contains(rep.Reason, "the canary found a regression: candidate is ") {
+		t.Fatalf("report: %v\n%s", err, b)
 	}
 }

@@ -64,6 +64,7 @@ type path struct {
 	name   string
 	base   time.Duration // service time of C2 code
 	interp float64       // interpreted slowdown, in [15, 30)
+	slow   float64       // Options.Slow's factor for the path's kind; 0 or 1: none
 	cost   [3]time.Duration
 	tier   atomic.Int32
 	calls  atomic.Uint64
@@ -71,13 +72,17 @@ type path struct {
 }
 
 func (p *path) serviceTime(t Tier) time.Duration {
+	d := p.base
 	switch t {
 	case Interpreted:
-		return time.Duration(float64(p.base) * p.interp)
+		d = time.Duration(float64(p.base) * p.interp)
 	case C1:
-		return c1Factor * p.base
+		d = c1Factor * p.base
 	}
-	return p.base
+	if p.slow > 1 {
+		d = time.Duration(float64(d) * p.slow)
+	}
+	return d
 }
 
 // splitmix64 derives the deterministic per-path constants from the seed.

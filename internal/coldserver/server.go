@@ -55,6 +55,16 @@ type Options struct {
 	// UpdateInterval is how often a connection with subscriptions is
 	// pushed an update. Default 5 s; negative disables updates.
 	UpdateInterval time.Duration
+	// Slow makes the code path of some op kinds slower: each query of
+	// kind k runs Slow[k] times its service time, at every tier, as a
+	// version with a performance regression on that kind would. Factors
+	// of 1 or below and kinds the corpus does not know are ignored.
+	// Default none.
+	Slow map[string]float64
+	// Warm starts the server warm: every path compiled to C2, as a pod of
+	// the version in service that has taken traffic for a while. Default
+	// false: every path starts interpreted.
+	Warm bool
 	// Metrics receives the server's metrics; it must not be shared with
 	// another Server. Default: a new set.
 	Metrics *metrics.Set
@@ -162,6 +172,18 @@ func New(opts *Options) *Server {
 	for i, p := range s.jit.paths {
 		if i%len(variantNames) == 0 {
 			s.ops[p.name[:len(p.name)-len("/plain")]] = i / len(variantNames)
+		}
+	}
+	for op, f := range o.Slow {
+		if k, ok := s.ops[op]; ok && f > 1 {
+			for _, p := range s.jit.paths[k*len(variantNames) : (k+1)*len(variantNames)] {
+				p.slow = f
+			}
+		}
+	}
+	if o.Warm {
+		for _, p := range append(s.jit.paths, s.jit.framework) {
+			p.tier.Store(int32(C2))
 		}
 	}
 	s.warm.init(o.WarmWindow)

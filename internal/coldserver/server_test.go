@@ -375,3 +375,46 @@ func TestCloseEndsSessions(t *testing.T) {
 		t.Fatal("dial after Close succeeded")
 	}
 }
+
+// TestSlowKind: Options.Slow multiplies the service time of every path of
+// its kind, at every tier, and of no other kind.
+func TestSlowKind(t *testing.T) {
+	plain := New(&Options{Seed: 3})
+	slow := New(&Options{Seed: 3, Slow: map[string]float64{"tasks.get": 4, "no.such.kind": 9, "tasks.list": 0.5}})
+	defer plain.Close()
+	defer slow.Close()
+	for i, p := range plain.jit.paths {
+		q := slow.jit.paths[i]
+		want := 1.0
+		if strings.HasPrefix(p.name, "tasks.get/") {
+			want = 4
+		}
+		for tier := Interpreted; tier <= C2; tier++ {
+			if got, base := q.serviceTime(tier), p.serviceTime(tier); got != time.Duration(float64(base)*want) {
+				t.Errorf("%s at %v: %v, want %v × %v", p.name, tier, got, base, want)
+			}
+		}
+	}
+}
+
+// TestStartsWarm: under Options.Warm every path runs C2 code from the
+// first request, and the server counts itself warm once it has served.
+func TestStartsWarm(t *testing.T) {
+	s, url := start(t, &Options{Warm: true, Scale: 0.2, WarmWindow: time.Second})
+	for _, p := range append(s.State().Paths, s.State().Framework) {
+		if p.Tier != C2 {
+			t.Fatalf("%s starts at %v", p.Name, p.Tier)
+		}
+	}
+	c := connected(t, url)
+	g := corpus.New(1)
+	for range 20 {
+		send(t, c, string(g.Query(g.Kind())))
+		if m := mustRecv(t, c); string(m["type"]) != `"result"` {
+			t.Fatalf("reply %v", m)
+		}
+	}
+	if st := s.State(); st.WarmAt.IsZero() || st.Tiers[C2] != st.PathsSeen || st.CompileMillis != 0 {
+		t.Fatalf("state %+v: want warm with nothing compiled", st)
+	}
+}
