@@ -3,6 +3,8 @@ package redact
 import (
 	"bytes"
 	"unicode/utf8"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // The two non-ASCII characters that Unicode case folding maps to ASCII
@@ -602,7 +604,7 @@ func (m *matcher) escapes(b []byte) bool {
 				return false
 			}
 			var ok bool
-			if r, ok = hex4(b[i+1 : i+5]); !ok {
+			if r, ok = jsonscan.Hex4(b, i+1); !ok {
 				continue
 			}
 		case 'b':
@@ -633,22 +635,4 @@ func lower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
-}
-
-func hex4(b []byte) (rune, bool) {
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }

@@ -2,8 +2,9 @@ package redact
 
 import (
 	"bytes"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
 // maxEmbed is how many levels of JSON documents embedded in JSON strings
@@ -364,7 +365,7 @@ func (p *parser) string() bool {
 				if i+6 > len(src) {
 					return p.fail(ReasonInvalid)
 				}
-				if _, ok := hex4(src[i+2 : i+6]); !ok {
+				if _, ok := jsonscan.Hex4(src, i+2); !ok {
 					return p.fail(ReasonInvalid)
 				}
 				i += 6
@@ -541,7 +542,7 @@ func (p *parser) embedded(start, end int) bool {
 	if !p.r.pre.maybe(raw) {
 		return false
 	}
-	doc := unescape(nil, raw)
+	doc, _ := jsonscan.AppendUnescape(nil, raw)
 	if t := bytes.TrimLeft(doc, " \t\n\r"); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
 		return false // text that merely mentions a name: see the package doc
 	}
@@ -579,7 +580,7 @@ func decodeKey(dst, raw []byte) ([]byte, bool) {
 		var r rune
 		switch {
 		case c == '\\':
-			r, i = unescapeAt(raw, i)
+			r, i, _ = jsonscan.DecodeEscape(raw, i)
 		case c < utf8.RuneSelf:
 			r = rune(c)
 			i++
@@ -616,7 +617,7 @@ func decodeKeyCase(dst, raw []byte) ([]byte, bool) {
 		var r rune
 		switch {
 		case c == '\\':
-			r, i = unescapeAt(raw, i)
+			r, i, _ = jsonscan.DecodeEscape(raw, i)
 		case c < utf8.RuneSelf:
 			r = rune(c)
 			i++
@@ -659,54 +660,6 @@ func foldRune(r rune) rune {
 		return 's'
 	}
 	return r
-}
-
-// unescapeAt decodes the escape at raw[i], which is valid JSON, and
-// returns the character and the index after it. A surrogate pair counts as
-// one escape; a lone surrogate decodes to U+FFFD, as encoding/json does.
-func unescapeAt(raw []byte, i int) (rune, int) {
-	switch raw[i+1] {
-	case 'b':
-		return '\b', i + 2
-	case 'f':
-		return '\f', i + 2
-	case 'n':
-		return '\n', i + 2
-	case 'r':
-		return '\r', i + 2
-	case 't':
-		return '\t', i + 2
-	case 'u':
-		r, _ := hex4(raw[i+2:])
-		i += 6
-		if utf16.IsSurrogate(r) {
-			if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-				if r2, ok := hex4(raw[i+2:]); ok {
-					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
-						return d, i + 6
-					}
-				}
-			}
-			return utf8.RuneError, i
-		}
-		return r, i
-	}
-	return rune(raw[i+1]), i + 2
-}
-
-// unescape appends the decoded form of valid JSON string content to dst.
-func unescape(dst, raw []byte) []byte {
-	for i := 0; i < len(raw); {
-		j := bytes.IndexByte(raw[i:], '\\')
-		if j < 0 {
-			return append(dst, raw[i:]...)
-		}
-		dst = append(dst, raw[i:i+j]...)
-		var r rune
-		r, i = unescapeAt(raw, i+j)
-		dst = utf8.AppendRune(dst, r)
-	}
-	return dst
 }
 
 // appendQuoted appends s as a JSON string, escaping only what must be.

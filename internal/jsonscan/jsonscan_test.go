@@ -95,35 +95,6 @@ func TestStringBody(t *testing.T) {
 	f(`null`, "", false)
 }
 
-func TestUnescape(t *testing.T) {
-	f := func(s string, size int, want string, wantOK bool) {
-		t.Helper()
-		dst := make([]byte, size)
-		n, ok := Unescape(dst, []byte(s))
-		if string(dst[:n]) != want || ok != wantOK {
-			t.Errorf("Unescape(%q) into %d bytes = %q, %t, want %q, %t", s, size, dst[:n], ok, want, wantOK)
-		}
-	}
-	f(`plain`, 16, "plain", true)
-	f(`a\"b\\c\/d`, 16, `a"b\c/d`, true)
-	f(`\b\f\n\r\t`, 16, "\b\f\n\r\t", true)
-	f(`\u0041\u00e9\u20AC`, 16, "Aé€", true)
-	f(`\ud83d\ude00`, 16, "😀", true)             // a surrogate pair
-	f(`\ud83dx`, 16, "\ufffdx", true)            // a lone high surrogate
-	f(`\ude00`, 16, "\ufffd", true)              // a lone low surrogate
-	f(`\ud83d\u0041`, 16, "\ufffdA", true)       // a high surrogate, then no low one
-	f(`\ud83d\ud83d\ude00`, 16, "\ufffd😀", true) // two highs, then a low
-	f("\xff\\n", 16, "\xff\n", true)             // not UTF-8: copied
-	f(`\x`, 16, "", false)
-	f(`ab\`, 16, "ab", false)
-	f(`\u12`, 16, "", false)
-	f(`\u12g4`, 16, "", false)
-	f(`abcd`, 3, "abc", false)
-	f(`ab\n`, 2, "ab", false)
-	f(`a\u20ac`, 3, "a", false) // € takes three bytes
-	f(``, 0, "", true)
-}
-
 // FuzzScan checks the scanners on any bytes: none panics or returns an
 // index outside [i, len(b)] (i itself past the end); on valid JSON, a document is one value and an
 // object's members split into valid keys and values; a string's escapes
