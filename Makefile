@@ -41,8 +41,11 @@ test: kinesalite protopeers vet fmt-check
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
+# Vets, and checks that everything still builds for macOS, where the
+# libraries and the tools are used on laptops (the event loop is Linux only).
 vet:
 	$(GO) vet $(PKGS)
+	GOOS=darwin $(GO) build $(PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*')); \

@@ -85,6 +85,11 @@ const (
 	handoffQuantum = 200 * time.Microsecond
 )
 
+// nanotime is a monotonic clock reading in nanoseconds.
+func nanotime() int64 { return int64(time.Since(processStart)) }
+
+var processStart = time.Now()
+
 // newHandoff returns a hand-off with up to workers capture goroutines that
 // wg counts, and queues of at most backlog bytes a session.
 func newHandoff(workers int, backlog int64, wg *sync.WaitGroup) *handoff {

@@ -191,21 +191,22 @@ func closeWrite(c net.Conn) error {
 	return c.Close()
 }
 
-// splice proxies a and b in both directions, in goroutines of its own, until
-// both have ended or either fails; then it closes both and calls end, on the
-// goroutine that finished last. teeA sees bytes read from a, teeB bytes read
-// from b. Leftover bytes already read from a (aPending) or b (bPending) are
-// forwarded first. end gets whether a's read side ended first (its peer
-// closed or failed before b's did) and the first error that was not a clean
-// end. splice returns at once; nothing waits for the connection while it is
-// proxied, and it holds only its two pumps' goroutines (see pump).
+// splice proxies a, the client's conn, and b, the upstream's, in both
+// directions, in goroutines of its own, until both have ended or either
+// fails; then it closes both and calls end, on the goroutine that finished
+// last. teeA sees bytes read from a, teeB bytes read from b. Leftover bytes
+// already read from a (aPending) or b (bPending) are forwarded first. end
+// gets whether a's read side ended first (its peer closed or failed before
+// b's did) and the first error that was not a clean end. splice returns at
+// once; nothing waits for the connection while it is proxied, and it holds
+// only its two pumps' goroutines (see pump).
 func splice(a, b net.Conn, aPending, bPending []byte, teeA, teeB *tee, end func(aFirst bool, err error)) {
 	s := &spliceState{a: a, b: b, end: end}
 	s.left.Store(2)
 	pa := &pump{dst: b, src: a, prefix: aPending, t: teeA, stopping: &s.stopping}
-	pa.done = func(err error) { s.finish(0, err) }
+	pa.done = func(err error) { s.finish(fromClient, err) }
 	pb := &pump{dst: a, src: b, prefix: bPending, t: teeB, stopping: &s.stopping}
-	pb.done = func(err error) { s.finish(1, err) }
+	pb.done = func(err error) { s.finish(fromServer, err) }
 	for _, p := range []*pump{pa, pb} {
 		var direct bool
 		p.next, direct = chunkReader(p.src)
@@ -217,26 +218,28 @@ func splice(a, b net.Conn, aPending, bPending []byte, teeA, teeB *tee, end func(
 	go pb.run()
 }
 
-// spliceState is what the two directions of a splice share.
+// spliceState is what the two directions of a splice share. A side, a or
+// b, is named for the direction that reads it: fromClient reads a,
+// fromServer reads b.
 type spliceState struct {
 	a, b     net.Conn
 	end      func(aFirst bool, err error)
-	first    atomic.Int32 // 1 when a's side ended first, 2 when b's did
+	first    atomic.Int32 // 0 until a side ends, then 1 + the side that ended first
 	firstDir atomic.Int32 // the direction whose end set first
 	left     atomic.Int32 // directions still running
 	stopping atomic.Bool  // set before a failed direction stops the other
-	errs     [2]error     // each direction's end: [0] reading a, [1] reading b
+	errs     [2]error     // each direction's end
 }
 
-// finish records that direction dir (0 reading a, 1 reading b) ended with
-// err; the second to finish closes both conns and calls end. The side that
-// ended first is the one read, or, when writing failed, the one written.
-func (s *spliceState) finish(dir int, err error) {
+// finish records that direction dir ended with err; the second to finish
+// closes both conns and calls end. The side that ended first is the one
+// read, or, when writing failed, the one written.
+func (s *spliceState) finish(dir direction, err error) {
 	side := dir
 	if _, ok := errors.AsType[*writeError](err); ok {
-		side = 1 - dir
+		side = dir.other()
 	}
-	if s.first.CompareAndSwap(0, int32(side+1)) {
+	if s.first.CompareAndSwap(0, 1+int32(side)) {
 		s.firstDir.Store(int32(dir))
 	}
 	if err != nil {
@@ -254,10 +257,10 @@ func (s *spliceState) finish(dir int, err error) {
 	s.a.Close()
 	s.b.Close()
 	// The first direction's error, unless it ended cleanly.
-	d := s.firstDir.Load()
+	d := direction(s.firstDir.Load())
 	err = s.errs[d]
 	if err == nil {
-		err = s.errs[1-d]
+		err = s.errs[d.other()]
 	}
-	s.end(s.first.Load() == 1, err)
+	s.end(s.first.Load() == 1+int32(fromClient), err)
 }

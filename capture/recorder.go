@@ -242,9 +242,9 @@ func NewRecorder(prod stream.Producer, policy Policy, opts *RecorderOptions) (*R
 		exportLat: set.NewHistogram(`preheat_tap_export_seconds`),
 		batchSize: set.NewHistogram(`preheat_tap_batch_bytes`),
 	}
-	for i, d := range []string{"client", "server"} {
-		r.m.frames[i] = set.NewCounter(`preheat_tap_frames_recorded_total{direction="` + d + `"}`)
-		r.m.bytes[i] = set.NewCounter(`preheat_tap_payload_bytes_recorded_total{direction="` + d + `"}`)
+	for d, name := range [...]string{fromClient: "client", fromServer: "server"} {
+		r.m.frames[d] = set.NewCounter(`preheat_tap_frames_recorded_total{direction="` + name + `"}`)
+		r.m.bytes[d] = set.NewCounter(`preheat_tap_payload_bytes_recorded_total{direction="` + name + `"}`)
 	}
 	set.NewGauge(`preheat_tap_buffer_bytes`, func() float64 { return float64(r.used.Load()) })
 	set.NewGauge(`preheat_tap_buffer_limit_bytes`, func() float64 { return float64(o.BudgetBytes) })

@@ -22,6 +22,10 @@ const (
 	fromServer                  // what the server sent, toward the client
 )
 
+// bothDirections lists the directions in index order, for a loop over
+// what is kept per direction.
+var bothDirections = [...]direction{fromClient, fromServer}
+
 // other is the opposite direction.
 func (d direction) other() direction { return 1 - d }
 
@@ -49,10 +53,10 @@ type Recording struct {
 	queue   chan *exportJob
 	deflate *wsframe.DeflateParams // negotiated permessage-deflate, or nil
 
-	// parsers[0] parses client bytes and is used only by Client;
-	// parsers[1] server bytes, only by Server. Between messages an idle
-	// parser goes back to parserPool, so that an idle session holds none;
-	// the next bytes take one again. parsed[dir] is set when a direction
+	// parsers[fromClient] parses client bytes and is used only by Client;
+	// parsers[fromServer] server bytes, only by Server. Between messages an
+	// idle parser goes back to parserPool, so that an idle session holds
+	// none; the next bytes take one again. parsed[dir] is set when a direction
 	// is no longer parsed.
 	parsers    [2]*wsframe.Parser
 	parsed     [2]bool
@@ -272,7 +276,7 @@ func (s *Recording) message(dir direction, m *wsframe.Message) {
 			s.closingAt = at
 		}
 		s.closedDir[dir] = true
-		if s.closedDir[0] && s.closedDir[1] {
+		if s.closedDir[fromClient] && s.closedDir[fromServer] {
 			s.closeLocked(*s.closing)
 		}
 		return

@@ -84,9 +84,9 @@ func (r *relay) take(a, b net.Conn, aPending, bPending []byte, teeA, teeB *tee, 
 	l := r.loops[int(r.next.Add(1))%len(r.loops)]
 	p := &relayPair{
 		loop:    l,
-		fd:      [2]int{fa, fb},
-		tee:     [2]*tee{teeA, teeB},
-		pending: [2][]byte{aPending, bPending},
+		fd:      [2]int{fromClient: fa, fromServer: fb},
+		tee:     [2]*tee{fromClient: teeA, fromServer: teeB},
+		pending: [2][]byte{fromClient: aPending, fromServer: bPending},
 		end:     end,
 	}
 	if err := l.submit(p); err != nil {
@@ -164,11 +164,6 @@ const relayEvents = 128
 // loop serving 2,000 msg/s yielded 500 times a second, and the tap spent
 // 12-20% more CPU per message than at 5 ms (docs/benchmarks.md).
 const relayYieldEvery = int64(5 * time.Millisecond)
-
-// nanotime is a monotonic clock reading in nanoseconds.
-func nanotime() int64 { return int64(time.Since(processStart)) }
-
-var processStart = time.Now()
 
 // submit hands p to the loop, starting the loop if it was stopped.
 func (l *relayLoop) submit(p *relayPair) error {
@@ -358,7 +353,7 @@ func (l *relayLoop) takeCommands() bool {
 	}
 	for _, p := range stops {
 		if !p.done {
-			p.fail(0, net.ErrClosed)
+			p.fail(fromClient, net.ErrClosed)
 		}
 	}
 	return true
@@ -368,25 +363,28 @@ func (l *relayLoop) takeCommands() bool {
 func (l *relayLoop) endAll(err error) {
 	for _, p := range l.pairs {
 		if !p.done {
-			p.fail(0, err)
+			p.fail(fromClient, err)
 		}
 	}
 }
 
-// relayPair is one proxied pair in a loop. Side 0 is a (the client), side 1
-// is b (the upstream); direction i carries what is read from side i to side
-// 1-i. Only the loop's goroutine touches it after submit.
+// relayPair is one proxied pair in a loop. Its two sides, a (the client)
+// and b (the upstream), are named for the direction that reads them:
+// direction d carries what is read from side d to side d.other(), so
+// fromClient reads a and fromServer reads b. Only the loop's goroutine
+// touches it after submit.
 type relayPair struct {
-	loop    *relayLoop
-	fd      [2]int
-	tee     [2]*tee   // tee[i] sees what is read from side i
-	pending [2][]byte // read from side i before the loop took the pair
-	out     [2]chunk  // out[i]: a chunk from side i not yet all written to side 1-i
-	ended   [2]bool   // side i's reads ended and the end was passed on
-	mask    [2]uint32 // the events registered for side i; 0: not in the set (see update)
-	first   int       // 1 when side 0 ended first, 2 when side 1 did
-	end     func(aFirst bool, err error)
-	done    bool
+	loop     *relayLoop
+	fd       [2]int
+	tee      [2]*tee   // tee[d] sees what is read from side d
+	pending  [2][]byte // read from side d before the loop took the pair
+	out      [2]chunk  // out[d]: a chunk from side d not yet all written to side d.other()
+	ended    [2]bool   // side d's reads ended and the end was passed on
+	mask     [2]uint32 // the events registered for side d; 0: not in the set (see update)
+	first    direction // the side that ended first, once firstSet
+	firstSet bool
+	end      func(aFirst bool, err error)
+	done     bool
 }
 
 // chunk is bytes being written on.
@@ -397,27 +395,29 @@ type chunk struct {
 	bp  *[]byte   // the pooled buffer b is in, if any
 }
 
-// reading reports whether the loop reads side i: until it ends, and while
+// reading reports whether the loop reads side d: until it ends, and while
 // nothing from it waits to be written.
-func (p *relayPair) reading(i int) bool { return !p.ended[i] && p.out[i].b == nil }
+func (p *relayPair) reading(d direction) bool { return !p.ended[d] && p.out[d].b == nil }
 
 // register adds p's sockets to the epoll set and forwards what was read
 // before.
 func (p *relayPair) register() {
 	l := p.loop
-	for i, fd := range p.fd {
+	for _, d := range bothDirections {
+		fd := p.fd[d]
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			p.fail(i, os.NewSyscallError("epoll_ctl", err))
+			p.fail(d, os.NewSyscallError("epoll_ctl", err))
 			return
 		}
-		p.mask[i] = unix.EPOLLIN
+		p.mask[d] = unix.EPOLLIN
 		l.pairs[fd] = p
 	}
-	for i, b := range p.pending {
-		p.pending[i] = nil
+	for _, d := range bothDirections {
+		b := p.pending[d]
+		p.pending[d] = nil
 		if len(b) > 0 && !p.done {
-			p.forward(i, b, nil)
+			p.forward(d, b, nil)
 		}
 	}
 	if !p.done {
@@ -427,20 +427,20 @@ func (p *relayPair) register() {
 
 // ready handles the events epoll reported for descriptor fd.
 func (p *relayPair) ready(fd int, events uint32) {
-	i := 0
-	if fd == p.fd[1] {
-		i = 1
+	d := fromClient // the side fd is
+	if fd == p.fd[fromServer] {
+		d = fromServer
 	}
 	handled := false
-	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.out[1-i].b != nil {
-		p.flush(1 - i)
+	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.out[d.other()].b != nil {
+		p.flush(d.other())
 		handled = true
 	}
-	if !p.done && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.reading(i) {
-		p.read(i)
+	if !p.done && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.reading(d) {
+		p.read(d)
 		handled = true
 	}
-	if !p.done && !handled && events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.mask[i] != 0 {
+	if !p.done && !handled && events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.mask[d] != 0 {
 		// A socket the loop waits on failed or hung up, and neither a
 		// read nor a write would find out how: its peer is gone. (A
 		// socket the loop has nothing to do with is out of the set; see
@@ -449,51 +449,51 @@ func (p *relayPair) ready(fd int, events uint32) {
 		if e, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && e != 0 {
 			err = syscall.Errno(e)
 		}
-		p.fail(i, os.NewSyscallError("socket", err))
+		p.fail(d, os.NewSyscallError("socket", err))
 	}
 	if !p.done {
 		p.update()
 	}
 }
 
-// read reads side i once and forwards what it got.
-func (p *relayPair) read(i int) {
+// read reads side d once and forwards what it got.
+func (p *relayPair) read(d direction) {
 	buf := p.loop.buf
-	n, errno := rawRead(p.fd[i], buf)
+	n, errno := rawRead(p.fd[d], buf)
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		// Not ready after all; epoll reports it again when it is.
 	case errno != 0:
-		p.fail(i, os.NewSyscallError("read", errno))
+		p.fail(d, os.NewSyscallError("read", errno))
 	case n == 0:
-		p.ended[i] = true
-		p.setFirst(i)
-		p.passEnd(i)
+		p.ended[d] = true
+		p.setFirst(d)
+		p.passEnd(d)
 	default:
-		p.forward(i, buf[:n], nil)
+		p.forward(d, buf[:n], nil)
 	}
 }
 
-// forward writes b, read from side i, to side 1-i, then lets the tee see
-// it; what the socket does not take is kept in out[i] until it does, and
+// forward writes b, read from side d, to side d.other(), then lets the tee
+// see it; what the socket does not take is kept in out[d] until it does, and
 // the tee sees it then. b is in the loop's buffer, or owned by the pair; bp
 // is the pooled buffer it is in, if any.
 //
 // The tee is marked only for a chunk kept: one loop forwards both
 // directions of a pair, so between a chunk's read and its tee seeing it
 // nothing of the other direction can be forwarded unless the chunk waits.
-func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
-	t := p.tee[i]
+func (p *relayPair) forward(d direction, b []byte, bp *[]byte) {
+	t := p.tee[d]
 	var at time.Time
 	if t != nil && t.mark != nil {
 		at = time.Now()
 	}
-	n, errno := rawSend(p.fd[1-i], b)
+	n, errno := rawSend(p.fd[d.other()], b)
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		n = 0
 	case errno != 0:
-		p.fail(1-i, os.NewSyscallError("write", errno)) // side 1-i went away
+		p.fail(d.other(), os.NewSyscallError("write", errno)) // side d.other() went away
 		return
 	}
 	if n < len(b) {
@@ -505,7 +505,7 @@ func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
 			bp = pumpBuffers.Get().(*[]byte)
 			b = (*bp)[:copy(*bp, b)]
 		}
-		p.out[i] = chunk{b: b, off: n, at: at, bp: bp}
+		p.out[d] = chunk{b: b, off: n, at: at, bp: bp}
 		return
 	}
 	if t != nil {
@@ -513,22 +513,22 @@ func (p *relayPair) forward(i int, b []byte, bp *[]byte) {
 	}
 }
 
-// flush writes on what is left of out[i], the chunk read from side i.
-func (p *relayPair) flush(i int) {
-	c := &p.out[i]
-	n, errno := rawSend(p.fd[1-i], c.b[c.off:])
+// flush writes on what is left of out[d], the chunk read from side d.
+func (p *relayPair) flush(d direction) {
+	c := &p.out[d]
+	n, errno := rawSend(p.fd[d.other()], c.b[c.off:])
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		return
 	case errno != 0:
-		p.fail(1-i, os.NewSyscallError("write", errno)) // side 1-i went away
+		p.fail(d.other(), os.NewSyscallError("write", errno)) // side d.other() went away
 		return
 	}
 	c.off += n
 	if c.off < len(c.b) {
 		return
 	}
-	if t := p.tee[i]; t != nil {
+	if t := p.tee[d]; t != nil {
 		t.see(c.b, c.at)
 	}
 	if c.bp != nil {
@@ -537,31 +537,32 @@ func (p *relayPair) flush(i int) {
 	*c = chunk{}
 }
 
-// passEnd half-closes side 1-i after side i's reads ended, so that its peer
-// reads the end; once both have ended the pair is done.
-func (p *relayPair) passEnd(i int) {
-	if err := unix.Shutdown(p.fd[1-i], unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
-		p.fail(1-i, os.NewSyscallError("shutdown", err))
+// passEnd half-closes side d.other() after side d's reads ended, so that
+// its peer reads the end; once both have ended the pair is done.
+func (p *relayPair) passEnd(d direction) {
+	if err := unix.Shutdown(p.fd[d.other()], unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+		p.fail(d.other(), os.NewSyscallError("shutdown", err))
 		return
 	}
-	if p.ended[1-i] {
+	if p.ended[d.other()] {
 		p.close()
-		p.end(p.first == 1, nil)
+		p.end(p.first == fromClient, nil)
 	}
 }
 
 // update registers the events p now waits for: readable on a side it
 // reads, writable on a side it has bytes for.
 func (p *relayPair) update() {
-	for i, fd := range p.fd {
+	for _, d := range bothDirections {
+		fd := p.fd[d]
 		var want uint32
-		if p.reading(i) {
+		if p.reading(d) {
 			want |= unix.EPOLLIN
 		}
-		if p.out[1-i].b != nil {
+		if p.out[d.other()].b != nil {
 			want |= unix.EPOLLOUT
 		}
-		if want == p.mask[i] {
+		if want == p.mask[d] {
 			continue
 		}
 		ev := unix.EpollEvent{Events: want, Fd: int32(fd)}
@@ -571,31 +572,32 @@ func (p *relayPair) update() {
 			// Out of the set: a hang-up (EPOLLHUP is reported whatever
 			// the mask) would otherwise be reported at every wait.
 			op = unix.EPOLL_CTL_DEL
-		case p.mask[i] == 0:
+		case p.mask[d] == 0:
 			op = unix.EPOLL_CTL_ADD
 		}
 		if err := unix.EpollCtl(p.loop.epfd, op, fd, &ev); err != nil {
-			p.fail(i, os.NewSyscallError("epoll_ctl", err))
+			p.fail(d, os.NewSyscallError("epoll_ctl", err))
 			return
 		}
-		p.mask[i] = want
+		p.mask[d] = want
 	}
 }
 
-func (p *relayPair) setFirst(i int) {
-	if p.first == 0 {
-		p.first = i + 1
+// setFirst records that side d ended, unless the other ended before.
+func (p *relayPair) setFirst(d direction) {
+	if !p.firstSet {
+		p.first, p.firstSet = d, true
 	}
 }
 
-// fail ends p after side i failed with err.
-func (p *relayPair) fail(i int, err error) {
+// fail ends p after side d failed with err.
+func (p *relayPair) fail(d direction, err error) {
 	if p.done {
 		return
 	}
-	p.setFirst(i)
+	p.setFirst(d)
 	p.close()
-	p.end(p.first == 1, err)
+	p.end(p.first == fromClient, err)
 }
 
 // close takes p's sockets out of the loop and closes them; the caller then
@@ -603,7 +605,8 @@ func (p *relayPair) fail(i int, err error) {
 func (p *relayPair) close() {
 	p.done = true
 	l := p.loop
-	for i, fd := range p.fd {
+	for _, d := range bothDirections {
+		fd := p.fd[d]
 		if l.pairs[fd] == p {
 			// Explicitly: the descriptor may be a duplicate of one still
 			// open, and epoll forgets a socket only when every
@@ -612,10 +615,10 @@ func (p *relayPair) close() {
 			delete(l.pairs, fd)
 		}
 		unix.Close(fd)
-		if c := &p.out[i]; c.bp != nil {
+		if c := &p.out[d]; c.bp != nil {
 			pumpBuffers.Put(c.bp)
 		}
-		p.out[i] = chunk{}
+		p.out[d] = chunk{}
 	}
 }
 

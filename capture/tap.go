@@ -199,8 +199,8 @@ func NewTap(upstream string, rec *Recorder, opts *TapOptions) (*Tap, error) {
 	t.failures = func(reason string) *metrics.Counter {
 		return set.GetOrCreateCounter(`preheat_tap_upgrade_failures_total{reason="` + reason + `"}`)
 	}
-	t.wsBytes[0] = set.NewCounter(`preheat_tap_websocket_bytes_total{direction="client"}`)
-	t.wsBytes[1] = set.NewCounter(`preheat_tap_websocket_bytes_total{direction="server"}`)
+	t.wsBytes[fromClient] = set.NewCounter(`preheat_tap_websocket_bytes_total{direction="client"}`)
+	t.wsBytes[fromServer] = set.NewCounter(`preheat_tap_websocket_bytes_total{direction="server"}`)
 	t.cores[0] = set.NewCounter(`preheat_tap_websockets_proxied_total{core="event_loop"}`)
 	t.cores[1] = set.NewCounter(`preheat_tap_websockets_proxied_total{core="goroutines"}`)
 	if !o.NoEventLoop {
@@ -384,8 +384,8 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	teeClient := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[0].Add(len(b)) }}
-	teeServer := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[1].Add(len(b)) }}
+	teeClient := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[fromClient].Add(len(b)) }}
+	teeServer := &tee{see: func(b []byte, _ time.Time) { t.wsBytes[fromServer].Add(len(b)) }}
 	var f *feed
 	if rec != nil {
 		// Capture is handed off (see handoff): the forwarding goroutine
@@ -393,11 +393,11 @@ func (t *Tap) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		f = t.capture.begin(rec)
 		teeClient = &tee{
 			mark: func(at time.Time) { f.mark(fromClient, at) },
-			see:  func(b []byte, at time.Time) { t.wsBytes[0].Add(len(b)); f.see(fromClient, b, at) },
+			see:  func(b []byte, at time.Time) { t.wsBytes[fromClient].Add(len(b)); f.see(fromClient, b, at) },
 		}
 		teeServer = &tee{
 			mark: func(at time.Time) { f.mark(fromServer, at) },
-			see:  func(b []byte, at time.Time) { t.wsBytes[1].Add(len(b)); f.see(fromServer, b, at) },
+			see:  func(b []byte, at time.Time) { t.wsBytes[fromServer].Add(len(b)); f.see(fromServer, b, at) },
 		}
 	}
 	// The handler returns now, so that the request, the response writer and
