@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,7 +148,7 @@ func (r *streamRig) sessionsInStream() map[session.ID][]session.Event {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	seen := make(map[session.ID]map[uint64]session.Event)
+	var sessions session.Reassembler
 	for {
 		rec, err := c.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -158,38 +157,11 @@ func (r *streamRig) sessionsInStream() map[session.ID][]session.Event {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		evs, err := session.DecodeBatch(rec.Data, nil)
-		if err != nil {
+		if err := sessions.AddBatch(rec.Data); err != nil {
 			r.t.Fatalf("record %s/%s: %v", rec.Partition, rec.Position, err)
 		}
-		for _, e := range evs {
-			if seen[e.Session] == nil {
-				seen[e.Session] = make(map[uint64]session.Event)
-			}
-			seen[e.Session][e.Seq] = e
-		}
 	}
-	out := make(map[session.ID][]session.Event, len(seen))
-	for id, bySeq := range seen {
-		evs := make([]session.Event, 0, len(bySeq))
-		for _, e := range bySeq {
-			evs = append(evs, e)
-		}
-		slices.SortFunc(evs, func(a, b session.Event) int { return int(a.Seq) - int(b.Seq) })
-		out[id] = evs
-	}
-	return out
-}
-
-// complete reports whether evs is a whole session: its open, every event
-// after it in sequence, and its close last.
-func complete(evs []session.Event) bool {
-	for i, e := range evs {
-		if e.Seq != uint64(i) {
-			return false
-		}
-	}
-	return len(evs) >= 2 && evs[0].Kind == session.KindOpen && evs[len(evs)-1].Kind == session.KindClose
+	return sessions.Sessions()
 }
 
 // sum adds the series of set whose names start with prefix.
@@ -304,7 +276,7 @@ func countsThroughCrash(t *testing.T, budget int64, reasons []string) {
 	wholeInStream, cutInStream, broken := 0, 0, 0
 	for _, evs := range inStream {
 		switch {
-		case !complete(evs):
+		case !session.Complete(evs):
 			broken++
 		case evs[len(evs)-1].ClosedBy == session.SideTap:
 			cutInStream++

@@ -295,7 +295,7 @@ func report(out io.Writer, o *options, m map[string]float64, inStream map[sessio
 	complete, cutIn, broken := 0, 0, 0
 	for _, evs := range inStream {
 		switch {
-		case !isComplete(evs):
+		case !session.Complete(evs):
 			broken++
 		case evs[len(evs)-1].ClosedBy == session.SideTap:
 			cutIn++
@@ -336,15 +336,6 @@ func holds(ok bool) string {
 		return "holds"
 	}
 	return "DOES NOT HOLD"
-}
-
-func isComplete(evs []session.Event) bool {
-	for i, e := range evs {
-		if e.Seq != uint64(i) {
-			return false
-		}
-	}
-	return len(evs) >= 2 && evs[0].Kind == session.KindOpen && evs[len(evs)-1].Kind == session.KindClose
 }
 
 func messages(n, size int) [][]byte {
@@ -394,7 +385,7 @@ func readSessions(ctx context.Context, client *awskinesis.Client, name string) (
 		return nil, err
 	}
 	defer c.Close()
-	seen := make(map[session.ID]map[uint64]session.Event)
+	var sessions session.Reassembler
 	for {
 		r, err := c.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -403,27 +394,11 @@ func readSessions(ctx context.Context, client *awskinesis.Client, name string) (
 		if err != nil {
 			return nil, fmt.Errorf("read the stream: %w", err)
 		}
-		evs, err := session.DecodeBatch(r.Data, nil)
-		if err != nil {
+		if err := sessions.AddBatch(r.Data); err != nil {
 			return nil, fmt.Errorf("record %s/%s: %w", r.Partition, r.Position, err)
 		}
-		for _, e := range evs {
-			if seen[e.Session] == nil {
-				seen[e.Session] = make(map[uint64]session.Event)
-			}
-			seen[e.Session][e.Seq] = e
-		}
 	}
-	out := make(map[session.ID][]session.Event, len(seen))
-	for id, bySeq := range seen {
-		evs := make([]session.Event, 0, len(bySeq))
-		for _, e := range bySeq {
-			evs = append(evs, e)
-		}
-		slices.SortFunc(evs, func(a, b session.Event) int { return int(a.Seq) - int(b.Seq) })
-		out[id] = evs
-	}
-	return out, nil
+	return sessions.Sessions(), nil
 }
 
 // kinesaliteProc is a kinesalite server process.
