@@ -3,15 +3,12 @@ package replaycache
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,10 +53,6 @@ type ServerOptions struct {
 	Metrics *metrics.Set
 }
 
-// maxClients bounds the per-client rate limiters kept; past it, idle ones
-// are forgotten.
-const maxClients = 10000
-
 // Server serves a Cache over HTTP/1.1 and HTTP/2:
 //
 //	GET  /healthz                    200 while the process runs
@@ -88,11 +81,6 @@ type Server struct {
 	limited  *metrics.Counter
 	refused  *metrics.Counter
 	requests func(route string) *metrics.Counter
-}
-
-type clientLimiter struct {
-	lim  *rate.Limiter
-	last time.Time
 }
 
 // NewServer returns a server for cache.
@@ -438,82 +426,6 @@ func (s *Server) follow(ctx context.Context, out *eventWriter, id session.ID, fr
 	}
 }
 
-// admit waits at most MaxRateWait for the rate limits, the client's lim
-// and the global one, to allow the first session of a response.
-func (s *Server) admit(ctx context.Context, lim *rate.Limiter) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.MaxRateWait)
-	defer cancel()
-	if err := s.charge(ctx, lim); err != nil {
-		s.limited.Inc()
-		return fmt.Errorf("rate limited: %w", err)
-	}
-	return nil
-}
-
-// charge waits for the client's lim and the global limit to allow one more
-// session.
-func (s *Server) charge(ctx context.Context, lim *rate.Limiter) error {
-	if err := lim.Wait(ctx); err != nil {
-		return err
-	}
-	if lim == s.global {
-		return nil
-	}
-	return s.global.Wait(ctx)
-}
-
-func (s *Server) refuse(w http.ResponseWriter, err error) {
-	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusTooManyRequests, err)
-}
-
-// clientKey names the client of r for the per-client rate limit: its IP
-// address, or the /64 prefix of an IPv6 address (one host may hold a whole
-// /64 and rotate through it). Everything a request carries is the client's
-// to choose (a header) or shared by all clients (the one token), so neither
-// names a client.
-func clientKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
-
-// clientLimiter returns the limiter of r's client.
-func (s *Server) clientLimiter(r *http.Request) *rate.Limiter {
-	id := clientKey(r)
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c := s.clients[id]; c != nil {
-		c.last = now
-		return c.lim
-	}
-	if len(s.clients) >= maxClients {
-		for k, c := range s.clients {
-			if now.Sub(c.last) > time.Minute {
-				delete(s.clients, k)
-			}
-		}
-		if len(s.clients) >= maxClients {
-			return s.global // too many clients at once: they share the global limit
-		}
-	}
-	c := &clientLimiter{lim: rate.NewLimiter(rate.Limit(s.opts.ClientSessionsPerSecond), max(1, int(s.opts.ClientSessionsPerSecond/4))), last: now}
-	s.clients[id] = c
-	return c.lim
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -524,204 +436,4 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, struct {
 		Error string `json:"error"`
 	}{err.Error()})
-}
-
-// The formats events are served in.
-const (
-	formatBatches = "batches"
-	formatJSONL   = "jsonl"
-
-	// BatchesContentType is the media type of the framed batch format.
-	BatchesContentType = "application/vnd.preheat.batches.v1"
-	// JSONLinesContentType is the media type of JSON lines.
-	JSONLinesContentType = "application/x-ndjson"
-)
-
-func parseFormat(r *http.Request) (string, error) {
-	switch f := r.URL.Query().Get("format"); f {
-	case "", formatBatches:
-		return formatBatches, nil
-	case formatJSONL:
-		return formatJSONL, nil
-	default:
-		return "", fmt.Errorf("format %q: want batches or jsonl", f)
-	}
-}
-
-// Frame types of the framed batch format.
-const (
-	frameBatch     = 1 // an event batch
-	frameEnd       = 2 // a session's end: 16-byte id, flags byte
-	frameHeartbeat = 3 // nothing to send yet
-	frameError     = 4 // the server could not go on: UTF-8 message
-	frameKinds     = 5 // a session's message kinds: 16-byte id, uvarint-prefixed names
-)
-
-// End flags.
-const (
-	endComplete  = 1 << 0
-	endTruncated = 1 << 1
-)
-
-// eventWriter writes sessions in one of the formats, each write bounded by
-// a deadline.
-type eventWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	format  string
-	timeout time.Duration
-	started bool
-	hdr     []byte
-	kbuf    []byte
-	evs     []session.Event
-	enc     *json.Encoder
-}
-
-func newEventWriter(w http.ResponseWriter, format string, timeout time.Duration) *eventWriter {
-	ew := &eventWriter{w: w, rc: http.NewResponseController(w), format: format, timeout: timeout}
-	if format == formatJSONL {
-		ew.enc = json.NewEncoder(w)
-	}
-	return ew
-}
-
-func (ew *eventWriter) start() {
-	if ew.started {
-		return
-	}
-	ew.started = true
-	if ew.format == formatJSONL {
-		ew.w.Header().Set("Content-Type", JSONLinesContentType)
-	} else {
-		ew.w.Header().Set("Content-Type", BatchesContentType)
-	}
-	ew.w.WriteHeader(http.StatusOK)
-}
-
-func (ew *eventWriter) frame(typ byte, parts ...[]byte) error {
-	ew.start()
-	ew.rc.SetWriteDeadline(time.Now().Add(ew.timeout))
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	ew.hdr = binary.AppendUvarint(append(ew.hdr[:0], typ), uint64(n))
-	if _, err := ew.w.Write(ew.hdr); err != nil {
-		return err
-	}
-	for _, p := range parts {
-		if _, err := ew.w.Write(p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// batch writes one encoded batch.
-func (ew *eventWriter) batch(data []byte) error {
-	if ew.format == formatJSONL {
-		ew.start()
-		evs, err := session.DecodeBatch(data, ew.evs[:0])
-		if err != nil {
-			return err
-		}
-		ew.evs = evs
-		ew.rc.SetWriteDeadline(time.Now().Add(ew.timeout))
-		for i := range evs {
-			if err := ew.enc.Encode(evs[i].ToJSON()); err != nil {
-				return err
-			}
-		}
-		return ew.rc.Flush()
-	}
-	if err := ew.frame(frameBatch, data); err != nil {
-		return err
-	}
-	return ew.rc.Flush()
-}
-
-// session writes a snapshot's kinds, its batches and its end.
-func (ew *eventWriter) session(v View) error {
-	if err := ew.kinds(v.Summary); err != nil {
-		return err
-	}
-	for _, b := range v.Batches {
-		if err := ew.batch(b); err != nil {
-			return err
-		}
-	}
-	return ew.end(v.Summary)
-}
-
-// kinds tells the client which message kinds a session holds, so that a
-// warmer can ask for sessions with kinds it has not covered yet.
-func (ew *eventWriter) kinds(s Summary) error {
-	if ew.format == formatJSONL || len(s.Kinds) == 0 {
-		return nil
-	}
-	b := append(ew.kbuf[:0], s.ID[:]...)
-	for _, k := range s.Kinds {
-		b = binary.AppendUvarint(b, uint64(len(k.Kind)))
-		b = append(b, k.Kind...)
-	}
-	ew.kbuf = b
-	return ew.frame(frameKinds, b)
-}
-
-// end marks the end of what is served of a session.
-func (ew *eventWriter) end(s Summary) error {
-	if ew.format == formatJSONL {
-		return nil // the close event, or the next session's open, says it
-	}
-	var flags byte
-	if s.Complete {
-		flags |= endComplete
-	}
-	if s.Truncated {
-		flags |= endTruncated
-	}
-	if err := ew.frame(frameEnd, s.ID[:], []byte{flags}); err != nil {
-		return err
-	}
-	return ew.rc.Flush()
-}
-
-func (ew *eventWriter) heartbeat() error {
-	if ew.format == formatJSONL {
-		ew.start()
-		ew.rc.SetWriteDeadline(time.Now().Add(ew.timeout))
-		if _, err := io.WriteString(ew.w, "\n"); err != nil {
-			return err
-		}
-		return ew.rc.Flush()
-	}
-	if err := ew.frame(frameHeartbeat); err != nil {
-		return err
-	}
-	return ew.rc.Flush()
-}
-
-// fail reports an error to the client: as the response when nothing was
-// written yet, else as an error frame (a JSON object in JSON lines).
-func (ew *eventWriter) fail(err error) {
-	if !ew.started {
-		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, ErrNotFound), errors.Is(err, ErrEvicted):
-			code = http.StatusNotFound
-		case errors.Is(err, ErrTooManyFollowers):
-			code = http.StatusServiceUnavailable
-		}
-		ew.started = true
-		writeError(ew.w, code, err)
-		return
-	}
-	if ew.format == formatJSONL {
-		ew.enc.Encode(struct {
-			Error string `json:"error"`
-		}{err.Error()})
-		return
-	}
-	ew.frame(frameError, []byte(err.Error()))
-	ew.rc.Flush()
 }
