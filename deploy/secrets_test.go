@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -96,8 +97,8 @@ func TestIAMPoliciesGrantWhatTheCodeCalls(t *testing.T) {
 		policy string
 		code   []string
 	}{
-		{"deploy/aws/iam-tap.json", []string{"producer.go", "producer_shards.go", "outcome.go"}},
-		{"deploy/aws/iam-cache.json", []string{"consumer.go"}},
+		{"deploy/aws/iam-tap.json", append(kinesisFiles(t, "producer*.go"), "outcome.go")},
+		{"deploy/aws/iam-cache.json", kinesisFiles(t, "consumer*.go")},
 	} {
 		var p struct {
 			Version   string
@@ -125,4 +126,24 @@ func TestIAMPoliciesGrantWhatTheCodeCalls(t *testing.T) {
 			t.Errorf("%s grants %v; stream/kinesis/%s call %v", c.policy, granted, strings.Join(c.code, ", "), want)
 		}
 	}
+}
+
+// kinesisFiles names the files of stream/kinesis, tests aside, that match
+// pattern: a component's code, however many files it is split into.
+func kinesisFiles(t *testing.T, pattern string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(repoRoot, "stream", "kinesis", pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range paths {
+		if name := filepath.Base(p); !strings.HasSuffix(name, "_test.go") {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		t.Fatalf("no stream/kinesis/%s", pattern)
+	}
+	return names
 }
