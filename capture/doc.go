@@ -36,6 +36,11 @@
 // which is not delivered is counted lost and sends nothing more. Every
 // session is counted once: recorded whole, dropped, skipped, cut or lost.
 //
-// It does not own the stream (the caller opens and closes the producer),
-// TLS listeners, flags or config files (cmd/preheat).
+// Serve runs a tap as a service: the proxy and the admin API served until
+// the context ends, then shut down in the order that loses nothing.
+//
+// A PolicyFile, the content of a policy file, builds a Policy over the
+// settings given otherwise. The package does not own the stream (the
+// caller opens the producer, and closes it unless it hands it to Serve),
+// TLS listeners, flags or reading config files (cmd/preheat).
 package capture

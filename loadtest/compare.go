@@ -116,6 +116,20 @@ func compare(a, b TargetResult, o *Options) *Comparison {
 	return c
 }
 
+// Worse reports whether the candidate was found worse than the baseline on
+// any metric. A nil Comparison found nothing.
+func (c *Comparison) Worse() bool {
+	if c == nil {
+		return false
+	}
+	for _, m := range c.Metrics {
+		if m.Worse {
+			return true
+		}
+	}
+	return false
+}
+
 func rate(n, of int) float64 {
 	if of == 0 {
 		return 0

@@ -16,6 +16,8 @@
 // replayer.Replayer (handshake, pacing within the session, rewrite rules and
 // the safety filter). Sessions enter as a Corpus, read from a corpus file
 // (ReadCorpus), a replay cache (LoadCache) or a stream (LoadStream); what
-// leaves is traffic to the targets, a Result, live Progress and metrics.
-// Flags, terminals and files belong to cmd/preheat.
+// leaves is traffic to the targets, a Result (WriteSummary for a reader,
+// WriteReport for files), live Progress (ShowProgress) and metrics
+// (ServeMetrics). Flags, and knowing whether stdout is a terminal, belong
+// to cmd/preheat.
 package loadtest

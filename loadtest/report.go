@@ -7,6 +7,8 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,26 @@ func WriteJSON(w io.Writer, r *Result) error {
 		return fmt.Errorf("write report json: %w", err)
 	}
 	return nil
+}
+
+// WriteReport writes r to dir as loadtest-report.json (WriteJSON) and
+// loadtest-report.html (WriteHTML), creating dir if need be, and returns
+// their paths, JSON first.
+func WriteReport(dir string, r *Result) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("report directory: %w", err)
+	}
+	paths := []string{filepath.Join(dir, "loadtest-report.json"), filepath.Join(dir, "loadtest-report.html")}
+	for i, write := range []func(io.Writer, *Result) error{WriteJSON, WriteHTML} {
+		f, err := os.Create(paths[i])
+		if err == nil {
+			err = errors.Join(write(f, r), f.Close())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("report %s: %w", paths[i], err)
+		}
+	}
+	return paths, nil
 }
 
 // WriteHTML writes r as one self-contained HTML page: the run's settings

@@ -33,7 +33,8 @@
 //
 // Server serves a Cache over HTTP (status, listing, one session or a
 // selection, followed live; framed batches or JSON lines; bearer token,
-// rate limits, write deadlines), and Client is the Go client warmers and
-// load tests use. The package does not open or close the stream (cmd/preheat
+// rate limits, write deadlines); Serve runs a Cache and its Server on a
+// listener until a context ends, then shuts them down. Client is the Go
+// client warmers and load tests use. The package does not open or close the stream (cmd/preheat
 // does) or replay anything (package replayer does).
 package replaycache

@@ -9,9 +9,10 @@
 // whole: the share of its full rate the replay's back-off allows, which the
 // watcher needs to judge a pod replayed slowly (loadMeter); the replay's
 // orderly stop at release, so that no session in flight is dropped; the
-// progress log line; the facts of the warm report; and the HTTP handler of
-// a ready server (/readyz, /healthz, /status, /report, /report.json,
-// /metrics).
+// progress log line; the facts of the warm report; the ready server
+// (/readyz, /healthz, /status, /report, /report.json, /metrics: Handler,
+// served by ServeReady); and the dry run that shows what a warm-up would
+// send and skip (DryRun).
 //
 // It does not parse flags, pick sessions (the caller passes a
 // replayer.Source, usually a replayer.CacheSource asking for Select's

@@ -3,24 +3,22 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/preheatdev/preheat/internal/certreload"
 	"github.com/preheatdev/preheat/protocol"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/stream"
+	"github.com/preheatdev/preheat/stream/streamurl"
 )
 
 type cacheOptions struct {
@@ -112,7 +110,7 @@ func runCache(ctx context.Context, e *env, o *cacheOptions, args []string) error
 		return usagef("refusing to serve every captured session without a token on %q, which is not a loopback address: "+
 			"set --token or PREHEAT_CACHE_TOKEN, listen on 127.0.0.1, or pass --insecure-no-token", o.listen)
 	}
-	if _, err := parseStreamURL(o.stream); err != nil {
+	if _, err := streamurl.Parse(o.stream); err != nil {
 		return usagef("%v", err)
 	}
 	if o.protocol != "" {
@@ -120,10 +118,10 @@ func runCache(ctx context.Context, e *env, o *cacheOptions, args []string) error
 			return usagef("--protocol: %v", err)
 		}
 	}
-	var certs *certReloader
+	var certs *certreload.Reloader
 	if o.tlsCert != "" {
 		var err error
-		if certs, err = newCertReloader(o.tlsCert, o.tlsKey, e.log); err != nil {
+		if certs, err = certreload.New(o.tlsCert, o.tlsKey, e.log); err != nil {
 			return err
 		}
 	}
@@ -162,19 +160,9 @@ func runCache(ctx context.Context, e *env, o *cacheOptions, args []string) error
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-	}
-	srv.Protocols = new(http.Protocols)
-	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetHTTP2(true)
+	sopts := &replaycache.ServeOptions{ShutdownTimeout: o.shutdownTimeout, Logger: e.log}
 	if certs != nil {
-		srv.TLSConfig = &tls.Config{GetCertificate: certs.getCertificate}
-	} else {
-		srv.Protocols.SetUnencryptedHTTP2(true) // h2c, for clients that ask
+		sopts.TLS = &tls.Config{GetCertificate: certs.GetCertificate}
 	}
 	e.log.Info("cache listening", "addr", ln.Addr().String(), "stream", o.stream, "window", o.window,
 		"max_bytes", formatBytes(int64(o.maxBytes)), "tls", certs != nil, "token", o.token != "")
@@ -182,43 +170,7 @@ func runCache(ctx context.Context, e *env, o *cacheOptions, args []string) error
 	if o.token == "" && !loopbackAddr(o.listen) {
 		e.log.Warn("serving without a token (--insecure-no-token): anyone who can reach the address gets every captured session", "addr", ln.Addr().String())
 	}
-
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		var err error
-		if certs != nil {
-			err = srv.ServeTLS(ln, "", "")
-		} else {
-			err = srv.Serve(ln)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := cache.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("read stream: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		select {
-		case <-gctx.Done():
-		case <-runCtx.Done():
-		}
-		e.log.Info("shutting down", "timeout", o.shutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close() // followers still streaming at the deadline
-		}
-		stopRun()
-		return nil
-	})
-	return g.Wait()
+	return replaycache.Serve(ctx, ln, cache, handler, sopts)
 }
 
 // loopbackAddr reports whether the listen address addr ("host:port") can

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/preheatdev/preheat/internal/counts"
 	"github.com/preheatdev/preheat/loadtest"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
@@ -255,13 +253,12 @@ func runLoadtest(ctx context.Context, e *env, o *loadtestOptions, args []string)
 	if abort == 0 {
 		abort = -1
 	}
-	set2, replaySet := metrics.NewSet(), metrics.NewSet()
 	lopts := &loadtest.Options{
 		Multiplier: float64(o.rate), SessionsPerSecond: o.sessionsPerSecond, Concurrency: o.concurrency,
 		Duration: o.duration, RampUp: up, RampDown: down, Drain: o.drain, Speed: speed,
 		MaxActive: o.maxActive, Interval: o.interval, AbortAfter: abort,
 		Compare: o.compare, Confidence: o.confidence, MinEffect: o.minEffect,
-		Replay: ropts, Logger: e.log, Metrics: set2, ReplayMetrics: replaySet,
+		Replay: ropts, Logger: e.log,
 	}
 
 	lctx, cancel := context.WithTimeout(ctx, o.loadTimeout)
@@ -286,18 +283,22 @@ func runLoadtest(ctx context.Context, e *env, o *loadtestOptions, args []string)
 	debug.FreeOSMemory()
 
 	if o.metricsAdr != "" {
-		stop, err := serveMetrics(o.metricsAdr, e.log, set2, replaySet)
+		ln, err := net.Listen("tcp", o.metricsAdr)
 		if err != nil {
-			return err
+			return fmt.Errorf("listen on --metrics-addr: %w", err)
 		}
-		defer stop()
+		defer r.ServeMetrics(ln)()
 	}
 	e.log.Info("loadtest: starting", "target", o.target, "compare", o.compare, "model", loadModel(o), "rate", fmt.Sprintf("%.4g/s", r.Rate()),
 		"duration", o.duration, "ramp_up", up, "ramp_down", down)
 
 	var wg sync.WaitGroup
 	pctx, stopProgress := context.WithCancel(ctx)
-	wg.Go(func() { showProgress(pctx, e, r, o.progress) })
+	popts := &loadtest.ProgressOptions{Interval: o.progress}
+	if isTerminal(e.stdout) {
+		popts.Terminal = e.stdout
+	}
+	wg.Go(func() { r.ShowProgress(pctx, popts) })
 	res, err := r.Run(ctx)
 	stopProgress()
 	wg.Wait()
@@ -306,20 +307,15 @@ func runLoadtest(ctx context.Context, e *env, o *loadtestOptions, args []string)
 	}
 	passed := res.Check(ths)
 	if o.report != "" {
-		paths, err := writeReport(o.report, "loadtest-report", res, loadtest.WriteJSON, loadtest.WriteHTML)
+		paths, err := loadtest.WriteReport(o.report, res)
 		if err != nil {
 			e.log.Error("loadtest: writing the report failed", "err", err)
 		} else {
 			e.log.Info("loadtest: report written", "html", paths[1], "json", paths[0])
 		}
 	}
-	printSummary(e.stdout, res)
-	regressed := false
-	if c := res.Comparison; c != nil && o.failOnRegression {
-		for _, m := range c.Metrics {
-			regressed = regressed || m.Worse
-		}
-	}
+	_ = loadtest.WriteSummary(e.stdout, res) // a stdout that fails changes no verdict
+	regressed := o.failOnRegression && res.Comparison.Worse()
 	if !passed || regressed || res.Aborted != "" {
 		return exitCode(1)
 	}
@@ -412,34 +408,6 @@ func isDir(path string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// serveMetrics serves the run's metrics on addr until stop is called.
-func serveMetrics(addr string, log *slog.Logger, sets ...*metrics.Set) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on --metrics-addr: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		for _, s := range sets {
-			s.WritePrometheus(w)
-		}
-		metrics.WriteProcessMetrics(w)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	log.Info("loadtest: serving metrics", "addr", ln.Addr().String())
-	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-done
-	}, nil
-}
-
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -448,124 +416,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// showProgress shows the run's progress until ctx ends: a line rewritten every
-// second on a terminal, a log line every interval otherwise.
-func showProgress(ctx context.Context, e *env, r *loadtest.Runner, interval time.Duration) {
-	tty := isTerminal(e.stdout)
-	if tty {
-		interval = time.Second
-	}
-	if interval <= 0 {
-		return
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if tty {
-				fmt.Fprint(e.stdout, "\r\033[K")
-			}
-			return
-		case <-t.C:
-		}
-		p := r.Progress()
-		if tty {
-			fmt.Fprintf(e.stdout, "\r\033[K%6.0fs  %6.1f sessions/s  %5d active  p50 %-8v p99 %-8v errors %d (%.2f%%)",
-				p.Elapsed.Seconds(), p.Rate, p.Active, p.P50.Round(10*time.Microsecond), p.P99.Round(10*time.Microsecond), p.Errors, 100*p.ErrorRate)
-			continue
-		}
-		e.log.Info("loadtest: progress", "elapsed", p.Elapsed.Round(time.Second), "rate", fmt.Sprintf("%.1f/s", p.Rate),
-			"active", p.Active, "started", p.Started, "p50", p.P50.Round(10*time.Microsecond), "p99", p.P99.Round(10*time.Microsecond),
-			"errors", p.Errors, "error_rate", fmt.Sprintf("%.3f%%", 100*p.ErrorRate))
-	}
-}
-
-// printSummary writes the run's outcome for a reader.
-func printSummary(w io.Writer, r *loadtest.Result) {
-	if r.Model == "closed" {
-		fmt.Fprintf(w, "preheat loadtest: closed model, %d sessions at once, for %gs", r.Concurrency, r.Duration)
-	} else {
-		fmt.Fprintf(w, "preheat loadtest: open model, %.4g sessions/s", r.Rate)
-		if r.RecordedRate > 0 {
-			fmt.Fprintf(w, " (%.3gx the recorded %.4g/s)", r.Rate/r.RecordedRate, r.RecordedRate)
-		}
-		fmt.Fprintf(w, " for %gs", r.Duration)
-	}
-	fmt.Fprintf(w, "; ran %.1fs, %d arrivals from %d corpus sessions", r.Seconds, r.Scheduled, r.Corpus)
-	if r.Dropped > 0 {
-		fmt.Fprintf(w, ", %d dropped at --max-active", r.Dropped)
-	}
-	fmt.Fprintln(w)
-	if r.Lag.Count > 0 && r.Lag.P99 > 10 {
-		fmt.Fprintf(w, "warning: the generator started sessions up to %.1fms late (p99): it, not the target, may be the bottleneck\n", r.Lag.P99)
-	}
-	for _, t := range r.Targets {
-		fmt.Fprintf(w, "\n%s %s\n", t.Name, t.URL)
-		s := t.Sessions
-		fmt.Fprintf(w, "  sessions    %d started, %d completed, %d failed, %d cut at the end, peak %d at once\n", s.Started, s.Completed, s.Failed, s.Cut, s.Peak)
-		rehearsed := ""
-		if t.Rehearsed > 0 {
-			rehearsed = fmt.Sprintf(" (%d rehearsed)", t.Rehearsed)
-		}
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  messages    %d sent%s; not sent %d %s", t.Sent, rehearsed, counts.Sum(t.Skipped), counts.Format(t.Skipped)), " "))
-		cut := ""
-		if t.ClosedCut > 0 {
-			cut = fmt.Sprintf(" (%d by the cut at the end)", t.ClosedCut)
-		}
-		fmt.Fprintf(w, "  requests    %d awaited an answer: %d answered, %d timed out, %d closed while waiting%s\n", t.Requests, t.Responses, t.Timeouts, t.Closed, cut)
-		if len(t.SkippedByKind) > 0 {
-			fmt.Fprintf(w, "  not sent    %s\n", counts.ByKind(t.SkippedByKind, 5))
-		}
-		l := t.Latency
-		fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max))
-		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  errors      %.3f%% %s", 100*t.ErrorRate, counts.Format(t.Errors)), " "))
-		fmt.Fprintf(w, "  throughput  %.4g sessions/s, %.4g messages/s, %.4g responses/s\n", t.SessionsPerSecond, t.MessagesPerSecond, t.ResponsesPerSecond)
-		for i, k := range t.Kinds {
-			if i == 5 {
-				fmt.Fprintf(w, "  ... %d more kinds in the report\n", len(t.Kinds)-5)
-				break
-			}
-			fmt.Fprintf(w, "  %-22s %7d  p50 %s  p99 %s\n", k.Kind, k.Latency.Count, fmtLatency(k.Latency.P50), fmtLatency(k.Latency.P99))
-		}
-	}
-	if c := r.Comparison; c != nil {
-		fmt.Fprintf(w, "\ncomparison: %d findings (%s)\n", c.Findings, c.Method)
-		for _, m := range c.Metrics {
-			mark := " "
-			if m.Worse {
-				mark = "!"
-			}
-			fmt.Fprintf(w, " %s %-10s %s\n", mark, m.Metric, m.Summary)
-		}
-	}
-	if len(r.Thresholds) > 0 {
-		fmt.Fprintln(w, "\nthresholds:")
-		for _, v := range r.Thresholds {
-			verdict := "PASS"
-			if !v.Pass {
-				verdict = "FAIL"
-			}
-			actual := strconv.FormatFloat(v.Actual, 'g', 4, 64) + v.Unit
-			switch v.Unit {
-			case "ms":
-				actual = fmtLatency(v.Actual)
-			case "fraction":
-				actual = fmt.Sprintf("%.3f%%", 100*v.Actual)
-			}
-			if v.Note != "" {
-				actual = v.Note
-			}
-			fmt.Fprintf(w, "  %s  %-24s %-8s %s\n", verdict, v.Threshold, v.Target, actual)
-		}
-	}
-	if r.Aborted != "" {
-		fmt.Fprintf(w, "\naborted: %s\n", r.Aborted)
-	}
-}
-
-func fmtLatency(ms float64) string {
-	return time.Duration(ms * float64(time.Millisecond)).Round(10 * time.Microsecond).String()
 }

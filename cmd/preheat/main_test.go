@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/preheatdev/preheat/inspect"
 	"github.com/preheatdev/preheat/internal/corpus"
 	"github.com/preheatdev/preheat/internal/leaktest"
 	"github.com/preheatdev/preheat/session"
@@ -56,33 +57,6 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "preheat ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
-}
-
-func TestParseStreamURL(t *testing.T) {
-	f := func(raw string, want streamURL, wantErr string) {
-		t.Helper()
-		got, err := parseStreamURL(raw)
-		if wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), wantErr) {
-				t.Errorf("parseStreamURL(%q) error = %v, want it to mention %q", raw, err, wantErr)
-			}
-			return
-		}
-		if err != nil || got != want {
-			t.Errorf("parseStreamURL(%q) = %+v, %v; want %+v", raw, got, err, want)
-		}
-	}
-	f("file:///var/lib/preheat", streamURL{scheme: "file", path: "/var/lib/preheat"}, "")
-	f("file:///var/lib/preheat/../x/", streamURL{scheme: "file", path: "/var/lib/x"}, "")
-	f("file://localhost/tmp/s", streamURL{scheme: "file", path: "/tmp/s"}, "")
-	f("kinesis://sessions", streamURL{scheme: "kinesis", name: "sessions"}, "")
-	f("kinesis://arn:aws:kinesis:us-east-1:123456789012:stream/sessions", streamURL{scheme: "kinesis", name: "arn:aws:kinesis:us-east-1:123456789012:stream/sessions"}, "")
-	f("file://host/tmp/s", streamURL{}, "local directory")
-	f("file://", streamURL{}, "no directory")
-	f("kinesis://", streamURL{}, "want kinesis://STREAM")
-	f("kinesis:sessions", streamURL{}, "want kinesis://STREAM")
-	f("/var/lib/preheat", streamURL{}, "no scheme")
-	f("s3://bucket", streamURL{}, `unknown scheme "s3"`)
 }
 
 // writeSessions puts n corpus sessions into a directory log, in batches of
@@ -147,7 +121,7 @@ func TestInspectList(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("--limit 2 printed %d lines:\n%s", len(lines), out)
 	}
-	var s sessionSummary
+	var s inspect.Summary
 	if err := json.Unmarshal([]byte(lines[1]), &s); err != nil {
 		t.Fatal(err)
 	}

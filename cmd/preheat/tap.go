@@ -1,30 +1,25 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"go.yaml.in/yaml/v3"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/preheatdev/preheat/capture"
 	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/internal/certreload"
+	"github.com/preheatdev/preheat/stream/streamurl"
 )
 
 type tapOptions struct {
@@ -147,67 +142,22 @@ func tapFlags(fs *flag.FlagSet) *tapOptions {
 	return o
 }
 
-// tapConfig is the capture policy file.
-type tapConfig struct {
-	SampleRate *float64 `yaml:"sample_rate"`
-	Include    []string `yaml:"include"`
-	Exclude    []string `yaml:"exclude"`
-	Redact     struct {
-		Headers          []string                `yaml:"headers"`
-		Query            []string                `yaml:"query"`
-		Fields           []string                `yaml:"fields"`
-		Subprotocols     *redact.SubprotocolRule `yaml:"subprotocols"`
-		KeepSubprotocols []string                `yaml:"keep_subprotocols"`
-		KeepBinary       bool                    `yaml:"keep_binary"`
-		MaxDepth         int                     `yaml:"max_depth"`
-	} `yaml:"redact"`
-}
-
 // loadPolicy builds the capture policy from the flags and, when set, the
 // config file, whose settings win.
 func loadPolicy(o *tapOptions) (capture.Policy, error) {
 	p := capture.Policy{SampleRate: o.sample, Include: o.include, Exclude: o.exclude}
-	ro := &redact.Options{Headers: o.redactHeaders, QueryParams: o.redactQuery, JSONKeys: o.redactFields,
-		RedactSubprotocols: o.redactSubprotocols}
+	var c *capture.PolicyFile
 	if o.config != "" {
 		data, err := os.ReadFile(o.config)
 		if err != nil {
 			return p, fmt.Errorf("read config: %w", err)
 		}
-		var c tapConfig
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		if c, err = capture.ParsePolicyFile(data); err != nil {
 			return p, fmt.Errorf("parse config %q: %w", o.config, err)
 		}
-		if c.SampleRate != nil {
-			p.SampleRate = *c.SampleRate
-		}
-		if c.Include != nil {
-			p.Include = c.Include
-		}
-		if c.Exclude != nil {
-			p.Exclude = c.Exclude
-		}
-		ro.Headers = append(ro.Headers, c.Redact.Headers...)
-		ro.QueryParams = append(ro.QueryParams, c.Redact.Query...)
-		ro.JSONKeys = append(ro.JSONKeys, c.Redact.Fields...)
-		if c.Redact.Subprotocols != nil {
-			ro.RedactSubprotocols = *c.Redact.Subprotocols
-		}
-		ro.Subprotocols = c.Redact.KeepSubprotocols
-		ro.KeepBinary = c.Redact.KeepBinary
-		ro.MaxDepth = c.Redact.MaxDepth
 	}
-	rd, err := redact.New(ro)
-	if err != nil {
-		return p, fmt.Errorf("redaction rules: %w", err)
-	}
-	p.Redactor = rd
-	if err := p.Validate(); err != nil {
-		return p, err
-	}
-	return p, nil
+	return c.Policy(p, &redact.Options{Headers: o.redactHeaders, QueryParams: o.redactQuery,
+		JSONKeys: o.redactFields, RedactSubprotocols: o.redactSubprotocols})
 }
 
 func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
@@ -251,20 +201,21 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 		}
 		upstreamTLS.RootCAs = pool
 	}
-	var certs *certReloader
+	var certs *certreload.Reloader
 	if o.tlsCert != "" {
-		if certs, err = newCertReloader(o.tlsCert, o.tlsKey, e.log); err != nil {
+		if certs, err = certreload.New(o.tlsCert, o.tlsKey, e.log); err != nil {
 			return err
 		}
 	}
 
 	streamSet, recSet, tapSet := metrics.NewSet(), metrics.NewSet(), metrics.NewSet()
-	prod, err := openProducer(ctx, o.stream, e.log, streamSet, &producerLimits{
+	prod, err := streamurl.OpenProducer(ctx, o.stream, &streamurl.ProducerOptions{
+		Logger: e.log, Metrics: streamSet,
 		// The recorder's budget covers what the producer holds, and keeps
 		// it under the budget by giving up the oldest: the producer's own
 		// bound is only a backstop, out of the budget's way.
-		bufferBytes:     2 * int64(o.budget),
-		deliveryTimeout: o.deliveryTimeout,
+		BufferBytes:     2 * int64(o.budget),
+		DeliveryTimeout: o.deliveryTimeout,
 	})
 	if err != nil {
 		return err
@@ -307,24 +258,15 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 		prod.Close(ctx)
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           tap,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-	}
 	if certs != nil {
 		// HTTP/1.1 only: websocket upgrades need it, and plain requests
 		// lose little.
-		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.getCertificate, NextProtos: []string{"http/1.1"}})
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.GetCertificate, NextProtos: []string{"http/1.1"}})
 	}
 
-	var reloadMu sync.Mutex
-	reload := func() error {
-		reloadMu.Lock()
-		defer reloadMu.Unlock()
+	reload := func() error { // capture.Serve makes reloads one at a time
 		if certs != nil {
-			if err := certs.reload(); err != nil {
+			if err := certs.Reload(); err != nil {
 				e.log.Error("reload TLS certificate", "err", err)
 			}
 		}
@@ -343,7 +285,6 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 		return nil
 	}
 
-	var admin *http.Server
 	var adminLn net.Listener
 	if o.adminListen != "" {
 		adminLn, err = net.Listen("tcp", o.adminListen)
@@ -352,19 +293,6 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 			rec.Close(ctx)
 			prod.Close(ctx)
 			return fmt.Errorf("listen admin: %w", err)
-		}
-		admin = &http.Server{
-			Handler: rec.AdminHandler(&capture.AdminOptions{
-				Token:  o.adminToken,
-				Reload: reload,
-				WriteMetrics: func(w io.Writer) {
-					tapSet.WritePrometheus(w)
-					recSet.WritePrometheus(w)
-					streamSet.WritePrometheus(w)
-					metrics.WriteProcessMetrics(w)
-				},
-			}),
-			ReadHeaderTimeout: 10 * time.Second,
 		}
 	}
 	e.log.Info("tap listening", "addr", ln.Addr().String(), "upstream", o.upstream, "stream", o.stream, "tls", certs != nil, "capture", o.capture)
@@ -375,53 +303,20 @@ func runTap(ctx context.Context, e *env, o *tapOptions, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-		return nil
+	return capture.Serve(ctx, ln, tap, prod, &capture.ServeOptions{
+		AdminListener: adminLn,
+		Admin: &capture.AdminOptions{
+			Token:  o.adminToken,
+			Reload: reload,
+			WriteMetrics: func(w io.Writer) {
+				tapSet.WritePrometheus(w)
+				recSet.WritePrometheus(w)
+				streamSet.WritePrometheus(w)
+				metrics.WriteProcessMetrics(w)
+			},
+		},
+		Reloads:         hup,
+		ShutdownTimeout: o.shutdownTimeout,
+		Logger:          e.log,
 	})
-	if admin != nil {
-		g.Go(func() error {
-			if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve admin: %w", err)
-			}
-			return nil
-		})
-	}
-	g.Go(func() error {
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-hup:
-				reload()
-			}
-		}
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		e.log.Info("shutting down", "timeout", o.shutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-		defer cancel()
-		srv.Shutdown(sctx) // stop accepting; wait for plain requests
-		tap.Shutdown(sctx) // wait for websocket sessions, then close them
-		// Capture gets its own deadline: the sessions may have used all of
-		// the first.
-		fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer fcancel()
-		if err := rec.Close(fctx); err != nil {
-			e.log.Warn("capture not fully flushed", "err", err)
-		}
-		if err := prod.Close(fctx); err != nil {
-			e.log.Warn("stream not fully flushed", "err", err)
-		}
-		if admin != nil {
-			admin.Shutdown(fctx)
-		}
-		return nil
-	})
-	return g.Wait()
 }

@@ -367,34 +367,6 @@ func TestTapCommandTLS(t *testing.T) {
 	}
 }
 
-// TestCertReloaderKeepsGoodPair checks that a broken new pair is refused and
-// the previous one served.
-func TestCertReloaderKeepsGoodPair(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "c"), filepath.Join(dir, "k")
-	writeCert(t, certFile, keyFile, "good")
-	r, err := newCertReloader(certFile, keyFile, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.checkEvery = 0
-	os.WriteFile(certFile, []byte("garbage"), 0o600)
-	cert, err := r.getCertificate(nil)
-	if err != nil || cert == nil {
-		t.Fatalf("getCertificate: %v %v", cert, err)
-	}
-	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
-	if leaf.Subject.CommonName != "good" {
-		t.Fatalf("served %q", leaf.Subject.CommonName)
-	}
-	writeCert(t, certFile, keyFile, "better")
-	cert, _ = r.getCertificate(nil)
-	leaf, _ = x509.ParseCertificate(cert.Certificate[0])
-	if leaf.Subject.CommonName != "better" {
-		t.Fatalf("after a good new pair, served %q", leaf.Subject.CommonName)
-	}
-}
-
 // The tap refuses to serve its admin API (capture on and off, routes,
 // reload) without a token on an address other machines can reach, and says
 // how to go on.

@@ -2,23 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/preheatdev/preheat/canary"
-	"github.com/preheatdev/preheat/internal/counts"
 	"github.com/preheatdev/preheat/readiness"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
@@ -197,7 +192,12 @@ func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 	}
 	srcOpts := &replayer.CacheSourceOptions{Request: req, Logger: log, Metrics: metrics.NewSet()}
 	if o.dryRun {
-		return dryRun(ctx, e, o, ropts, cache, srcOpts)
+		srcOpts.Max, srcOpts.Request.Limit = o.dryRunSessions, o.dryRunSessions
+		d, err := warmup.NewDryRun(o.target, ropts, e.stdout)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		return d.Run(ctx, replayer.NewCacheSource(cache, srcOpts))
 	}
 	w, err := warmup.New(o.target, o.metricsURL, replayer.NewCacheSource(cache, srcOpts), o.warmupOptions(ropts, srcOpts.Metrics, log))
 	if err != nil {
@@ -205,22 +205,15 @@ func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 	}
 	defer w.Close()
 
-	var srvDone chan error
+	var readyFailed <-chan error
 	if o.readyAddr != "" {
 		ln, err := net.Listen("tcp", o.readyAddr)
 		if err != nil {
 			return fmt.Errorf("listen on --ready-addr: %w", err)
 		}
-		srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-		srvDone = make(chan error, 1)
-		go func() { srvDone <- srv.Serve(ln) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-			<-srvDone
-		}()
+		var stop func()
+		stop, readyFailed = w.ServeReady(ln)
+		defer stop()
 		log.Info("warm: serving /readyz", "addr", ln.Addr().String())
 	}
 	metricsURL := o.metricsURL
@@ -245,7 +238,7 @@ func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 			log.Info("warm: report written", "html", paths[1], "json", paths[0])
 		}
 	}
-	if o.initMode || srvDone == nil {
+	if o.initMode || readyFailed == nil {
 		switch {
 		case res.Decision.Outcome == readiness.OutcomeHeld:
 			return exitCode(3)
@@ -257,8 +250,7 @@ func runWarm(ctx context.Context, e *env, o *warmOptions, args []string) error {
 	// A sidecar: keep answering the probe until the pod stops.
 	select {
 	case <-ctx.Done():
-	case err := <-srvDone:
-		srvDone <- err
+	case err := <-readyFailed:
 		return fmt.Errorf("ready server: %w", err)
 	}
 	return nil
@@ -384,53 +376,4 @@ func (o *warmOptions) warmupOptions(ropts *replayer.Options, sourceMetrics *metr
 		}
 	}
 	return wo
-}
-
-// dryRun prints what a warm-up would send and skip of --dry-run-sessions
-// sessions, without touching the target.
-func dryRun(ctx context.Context, e *env, o *warmOptions, ropts *replayer.Options, cache *replaycache.Client, srcOpts *replayer.CacheSourceOptions) error {
-	srcOpts.Max = o.dryRunSessions
-	srcOpts.Request.Limit = o.dryRunSessions
-	ropts.DryRun = e.stdout
-	target := o.target
-	if target == "" {
-		target = "ws://dry-run.invalid"
-	}
-	r, err := replayer.New(target, ropts)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err = r.Run(dctx, replayer.NewCacheSource(cache, srcOpts))
-	st := r.Stats()
-	fmt.Fprintf(e.stdout, "dry run: %d sessions, %d messages skipped %v\n", st.SessionsCompleted, counts.Sum(st.MessagesSkipped), st.MessagesSkipped)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("dry run: the cache gave no sessions within 30s")
-	}
-	return err
-}
-
-// The helpers below write and format what loadtest.go reports (and the dry
-// run's count). They belong beside it, or with replayer.Stats, whose
-// counts they format; warmup keeps its own formatting ones for the warm
-// report until then.
-
-// writeReport writes a report as dir/base.json and dir/base.html and
-// returns their paths, JSON first.
-func writeReport[R any](dir, base string, r R, writeJSON, writeHTML func(io.Writer, R) error) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("report directory: %w", err)
-	}
-	paths := []string{filepath.Join(dir, base+".json"), filepath.Join(dir, base+".html")}
-	for i, write := range []func(io.Writer, R) error{writeJSON, writeHTML} {
-		f, err := os.Create(paths[i])
-		if err == nil {
-			err = errors.Join(write(f, r), f.Close())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("report %s: %w", paths[i], err)
-		}
-	}
-	return paths, nil
 }

@@ -1,4 +1,8 @@
-package main
+// Package certreload serves a TLS certificate and key from files, as the
+// tap's and the cache's listeners do, and picks up new files without a
+// restart: a rotated pair is served on the next handshakes. It owns the
+// reloading, not the listener.
+package certreload
 
 import (
 	"crypto/tls"
@@ -9,11 +13,11 @@ import (
 	"time"
 )
 
-// certReloader serves a certificate and key from files and picks up new
-// ones without a restart: on a handshake at most every checkEvery it looks
-// at the files, and reloads them when either changed. A bad new pair is
-// logged and the previous one kept.
-type certReloader struct {
+// Reloader serves a certificate and key from files and picks up new ones
+// without a restart: on a handshake at most every 5 seconds it looks at the
+// files, and reloads them when either changed. A bad new pair is logged and
+// the previous one kept. It is safe for concurrent use.
+type Reloader struct {
 	certFile, keyFile string
 	checkEvery        time.Duration
 	log               *slog.Logger
@@ -24,15 +28,17 @@ type certReloader struct {
 	lastCheck time.Time
 }
 
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, checkEvery: 5 * time.Second, log: log}
-	if err := r.reload(); err != nil {
+// New loads the pair certFile and keyFile, and returns a Reloader serving
+// it; log gets the outcome of later reloads.
+func New(certFile, keyFile string, log *slog.Logger) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile, checkEvery: 5 * time.Second, log: log}
+	if err := r.Reload(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *certReloader) fileStamp() (string, error) {
+func (r *Reloader) fileStamp() (string, error) {
 	var stamp string
 	for _, f := range []string{r.certFile, r.keyFile} {
 		fi, err := os.Stat(f)
@@ -44,8 +50,9 @@ func (r *certReloader) fileStamp() (string, error) {
 	return stamp, nil
 }
 
-// reload loads the pair now.
-func (r *certReloader) reload() error {
+// Reload loads the pair now, as on a SIGHUP; on an error the previous pair
+// stays.
+func (r *Reloader) Reload() error {
 	stamp, err := r.fileStamp()
 	if err != nil {
 		return fmt.Errorf("load TLS certificate: %w", err)
@@ -60,8 +67,9 @@ func (r *certReloader) reload() error {
 	return nil
 }
 
-// getCertificate is a tls.Config.GetCertificate.
-func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate is a tls.Config.GetCertificate: the current pair, after
+// a reload if the files changed.
+func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	due := time.Since(r.lastCheck) >= r.checkEvery
 	if due {
@@ -71,7 +79,7 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	r.mu.Unlock()
 	if due {
 		if now, err := r.fileStamp(); err == nil && now != stamp {
-			if err := r.reload(); err != nil {
+			if err := r.Reload(); err != nil {
 				r.log.Error("keeping the previous TLS certificate", "err", err)
 			} else {
 				r.log.Info("reloaded TLS certificate", "cert", r.certFile)
