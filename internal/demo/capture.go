@@ -2,11 +2,8 @@ package demo
 
 import (
 	"context"
-	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -16,80 +13,53 @@ import (
 	"github.com/preheatdev/preheat/stream/dirlog"
 )
 
-// capturer is a tap, as 'preheat tap' runs it, recording into a
-// directory log.
+// capturer is a tap, as 'preheat tap' runs it (capture.Serve), recording
+// into a directory log.
 type capturer struct {
 	url  string // the tap's websocket URL, without a path
-	prod *dirlog.Producer
-	rec  *capture.Recorder
-	tap  *capture.Tap
-	srv  *http.Server
-	done chan struct{} // closed when srv stops serving
-	stop func()
+	stop func() // ends Serve and waits for it: the shutdown of 'preheat tap'
 }
 
 // startCapture starts a tap in front of upstream, capturing whole sessions
-// into the directory log at dir. What it started before a failure is
-// stopped by the same shutdown as a running tap.
-func startCapture(upstream, dir string, logger *slog.Logger, set *metrics.Set) (_ *capturer, err error) {
-	c := &capturer{}
-	c.stop = sync.OnceFunc(c.shutdown)
-	defer func() {
-		if err != nil {
-			c.close()
+// into the directory log at dir.
+func startCapture(upstream, dir string, logger *slog.Logger, set *metrics.Set) (*capturer, error) {
+	prod, err := dirlog.NewProducer(dir, &dirlog.ProducerOptions{Logger: logger, Metrics: set})
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*capturer, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = prod.Close(ctx)
+		return nil, err
+	}
+	rec, err := capture.NewRecorder(prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "demo-tap", Logger: logger, Metrics: set})
+	if err != nil {
+		return fail(err)
+	}
+	tap, err := capture.NewTap(upstream, rec, &capture.TapOptions{Logger: logger, Metrics: set})
+	if err == nil {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = capture.Serve(ctx, ln, tap, prod, &capture.ServeOptions{Logger: logger})
+			}()
+			return &capturer{url: "ws://" + ln.Addr().String(), stop: sync.OnceFunc(func() { cancel(); <-done })}, nil
 		}
-	}()
-	if c.prod, err = dirlog.NewProducer(dir, &dirlog.ProducerOptions{Logger: logger, Metrics: set}); err != nil {
-		return nil, err
 	}
-	c.rec, err = capture.NewRecorder(c.prod, capture.DefaultPolicy(), &capture.RecorderOptions{TapID: "demo-tap", Logger: logger, Metrics: set})
-	if err != nil {
-		return nil, err
-	}
-	if c.tap, err = capture.NewTap(upstream, c.rec, &capture.TapOptions{Logger: logger, Metrics: set}); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	c.url = "ws://" + ln.Addr().String()
-	c.srv = &http.Server{Handler: c.tap, ErrorLog: log.New(io.Discard, "", 0)}
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		_ = c.srv.Serve(ln)
-	}()
-	return c, nil
-}
-
-// close stops the tap as 'preheat tap' stops on SIGTERM. It is safe to
-// call twice.
-func (c *capturer) close() { c.stop() }
-
-// shutdown stops what startCapture started, in the order of 'preheat
-// tap': no new connections, open sessions closed, then what was captured
-// flushed to the stream on a deadline of its own, which the sessions
-// cannot have used up.
-func (c *capturer) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if c.srv != nil {
-		_ = c.srv.Shutdown(ctx)
-		<-c.done
-	}
-	if c.tap != nil {
-		_ = c.tap.Shutdown(ctx)
-	}
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer fcancel()
-	if c.rec != nil {
-		_ = c.rec.Close(fctx)
-	}
-	if c.prod != nil {
-		_ = c.prod.Close(fctx)
-	}
+	_ = rec.Close(ctx)
+	return fail(err)
 }
+
+// close stops the tap as 'preheat tap' stops on SIGTERM: no new
+// connections, open sessions closed, then what was captured flushed to the
+// stream on a deadline of its own. It is safe to call twice.
+func (c *capturer) close() { c.stop() }
 
 // captureUntilWarm drives the fleet through the tap until server A is
 // warm by its own count, or CaptureMax passes, reporting its progress

@@ -10,9 +10,8 @@ import (
 
 // TestStartCaptureFailingStopsWhatItStarted: a tap that cannot start (its
 // upstream is not a websocket URL) leaves nothing running: the stream
-// writer and the recorder it started before the failure are stopped by the
-// tap's own shutdown, or the leak check of TestMain finds the recorder's
-// goroutines.
+// writer and the recorder it started before the failure are closed, or the
+// leak check of TestMain finds the recorder's goroutines.
 func TestStartCaptureFailingStopsWhatItStarted(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "stream")
 	if _, err := startCapture("ftp://upstream", dir, discard, metrics.NewSet()); err == nil {
