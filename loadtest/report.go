@@ -7,13 +7,12 @@ import (
 	"html/template"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/preheatdev/preheat/internal/chart"
+	"github.com/preheatdev/preheat/internal/reportfile"
 )
 
 // WriteJSON writes r as indented JSON.
@@ -35,20 +34,7 @@ func WriteJSON(w io.Writer, r *Result) error {
 // loadtest-report.html (WriteHTML), creating dir if need be, and returns
 // their paths, JSON first.
 func WriteReport(dir string, r *Result) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("report directory: %w", err)
-	}
-	paths := []string{filepath.Join(dir, "loadtest-report.json"), filepath.Join(dir, "loadtest-report.html")}
-	for i, write := range []func(io.Writer, *Result) error{WriteJSON, WriteHTML} {
-		f, err := os.Create(paths[i])
-		if err == nil {
-			err = errors.Join(write(f, r), f.Close())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("report %s: %w", paths[i], err)
-		}
-	}
-	return paths, nil
+	return reportfile.Write(dir, "loadtest-report", r, WriteJSON, WriteHTML)
 }
 
 // WriteHTML writes r as one self-contained HTML page: the run's settings

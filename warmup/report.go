@@ -1,15 +1,12 @@
 package warmup
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/preheatdev/preheat/internal/counts"
+	"github.com/preheatdev/preheat/internal/reportfile"
 	"github.com/preheatdev/preheat/readiness"
 )
 
@@ -71,18 +68,5 @@ func (w *Warmup) buildReport() *readiness.Report {
 // warm-report.html, creating dir if need be, and returns their paths, JSON
 // first.
 func WriteReport(dir string, rep *readiness.Report) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("report directory: %w", err)
-	}
-	paths := []string{filepath.Join(dir, "warm-report.json"), filepath.Join(dir, "warm-report.html")}
-	for i, write := range []func(io.Writer, *readiness.Report) error{readiness.WriteJSON, readiness.WriteHTML} {
-		f, err := os.Create(paths[i])
-		if err == nil {
-			err = errors.Join(write(f, rep), f.Close())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("report %s: %w", paths[i], err)
-		}
-	}
-	return paths, nil
+	return reportfile.Write(dir, "warm-report", rep, readiness.WriteJSON, readiness.WriteHTML)
 }
