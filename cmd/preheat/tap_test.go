@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/preheatdev/preheat/capture/redact"
+	"github.com/preheatdev/preheat/internal/testcert"
 	"github.com/preheatdev/preheat/internal/wsecho"
 )
 
@@ -286,45 +280,13 @@ func TestTapRedactSubprotocolsFlagAndConfig(t *testing.T) {
 	f(nil, "redact:\n  subprotocols: true\n", all)
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 with the given
-// common name, and returns its pool.
-func writeCert(t *testing.T, certFile, keyFile, cn string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
-}
-
 // TestTapCommandTLS serves the tap over TLS and swaps its certificate
 // files while it runs.
 func TestTapCommandTLS(t *testing.T) {
 	up := wsecho.Start(t, nil)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	poolA := writeCert(t, certFile, keyFile, "cert-a")
+	poolA := testcert.Write(t, certFile, keyFile, "cert-a")
 	p := startTap(t, "--upstream", up.URL, "--stream", "file://"+filepath.Join(dir, "s"), "--tls-cert", certFile, "--tls-key", keyFile)
 
 	serverCN := func(pool *x509.CertPool) (string, error) {
@@ -352,7 +314,7 @@ func TestTapCommandTLS(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 
 	// New files are picked up without a restart (SIGHUP forces the check).
-	poolB := writeCert(t, certFile, keyFile, "cert-b")
+	poolB := testcert.Write(t, certFile, keyFile, "cert-b")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
