@@ -20,7 +20,10 @@ import (
 // arrived when they were recorded.
 type Corpus struct {
 	// Sessions are whole sessions, each its events with the open event
-	// first. A run cycles through them in order.
+	// first. The loaders (ReadCorpus, LoadCache, LoadStream) keep each
+	// recorded server message as its skeleton (protocol.ServerSkeleton):
+	// what a load test plans from, a few bytes of a reply of kilobytes.
+	// A run cycles through them in order.
 	Sessions [][]session.Event
 	// Rate is the recorded arrival rate in sessions per second; 0 when
 	// unknown (then a run needs a fixed rate or the closed model).

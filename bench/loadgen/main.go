@@ -16,13 +16,20 @@
 //	B  wsbench load --conns CONNS --rate RATE (open loop, the same
 //	   coder/websocket library, 256 prepared queries a connection)
 //
-// and reads each process's CPU time (user + system) and peak resident set
-// size from wait4, and for A also the CPU it had used when its corpus was
-// loaded (/proc/PID/stat at its "loadtest: starting" line). A message is a
-// query sent and its echo received; both clients send the same number at
-// the same rate. Each run's record goes to --out as a JSON line; the
+// and reads each process's CPU time (user + system) from wait4, its peak
+// resident set size from its own /proc/PID/status (VmHWM, sampled every
+// 100ms; wait4's ru_maxrss is recorded too, but it can count the memory of
+// this process, whose copy the child was before it exec'd), and for A also
+// the CPU and the peak resident set it had when its corpus was loaded
+// (/proc/PID/stat and VmHWM at its "loadtest: starting" line). A message
+// is a query sent and its echo received; both clients send the same number
+// at the same rate. Each run's record goes to --out as a JSON line; the
 // summary, medians and ranges and the ratio of each A to the B that
 // follows it, to standard output.
+//
+// With --load-only, each load test is stopped (killed) at its "loadtest:
+// starting" line, and no bare client runs: what loading and planning the
+// corpus costs, alone, in seconds a round.
 //
 // It is a program and not a test because it is an experiment: minutes
 // long, its results figures to read. Everything listens on loopback; every
@@ -77,6 +84,7 @@ type config struct {
 	loadtestArgs    string
 	gomaxprocs      string
 	skipA, skipB    bool
+	loadOnly        bool
 	sessionInterval time.Duration
 }
 
@@ -98,12 +106,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.gomaxprocs, "gomaxprocs", "", "GOMAXPROCS of both clients (default: unset, every core)")
 	fs.BoolVar(&c.skipA, "skip-loadtest", false, "run only the bare client")
 	fs.BoolVar(&c.skipB, "skip-bare", false, "run only the load test")
+	fs.BoolVar(&c.loadOnly, "load-only", false, "stop each load test once its corpus is loaded (its \"loadtest: starting\" line), and run no bare client: the corpus load alone")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if c.conns <= 0 || c.rate <= 0 || c.duration <= 0 || c.rounds <= 0 || c.sessions <= 0 {
 		return errors.New("--conns, --rate, --duration, --rounds and --sessions must be positive")
 	}
+	c.skipB = c.skipB || c.loadOnly
 	c.sessionInterval = time.Duration(float64(time.Second) * float64(c.conns) / c.rate)
 	if c.work == "" {
 		dir, err := os.MkdirTemp("", "loadgen-")
@@ -185,7 +195,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			recs = append(recs, rec)
 		}
 	}
-	summarize(stdout, recs)
+	summarize(stdout, recs, c.loadOnly)
 	return nil
 }
 
@@ -198,9 +208,11 @@ type record struct {
 	Failed   int64   `json:"failed"` // messages not answered (loadtest: timeouts and closed; bare: mismatched)
 	Wall     float64 `json:"wall_s"`
 	CPU      float64 `json:"cpu_s"`
-	LoadCPU  float64 `json:"load_cpu_s"` // loadtest: CPU used before its run started (the corpus load)
-	MaxRSS   float64 `json:"maxrss_mib"`
-	RunRSS   float64 `json:"run_rss_mib"` // the most resident memory seen during the run, sampled every 100ms (loadtest: after the corpus load)
+	LoadCPU  float64 `json:"load_cpu_s"`   // loadtest: CPU used before its run started (the corpus load)
+	MaxRSS   float64 `json:"maxrss_mib"`   // wait4's ru_maxrss: may count this process's memory from before the child's exec
+	HWM      float64 `json:"hwm_mib"`      // the process's own peak resident set (VmHWM), the last read of it, every 100ms
+	LoadHWM  float64 `json:"load_hwm_mib"` // loadtest: VmHWM when its corpus was loaded, the peak of the load
+	RunRSS   float64 `json:"run_rss_mib"`  // the most resident memory seen during the run, sampled every 100ms (loadtest: after the corpus load)
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
 	Load1    string  `json:"load1"`
@@ -212,8 +224,8 @@ func (r record) perCPU() float64 { return float64(r.Messages) / r.CPU }
 func (r record) runCPU() float64 { return r.CPU - r.LoadCPU }
 
 func (r record) String() string {
-	return fmt.Sprintf("round %d %-8s %7d msgs (%d unanswered) in %5.1fs: cpu %.2fs (load %.2fs) = %6.0f msgs/cpu-s (%6.0f without the load), maxrss %5.1f MiB (run %5.1f), p50 %.2fms p99 %.2fms, load1 %s",
-		r.Round, r.Kind, r.Messages, r.Failed, r.Wall, r.CPU, r.LoadCPU, r.perCPU(), float64(r.Messages)/r.runCPU(), r.MaxRSS, r.RunRSS, r.P50, r.P99, r.Load1)
+	return fmt.Sprintf("round %d %-8s %7d msgs (%d unanswered) in %5.1fs: cpu %.2fs (load %.2fs) = %6.0f msgs/cpu-s (%6.0f without the load), peak rss %5.1f MiB (load %5.1f, run %5.1f, wait4 %5.1f), p50 %.2fms p99 %.2fms, load1 %s",
+		r.Round, r.Kind, r.Messages, r.Failed, r.Wall, r.CPU, r.LoadCPU, r.perCPU(), float64(r.Messages)/r.runCPU(), r.HWM, r.LoadHWM, r.RunRSS, r.MaxRSS, r.P50, r.P99, r.Load1)
 }
 
 func queriesPerSession(c *config) int { return int(c.duration / c.sessionInterval) }
@@ -303,6 +315,10 @@ func runLoadtest(ctx context.Context, c *config, bin, corpusFile, target, report
 	if err := cmd.Start(); err != nil {
 		return rec, err
 	}
+	pid := cmd.Process.Pid
+	hwm := make(chan float64, 1)
+	stopHWM := make(chan struct{})
+	go func() { hwm <- sampleStatus(pid, "VmHWM:", stopHWM) }()
 	sampled := make(chan float64, 1)
 	stopSampling := make(chan struct{})
 	defer close(stopSampling)
@@ -312,16 +328,30 @@ func runLoadtest(ctx context.Context, c *config, bin, corpusFile, target, report
 		line := sc.Text()
 		if strings.Contains(line, "loadtest: starting") && !started {
 			started = true
-			rec.LoadCPU = procCPU(cmd.Process.Pid)
-			go func() { sampled <- sampleRSS(cmd.Process.Pid, stopSampling) }()
+			rec.LoadCPU = procCPU(pid)
+			rec.LoadHWM = statusMiB(pid, "VmHWM:")
+			if c.loadOnly {
+				_ = cmd.Process.Kill() // its standard error ends with it
+			} else {
+				go func() { sampled <- sampleStatus(pid, "VmRSS:", stopSampling) }()
+			}
 		}
 		if tail.Len() < 8192 {
 			tail.WriteString(line + "\n")
 		}
 	}
 	err = cmd.Wait()
+	close(stopHWM)
+	rec.HWM = <-hwm
 	rec.Wall = time.Since(t0).Seconds()
 	readUsage(&rec, cmd.ProcessState)
+	if c.loadOnly {
+		if !started {
+			return rec, fmt.Errorf("the load test did not start: %v\n%s", err, tail.String())
+		}
+		rec.HWM = max(rec.HWM, rec.LoadHWM)
+		return rec, nil
+	}
 	if started {
 		rec.RunRSS = <-sampled
 	}
@@ -355,11 +385,12 @@ func runBare(ctx context.Context, c *config, target string) (record, error) {
 		return rec, err
 	}
 	stopSampling := make(chan struct{})
-	sampled := make(chan float64, 1)
-	go func() { sampled <- sampleRSS(cmd.Process.Pid, stopSampling) }()
+	sampled, hwm := make(chan float64, 1), make(chan float64, 1)
+	go func() { sampled <- sampleStatus(cmd.Process.Pid, "VmRSS:", stopSampling) }()
+	go func() { hwm <- sampleStatus(cmd.Process.Pid, "VmHWM:", stopSampling) }()
 	err := cmd.Wait()
 	close(stopSampling)
-	rec.RunRSS = <-sampled
+	rec.RunRSS, rec.HWM = <-sampled, <-hwm
 	rec.Wall = time.Since(t0).Seconds()
 	readUsage(&rec, cmd.ProcessState)
 	if err != nil {
@@ -410,29 +441,48 @@ func procCPU(pid int) float64 {
 	return (ut + st) / 100 // clock ticks; 100 a second on Linux
 }
 
-// sampleRSS returns the largest VmRSS of process pid, in MiB, read every
-// 100ms until stop is closed or the process is gone.
-func sampleRSS(pid int, stop <-chan struct{}) float64 {
+// sampleStatus returns the largest value of the field (such as "VmRSS:")
+// of process pid's /proc/PID/status, in MiB, read every 100ms until stop
+// is closed or the process is gone.
+func sampleStatus(pid int, field string, stop <-chan struct{}) float64 {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	most := 0.0
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
+		v, ok := status(pid, field)
+		if !ok {
 			return most
 		}
-		for line := range strings.Lines(string(b)) {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				most = max(most, kb/1024)
-			}
-		}
+		most = max(most, v)
 		select {
 		case <-t.C:
 		case <-stop:
 			return most
 		}
 	}
+}
+
+// statusMiB returns the field (such as "VmHWM:", in kB) of process pid's
+// /proc/PID/status, in MiB; 0 if it cannot be read.
+func statusMiB(pid int, field string) float64 {
+	v, _ := status(pid, field)
+	return v
+}
+
+// status returns the field of process pid's /proc/PID/status, in MiB; ok
+// is false when the process is gone or its memory is (it is exiting).
+func status(pid int, field string) (mib float64, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024, true
+		}
+	}
+	return 0, false
 }
 
 func loadAverage() string {
@@ -444,8 +494,9 @@ func loadAverage() string {
 }
 
 // summarize prints medians and ranges by kind, and the ratio of each load
-// test run to the bare run that follows it.
-func summarize(w io.Writer, recs []record) {
+// test run to the bare run that follows it; with loadOnly, only the CPU and
+// the memory of the corpus load.
+func summarize(w io.Writer, recs []record, loadOnly bool) {
 	by := map[string][]record{}
 	for _, r := range recs {
 		by[r.Kind] = append(by[r.Kind], r)
@@ -465,6 +516,9 @@ func summarize(w io.Writer, recs []record) {
 	if len(by["before"]) > 0 {
 		kinds = []string{"before", "loadtest", "bare"}
 	}
+	if loadOnly {
+		kinds = kinds[:len(kinds)-1] // no bare client ran
+	}
 	fmt.Fprintf(w, "\n| median (range) | %s |\n|%s\n", strings.Join(kinds, " | "), strings.Repeat(" --- |", len(kinds)+1))
 	rows := []struct {
 		name string
@@ -473,11 +527,22 @@ func summarize(w io.Writer, recs []record) {
 		{"messages per CPU-second", record.perCPU},
 		{"messages per CPU-second, corpus load aside", func(r record) float64 { return float64(r.Messages) / r.runCPU() }},
 		{"CPU seconds", func(r record) float64 { return r.CPU }},
-		{"peak RSS, MiB", func(r record) float64 { return r.MaxRSS }},
+		{"CPU seconds of the corpus load", func(r record) float64 { return r.LoadCPU }},
+		{"peak RSS (VmHWM), MiB", func(r record) float64 { return r.HWM }},
+		{"peak RSS while loading the corpus (VmHWM), MiB", func(r record) float64 { return r.LoadHWM }},
+		{"peak RSS (wait4), MiB", func(r record) float64 { return r.MaxRSS }},
 		{"most RSS during the run, MiB", func(r record) float64 { return r.RunRSS }},
 		{"messages answered", func(r record) float64 { return float64(r.Messages) }},
 		{"round trip p50, ms", func(r record) float64 { return r.P50 }},
 		{"round trip p99, ms", func(r record) float64 { return r.P99 }},
+	}
+	if loadOnly {
+		rows = slices.DeleteFunc(rows, func(r struct {
+			name string
+			f    func(record) float64
+		}) bool {
+			return !strings.Contains(r.name, "CPU seconds") && !strings.Contains(r.name, "peak RSS")
+		})
 	}
 	for _, row := range rows {
 		fmt.Fprintf(w, "| %s |", row.name)
@@ -485,6 +550,9 @@ func summarize(w io.Writer, recs []record) {
 			fmt.Fprintf(w, " %s |", stat(k, row.f))
 		}
 		fmt.Fprintln(w)
+	}
+	if loadOnly {
+		return
 	}
 	// Each load test run against the bare run of its round.
 	bare := map[int]record{}

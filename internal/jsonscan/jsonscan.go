@@ -6,8 +6,9 @@
 // replayer's field paths share, and the one decoder of string escapes,
 // which package redact uses too.
 //
-// It does not validate: every function expects text that json.Valid has
-// accepted, and still checks its bounds, so that a caller's mistake or a
+// Valid and ValidEnd validate, as json.Valid does and faster. The rest does
+// not: every other function expects text that Valid has accepted, and
+// still checks its bounds, so that a caller's mistake or a
 // message that is not JSON after all costs a wrong index, never a panic.
 // Which keys a caller looks for, and how loosely it matches them (case
 // folding, duplicates, keys cut at an escaped NUL), is the caller's.
