@@ -43,7 +43,7 @@ func (c *graphQLConversation) Client(msg []byte, binary bool) Judgement {
 	if binary {
 		return Judgement{Reason: "binary message"}
 	}
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return Judgement{Reason: "not json"}
 	}
 	var v [3][]byte
@@ -92,7 +92,7 @@ func (c *graphQLConversation) Client(msg []byte, binary bool) Judgement {
 // like its pongs and the legacy protocol's "ka", are heartbeats; next, data,
 // error and complete belong to the operation of their id.
 func (c *graphQLConversation) Server(msg []byte, binary bool) ServerMessage {
-	if binary || !json.Valid(msg) {
+	if binary || !jsonscan.Valid(msg) {
 		return ServerMessage{}
 	}
 	var v [3][]byte

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -104,7 +103,7 @@ type jsonConversation struct{ keys *opKeys }
 // Client judges a plain JSON message. A binary message is judged by its
 // content like a text one: some clients send JSON in binary frames.
 func (c *jsonConversation) Client(msg []byte, binary bool) Judgement {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return Judgement{Reason: "not json"}
 	}
 	var w jsonWalk
@@ -118,7 +117,7 @@ func (c *jsonConversation) Client(msg []byte, binary bool) Judgement {
 // operation of its top-level "id" (its JSON text, quotes and all, as
 // Judgement.ID gives it). Plain JSON has no answers: its dialect is unknown.
 func (c *jsonConversation) Server(msg []byte, binary bool) ServerMessage {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return ServerMessage{}
 	}
 	var v [3][]byte

@@ -1,8 +1,6 @@
 package protocol
 
 import (
-	"encoding/json"
-
 	"github.com/preheatdev/preheat/internal/jsonscan"
 )
 
@@ -43,7 +41,7 @@ const maxBatch = 1024
 // of the server's) is a Reply. Kind is the method (a batch's first); ID is
 // the id's JSON text, quotes and all; a batch has none.
 func (c *jsonRPCConversation) Client(msg []byte, binary bool) Judgement {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return Judgement{Reason: "not json"}
 	}
 	i := jsonscan.SkipSpace(msg, 0)
@@ -152,7 +150,7 @@ func hasBackslash(b []byte) bool {
 // id. JSON-RPC has no heartbeats; a notification, a request of the server's
 // and a batch of responses belong to no one request.
 func (c *jsonRPCConversation) Server(msg []byte, binary bool) ServerMessage {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return ServerMessage{}
 	}
 	var v [5][]byte

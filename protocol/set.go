@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -125,7 +124,7 @@ func socketIOOpening(first []byte) bool {
 // jsonRPCMessage reports whether a message is a JSON-RPC 2.0 object, or a
 // batch whose first element is one.
 func jsonRPCMessage(msg []byte) bool {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return false
 	}
 	i := jsonscan.SkipSpace(msg, 0)
@@ -141,7 +140,7 @@ func jsonRPCMessage(msg []byte) bool {
 // connectionInit reports whether a message is a GraphQL websocket
 // connection_init.
 func connectionInit(msg []byte) bool {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		return false
 	}
 	var v [1][]byte

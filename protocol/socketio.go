@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"bytes"
-	"encoding/json"
 
 	"github.com/preheatdev/preheat/internal/jsonscan"
 )
@@ -172,7 +171,7 @@ func (c *socketIOConversation) event(pk sioPacket) Judgement {
 	j := Judgement{Role: Operation, ID: pk.id}
 	p := pk.payload
 	i := jsonscan.SkipSpace(p, 0)
-	if i >= len(p) || p[i] != '[' || !json.Valid(p) {
+	if i >= len(p) || p[i] != '[' || !jsonscan.Valid(p) {
 		j.Reason = "malformed event"
 		return j
 	}

@@ -50,7 +50,7 @@ func span(msg []byte, p path) (start, end int, found bool, err error) {
 // objectBody validates msg as a JSON object and returns the index just after
 // its opening brace.
 func objectBody(msg []byte) (int, error) {
-	if !json.Valid(msg) {
+	if !jsonscan.Valid(msg) {
 		if len(msg) == 0 {
 			return 0, errors.New("empty message")
 		}
