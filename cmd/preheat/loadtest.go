@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -15,12 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/preheatdev/preheat/loadtest"
 	"github.com/preheatdev/preheat/replaycache"
 	"github.com/preheatdev/preheat/replayer"
-	"github.com/preheatdev/preheat/stream"
 )
 
 // loadtestOptions are preheat loadtest's settings.
@@ -335,77 +332,14 @@ func (o *loadtestOptions) loadCorpus(ctx context.Context, log *slog.Logger) (*lo
 	if err != nil {
 		return nil, usagef("--mode: %v", err)
 	}
-	req := replaycache.SelectRequest{Mode: mode, Filter: replaycache.Filter{
-		Route: o.route, CompleteOnly: true, MinClientFrames: 1, Limit: o.sessions,
-	}}
-	src := o.source
-	switch {
-	case strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://"):
-		client, err := replaycache.NewClient(src, &replaycache.ClientOptions{Token: o.sourceToken})
-		if err != nil {
-			return nil, usagef("--source: %v", err)
-		}
-		c, err := loadtest.LoadCache(ctx, client, req)
-		if err != nil {
-			return nil, fmt.Errorf("load from cache: %w", err)
-		}
-		return c, nil
-	case src == "-":
-		c, err := loadtest.ReadCorpus(os.Stdin)
-		if err != nil {
-			return nil, fmt.Errorf("load corpus from stdin: %w", err)
-		}
-		return c, nil
+	c, err := loadtest.Load(ctx, o.source, &loadtest.SourceOptions{Token: o.sourceToken, Window: o.window, Logger: log,
+		Request: replaycache.SelectRequest{Mode: mode, Filter: replaycache.Filter{
+			Route: o.route, CompleteOnly: true, MinClientFrames: 1, Limit: o.sessions,
+		}}})
+	if se := (*loadtest.SourceError)(nil); errors.As(err, &se) {
+		return nil, usagef("--source %q: %v", se.Source, se.Err)
 	}
-	path := src
-	if u, err := url.Parse(src); err == nil && u.Scheme == "file" {
-		path = u.Path
-	}
-	if kinesis := strings.HasPrefix(src, "kinesis://"); kinesis || isDir(path) {
-		// A directory log is kept for load tests: all of it is read unless
-		// --window says otherwise. A live stream's last 15 minutes are
-		// the load of now.
-		window := o.window
-		if window == 0 && kinesis {
-			window = 15 * time.Minute
-		}
-		start := stream.Start{StopAtEnd: true} // zero Time: the oldest record
-		if window > 0 {
-			start.Time = time.Now().Add(-window)
-		} else {
-			window = -1 // every session the log retains
-		}
-		set := metrics.NewSet()
-		cons, err := openConsumer(ctx, src, start, log, set)
-		if err != nil {
-			return nil, fmt.Errorf("open stream: %w", err)
-		}
-		defer cons.Close()
-		c, err := loadtest.LoadStream(ctx, cons, &loadtest.StreamOptions{Window: window, Request: req,
-			Cache: &replaycache.Options{Logger: log, Metrics: set}})
-		if err != nil {
-			return nil, fmt.Errorf("load from stream: %w", err)
-		}
-		return c, nil
-	}
-	if strings.Contains(src, "://") && !strings.HasPrefix(src, "file://") {
-		return nil, usagef("--source %q: want http(s)://, file://, kinesis:// or a corpus file", src)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open corpus: %w", err)
-	}
-	defer f.Close()
-	c, err := loadtest.ReadCorpus(f)
-	if err != nil {
-		return nil, fmt.Errorf("load corpus %s: %w", path, err)
-	}
-	return c, nil
-}
-
-func isDir(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.IsDir()
+	return c, err
 }
 
 // isTerminal reports whether w is a terminal.
