@@ -18,8 +18,12 @@ import (
 
 // load measures what a canary costs the reference: the reference serves
 // its own traffic (a replay at --background msg/s, standing in for its
-// users) for --duration alone, then for --duration beside a canary; the
-// users' message rate and latency are compared.
+// users) for --duration in each of three windows, in turn: alone; while a
+// canary runs between the candidate and a third server (the machine does
+// the canary's work, the reference does none of it); and beside a canary
+// against it. Everything shares this machine's cores, so the second window
+// is the control: what the third adds over it is the canary's load on the
+// reference, what the second adds over the first is the machine's.
 func load(ctx context.Context, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	var c common
@@ -29,9 +33,10 @@ func load(ctx context.Context, out io.Writer, args []string) error {
 	if err := parse(fs, out, args); err != nil {
 		return err
 	}
-	ref, cand := serve(nil), serve(nil)
+	ref, cand, other := serve(nil), serve(nil), serve(nil)
 	defer ref.close()
 	defer cand.close()
+	defer other.close()
 
 	var mu sync.Mutex
 	hist := hdrhistogram.New(1000, int64(time.Minute), 3)
@@ -58,8 +63,8 @@ func load(ctx context.Context, out io.Writer, args []string) error {
 		}
 	}()
 
-	fmt.Fprintf(out, "load: the reference's own traffic at %.0f msg/s, %v alone then %v beside a canary at %.0f msg/s, %d times; %s\n",
-		*background, c.duration, c.duration, c.rate, *runs, machine())
+	fmt.Fprintf(out, "load: the reference's own traffic at %.0f msg/s, %v alone, %v while a canary at %.0f msg/s runs elsewhere, %v beside it, %d times; %s\n",
+		*background, c.duration, c.duration, c.rate, c.duration, *runs, machine())
 	// A warm-up of the users' traffic is not measured.
 	if !sleep(ctx, 5*time.Second) {
 		return ctx.Err()
@@ -80,18 +85,23 @@ func load(ctx context.Context, out io.Writer, args []string) error {
 	}
 	for i := range *runs {
 		window(fmt.Sprintf("%d: alone", i+1), func() { sleep(ctx, c.duration) })
-		var res *canary.Result
-		var err error
-		window(fmt.Sprintf("%d: with a canary", i+1), func() {
-			var cn *canary.Canary
-			if cn, err = canary.New(cand.url, ref.url, c.options(i)); err == nil {
-				res, err = cn.Run(ctx, replayer.NewSliceSource(corpusSessions(c.seed+uint64(i))))
+		for _, w := range []struct {
+			name    string
+			against *server // the canary's reference
+		}{{"canary elsewhere", other}, {"canary on it", ref}} {
+			var res *canary.Result
+			var err error
+			window(fmt.Sprintf("%d: %s", i+1, w.name), func() {
+				var cn *canary.Canary
+				if cn, err = canary.New(cand.url, w.against.url, c.options(i)); err == nil {
+					res, err = cn.Run(ctx, replayer.NewSliceSource(corpusSessions(c.seed+uint64(i))))
+				}
+			})
+			if err != nil {
+				return err
 			}
-		})
-		if err != nil {
-			return err
+			fmt.Fprintf(out, "%d: the canary %s: %s: %s (%s)\n", i+1, w.name, res.Outcome, res.Finding, rates(res))
 		}
-		fmt.Fprintf(out, "%d: the canary: %s: %s (%s)\n", i+1, res.Outcome, res.Finding, rates(res))
 	}
 	fmt.Fprintf(out, "load: done; load average now %s\n", loadAverage())
 	return ctx.Err()

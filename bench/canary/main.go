@@ -4,7 +4,7 @@
 //
 //	go run ./bench/canary falsepos [flags]     # equal servers, run after run: about 21 minutes at the defaults
 //	go run ./bench/canary sensitivity [flags]  # one kind, or every kind, slower by factors: about 5 minutes a factor
-//	go run ./bench/canary load [flags]         # the reference's own traffic before and during a canary: about 2 minutes
+//	go run ./bench/canary load [flags]         # the reference's own traffic alone, beside a canary elsewhere, beside one on it: about 10 minutes
 //
 // "go run ./bench/canary SUBCOMMAND -h" lists a subcommand's flags and
 // their defaults, which are the canary's own (package canary's Default*).
