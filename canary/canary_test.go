@@ -115,6 +115,9 @@ func TestCanaryFindsSlowKind(t *testing.T) {
 // regression, run after run. (bench/canary measures the false-positive
 // rate over 20 runs at the defaults; docs/canary.md has the figure.)
 func TestCanaryEqualServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two real-time canary phases between simulated servers: about 12 seconds")
+	}
 	_, a := serveSim(t, 1, nil)
 	_, b := serveSim(t, 1, nil)
 	for seed := range uint64(2) {

@@ -61,6 +61,9 @@ const slowFactor = 200
 // the deadline, unready, the kind named in the decision, /status, the
 // metrics and the report.
 func TestWarmupCanaryHoldsRegression(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up and canary phase of simulated servers: about 16 seconds")
+	}
 	target, metricsURL := serveWarmSim(t, map[string]float64{"tasks.get": slowFactor})
 	reference, _ := serveWarmSim(t, nil)
 	w := canaryWarmup(t, target, metricsURL, reference, false, 6*time.Second, 16*time.Second)
@@ -96,6 +99,9 @@ func TestWarmupCanaryHoldsRegression(t *testing.T) {
 // TestWarmupCanaryReleasePolicy: under ReleaseOnRegression the same pod
 // is released, the regression in the release's reason.
 func TestWarmupCanaryReleasePolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real-time warm-up and canary phase of simulated servers: about 11 seconds")
+	}
 	target, metricsURL := serveWarmSim(t, map[string]float64{"tasks.get": slowFactor})
 	reference, _ := serveWarmSim(t, nil)
 	res, err := canaryWarmup(t, target, metricsURL, reference, true, 6*time.Second, time.Minute).Run(t.Context())

@@ -143,6 +143,9 @@ func TestWarmupReleasesWarmPod(t *testing.T) {
 // idle, and an idle pod's signals are flat too. Unless told otherwise the
 // warm-up requires DefaultMinResponses answers, and the deadline decides.
 func TestWarmupIdlePodIsNotWarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-time warm-ups of an idle simulated pod: about 9 seconds")
+	}
 	f := func(minResponses int, outcome, reason string) {
 		t.Helper()
 		_, target, metricsURL := serveCold(t)
